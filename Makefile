@@ -1,0 +1,105 @@
+# certbound: build, test, package and demo. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+TARGET := wasm32-wasip1
+WASM   := target/$(TARGET)/release/certbound.wasm
+DIST   := dist
+PY     ?= python3
+
+# Which toolchain builds the wasm: auto (rustup's target, else Debian's packages), rustup, debian.
+WASM_ROUTE ?= auto
+
+.PHONY: help build build-debian test unit lint e2e compose-check dist demo demo-stop bench clean
+
+help:
+	@echo "make build          certbound.wasm in $(WASM) (installs the wasm32-wasip1 target itself)"
+	@echo "make test           every test: unit + host-shaped + schema (cargo), clippy, e2e in real Envoy, compose file"
+	@echo "make unit | lint | e2e | compose-check   one part of 'make test'"
+	@echo "make dist           $(DIST)/ with certbound.wasm + certbound.meta.json (mount it as Kong's wasm_filters_path)"
+	@echo "make demo           IdP + Envoy + upstream on 127.0.0.1 and a narrated stolen-token replay; 'make demo-stop' ends it"
+	@echo "make bench          throughput and latency through Envoy against a no-filter baseline; opt-level comparison"
+	@echo "make build-debian   the wasm from Debian's Rust packages only (the fallback route), into target/debian/"
+
+# --- the wasm ------------------------------------------------------------------------------
+# rustup's target first; without rustup, or if it cannot download, Debian's Rust 1.85 with
+# build-std. Our dependencies declare newer Rust versions for library APIs that 1.85 has
+# as unstable features, so that route turns those features on for crates.io crates only.
+DEBIAN_PKGS := rustc-web cargo-web rust-web-src wasi-libc lld-19
+DEBIAN_FEATURES := integer_sign_cast,const_black_box,slice_as_chunks,unsigned_is_multiple_of
+
+build:
+	@set -e; route="$(WASM_ROUTE)"; \
+	if [ "$$route" = auto ]; then \
+	  if command -v rustup >/dev/null && { rustup target list --installed | grep -qx $(TARGET) || \
+	       { echo "==> installing the Rust target $(TARGET) (rustup)"; rustup target add $(TARGET); }; }; \
+	  then route=rustup; else echo "==> rustup's $(TARGET) target is not available; using Debian's Rust packages"; route=debian; fi; \
+	fi; \
+	if [ "$$route" = debian ]; then $(MAKE) --no-print-directory build-debian DEBIAN_OUT=target; \
+	else echo "==> building $(WASM)"; cargo build --release --target $(TARGET); fi; \
+	ls -l $(WASM) | awk '{printf "==> %s: %d bytes\n", $$NF, $$5}'
+
+DEBIAN_OUT ?= target/debian
+build-debian:
+	@set -e; \
+	missing=$$(for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing Debian packages:" $$missing; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi; \
+	mkdir -p $(DEBIAN_OUT); \
+	printf '%s\n' '#!/bin/sh' \
+	  '# rustc wrapper: newer library features for crates.io crates, never for the standard library.' \
+	  'rustc="$$1"; shift' \
+	  'case " $$* " in *" --crate-name core "*|*" --crate-name std "*|*" --crate-name alloc "*|*"/rustlib/src/"*) exec "$$rustc" "$$@";; esac' \
+	  'case " $$* " in *"index.crates.io"*) exec "$$rustc" "$$@" -Zcrate-attr="feature($(DEBIAN_FEATURES))" -Astable-features;; esac' \
+	  'exec "$$rustc" "$$@"' > $(DEBIAN_OUT)/debian-rustc-wrapper.sh; \
+	chmod +x $(DEBIAN_OUT)/debian-rustc-wrapper.sh; \
+	echo "==> building certbound.wasm with Debian's Rust $$(/usr/bin/rustc --version | cut -d' ' -f2) and build-std into $(DEBIAN_OUT)/"; \
+	PATH=/usr/lib/llvm-19/bin:$$PATH \
+	RUSTC_WRAPPER=$(CURDIR)/$(DEBIAN_OUT)/debian-rustc-wrapper.sh RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc \
+	RUSTFLAGS="-C linker=wasm-ld-19 -C link-self-contained=no -L /usr/lib/wasm32-wasi" \
+	/usr/bin/cargo build --release --target $(TARGET) --target-dir $(DEBIAN_OUT) \
+	  -Z build-std=std,panic_abort --ignore-rust-version --quiet
+
+# --- tests -----------------------------------------------------------------------------------
+test: unit lint build e2e compose-check
+	@echo "==> all tests passed"
+
+unit:
+	@echo "==> cargo test (pure core, host-shaped filter tests, config schema)"
+	cargo test --quiet
+
+lint: build
+	@echo "==> clippy (native and wasm), -D warnings"
+	cargo clippy --quiet --all-targets -- -D warnings
+	cargo clippy --quiet --release --target $(TARGET) -- -D warnings
+
+e2e: build
+	@echo "==> end to end: real Envoy 1.40 + oidc-provider + echo upstream"
+	$(PY) tests/e2e/run_tests.py --wasm $(WASM)
+
+compose-check:
+	@if [ -f tests/compose/check.py ]; then echo "==> docker-compose harness"; $(PY) tests/compose/check.py; fi
+
+# --- packaging -------------------------------------------------------------------------------
+dist: build
+	@mkdir -p $(DIST)
+	cp $(WASM) $(DIST)/certbound.wasm
+	$(PY) -c 'import json,sys; s=json.load(open("filter-config/certbound.schema.json")); json.dump({"config_schema": s}, open("$(DIST)/certbound.meta.json","w"), indent=2)'
+	@echo "==> $(DIST)/ holds certbound.wasm and certbound.meta.json: point Kong's wasm_filters_path at it"
+
+# --- demo and benchmark ----------------------------------------------------------------------
+demo: build
+	$(PY) tests/e2e/demo.py
+
+demo-stop:
+	$(PY) tests/e2e/demo.py stop
+
+bench:
+	$(PY) tests/bench/bench.py
+
+clean:
+	cargo clean
+	rm -rf $(DIST)

@@ -1,0 +1,175 @@
+//! A bounded cache of introspection answers, keyed by the SHA-256 of the token (the token
+//! itself is never stored). It is direct-mapped: a fixed number of slots, each holding one
+//! entry, so its size is bounded without any eviction bookkeeping, and the same layout works
+//! per worker or in the host's shared data (which has no way to list or expire keys).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+/// Largest payload stored; bigger answers are simply not cached.
+pub const MAX_PAYLOAD: usize = 4 * 1024;
+const MAGIC: &[u8; 4] = b"cb1\0";
+const HEADER: usize = MAGIC.len() + 32 + 8;
+
+/// SHA-256 of an access token.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> TokenHash {
+        TokenHash(Sha256::digest(token.as_bytes()).into())
+    }
+}
+
+/// Where entries live: per-worker memory or the host's shared data.
+pub trait Store {
+    fn load(&self, key: &str) -> Option<Vec<u8>>;
+    fn save(&self, key: &str, value: &[u8]);
+}
+
+impl<T: Store + ?Sized> Store for &T {
+    fn load(&self, key: &str) -> Option<Vec<u8>> {
+        (**self).load(key)
+    }
+    fn save(&self, key: &str, value: &[u8]) {
+        (**self).save(key, value)
+    }
+}
+
+/// Per-worker store; its keys are slot names, so it is bounded by the slot count.
+#[derive(Default)]
+pub struct LocalStore(RefCell<HashMap<String, Vec<u8>>>);
+
+impl LocalStore {
+    pub fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+}
+
+impl Store for LocalStore {
+    fn load(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.borrow().get(key).cloned()
+    }
+    fn save(&self, key: &str, value: &[u8]) {
+        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+    }
+}
+
+/// The slot layout of one filter configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotCache {
+    prefix: String,
+    slots: u32,
+}
+
+impl SlotCache {
+    /// `scope` separates filter configurations that share one store (two routes with two
+    /// IdPs must never see each other's answers); it is hashed into the key prefix.
+    pub fn new(scope: &str, slots: u32) -> SlotCache {
+        let digest = Sha256::digest(scope.as_bytes());
+        let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        SlotCache { prefix: format!("certbound.{tag}.introspection."), slots: slots.max(1) }
+    }
+
+    pub fn key(&self, hash: &TokenHash) -> String {
+        let [a, b, c, d, ..] = hash.0;
+        format!("{}{}", self.prefix, u32::from_be_bytes([a, b, c, d]) % self.slots)
+    }
+
+    pub fn get(&self, store: &dyn Store, hash: &TokenHash, now: u64) -> Option<Vec<u8>> {
+        decode(&store.load(&self.key(hash))?, hash, now)
+    }
+
+    /// Stores `payload` until `expires_at`; returns false if it was too large to cache.
+    pub fn put(&self, store: &dyn Store, hash: &TokenHash, expires_at: u64, payload: &[u8]) -> bool {
+        if payload.len() > MAX_PAYLOAD {
+            return false;
+        }
+        let mut entry = Vec::with_capacity(HEADER + payload.len());
+        entry.extend_from_slice(MAGIC);
+        entry.extend_from_slice(&hash.0);
+        entry.extend_from_slice(&expires_at.to_be_bytes());
+        entry.extend_from_slice(payload);
+        store.save(&self.key(hash), &entry);
+        true
+    }
+}
+
+/// The payload of `entry` if it belongs to `hash` (slots are shared by colliding tokens)
+/// and has not expired.
+fn decode(entry: &[u8], hash: &TokenHash, now: u64) -> Option<Vec<u8>> {
+    let rest = entry.strip_prefix(MAGIC.as_slice())?;
+    let (stored_hash, rest) = rest.split_first_chunk::<32>()?;
+    let (expires, payload) = rest.split_first_chunk::<8>()?;
+    (stored_hash == &hash.0 && now < u64::from_be_bytes(*expires)).then(|| payload.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_until_expiry() {
+        let store = LocalStore::default();
+        let cache = SlotCache::new("idp-a", 16);
+        let h = TokenHash::of("token-1");
+        assert!(cache.put(&store, &h, 100, b"payload"));
+        assert_eq!(cache.get(&store, &h, 99).as_deref(), Some(&b"payload"[..]));
+        assert_eq!(cache.get(&store, &h, 100), None);
+    }
+
+    #[test]
+    fn colliding_tokens_never_read_each_others_entry() {
+        let store = LocalStore::default();
+        let cache = SlotCache::new("idp-a", 1);
+        let (a, b) = (TokenHash::of("a"), TokenHash::of("b"));
+        cache.put(&store, &a, 100, b"for a");
+        assert_eq!(cache.get(&store, &b, 1), None);
+        cache.put(&store, &b, 100, b"for b");
+        assert_eq!(cache.get(&store, &a, 1), None, "b evicted a from the single slot");
+        assert_eq!(cache.get(&store, &b, 1).as_deref(), Some(&b"for b"[..]));
+    }
+
+    #[test]
+    fn the_store_is_bounded_by_the_slot_count() {
+        let store = LocalStore::default();
+        let cache = SlotCache::new("idp-a", 8);
+        for i in 0..1000 {
+            cache.put(&store, &TokenHash::of(&format!("t{i}")), 100, b"x");
+        }
+        assert!(store.0.borrow().len() <= 8);
+    }
+
+    #[test]
+    fn configurations_do_not_share_entries() {
+        let store = LocalStore::default();
+        let (one, two) = (SlotCache::new("idp-a", 8), SlotCache::new("idp-b", 8));
+        let h = TokenHash::of("t");
+        one.put(&store, &h, 100, b"x");
+        assert_eq!(two.get(&store, &h, 1), None);
+    }
+
+    #[test]
+    fn keys_hold_no_token_material_and_oversized_payloads_are_skipped() {
+        let store = LocalStore::default();
+        let cache = SlotCache::new("idp-a", 8);
+        let h = TokenHash::of("secret-token");
+        cache.put(&store, &h, 100, b"x");
+        for (k, v) in store.0.borrow().iter() {
+            assert!(!k.contains("secret-token"));
+            assert!(!v.windows(12).any(|w| w == b"secret-token"));
+        }
+        assert!(!cache.put(&store, &h, 100, &vec![b'x'; MAX_PAYLOAD + 1]));
+    }
+
+    #[test]
+    fn garbage_entries_are_misses() {
+        let store = LocalStore::default();
+        let cache = SlotCache::new("idp-a", 1);
+        let h = TokenHash::of("t");
+        store.save(&cache.key(&h), b"cb1\0short");
+        assert_eq!(cache.get(&store, &h, 1), None);
+    }
+}

@@ -1,0 +1,219 @@
+//! The client certificate's SHA-256 thumbprint (RFC 8705 §3.1 `x5t#S256`), from whatever
+//! form the host or a trusted proxy hands it over in.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use der::Decode;
+use ipnet::IpNet;
+use percent_encoding::percent_decode_str;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use x509_cert::Certificate;
+
+use crate::config::HeaderFormat;
+
+/// Largest certificate blob we look at; real client certificates are 1-3 KiB.
+const MAX_CERT_INPUT: usize = 32 * 1024;
+
+/// Standard base64 that tolerates missing padding (RFC 8941 parsers should).
+const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// SHA-256 of a certificate's DER encoding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Thumbprint([u8; 32]);
+
+/// Why a presented certificate could not be used. Never carries certificate bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertError {
+    TooLarge,
+    NotPem,
+    NotDer,
+    NotCertificate,
+    BadDigest,
+    BadHeaderSyntax,
+    /// An XFCC element whose `Hash` and `Cert` describe different certificates.
+    Inconsistent,
+}
+
+impl fmt::Display for CertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CertError::TooLarge => "certificate input too large",
+            CertError::NotPem => "not a PEM certificate",
+            CertError::NotDer => "not base64 of DER",
+            CertError::NotCertificate => "not an X.509 certificate",
+            CertError::BadDigest => "not a hex SHA-256 digest",
+            CertError::BadHeaderSyntax => "malformed certificate header",
+            CertError::Inconsistent => "XFCC Hash and Cert disagree",
+        })
+    }
+}
+
+impl Thumbprint {
+    /// From the certificate's DER, which must parse as an X.509 certificate: an arbitrary blob
+    /// hashed as if it were one would let a proxy bug masquerade as a binding.
+    pub fn from_der(der: &[u8]) -> Result<Thumbprint, CertError> {
+        if der.len() > MAX_CERT_INPUT {
+            return Err(CertError::TooLarge);
+        }
+        Certificate::from_der(der).map_err(|_| CertError::NotCertificate)?;
+        Ok(Thumbprint(Sha256::digest(der).into()))
+    }
+
+    /// From PEM text; the first certificate block is the leaf.
+    pub fn from_pem(pem: &[u8]) -> Result<Thumbprint, CertError> {
+        if pem.len() > MAX_CERT_INPUT {
+            return Err(CertError::TooLarge);
+        }
+        let text = std::str::from_utf8(pem).map_err(|_| CertError::NotPem)?.trim();
+        const END: &str = "-----END CERTIFICATE-----";
+        let first = text.find(END).and_then(|i| text.get(..i + END.len())).ok_or(CertError::NotPem)?;
+        let (label, der) = der::pem::decode_vec(first.as_bytes()).map_err(|_| CertError::NotPem)?;
+        if label != "CERTIFICATE" {
+            return Err(CertError::NotPem);
+        }
+        Thumbprint::from_der(&der)
+    }
+
+    /// From a hex SHA-256 digest (Envoy's `sha256_peer_certificate_digest`, XFCC `Hash=`).
+    pub fn from_hex(hex: &[u8]) -> Result<Thumbprint, CertError> {
+        let hex = hex.trim_ascii();
+        if hex.len() != 64 {
+            return Err(CertError::BadDigest);
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let s = std::str::from_utf8(pair).map_err(|_| CertError::BadDigest)?;
+            *byte = u8::from_str_radix(s, 16).map_err(|_| CertError::BadDigest)?;
+        }
+        Ok(Thumbprint(out))
+    }
+
+    /// The `x5t#S256` form: base64url without padding.
+    pub fn to_x5t_s256(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Constant-time comparison with a token's `cnf["x5t#S256"]`. Only the exact RFC 8705
+    /// encoding matches: hex or padded values are refused, not normalised.
+    pub fn matches_x5t_s256(&self, claimed: &str) -> bool {
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(claimed) else { return false };
+        bytes.len() == 32 && bool::from(bytes.as_slice().ct_eq(&self.0))
+    }
+}
+
+impl fmt::Debug for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Thumbprint({})", self.to_x5t_s256())
+    }
+}
+
+/// The thumbprint in a header set by a TLS-terminating proxy.
+pub fn from_header(value: &[u8], format: HeaderFormat) -> Result<Thumbprint, CertError> {
+    if value.len() > MAX_CERT_INPUT {
+        return Err(CertError::TooLarge);
+    }
+    let text = std::str::from_utf8(value).map_err(|_| CertError::BadHeaderSyntax)?.trim();
+    match format {
+        HeaderFormat::Rfc9440 => {
+            let inner = text
+                .strip_prefix(':')
+                .and_then(|t| t.strip_suffix(':'))
+                .ok_or(CertError::BadHeaderSyntax)?;
+            let der = STANDARD_LENIENT.decode(inner).map_err(|_| CertError::NotDer)?;
+            Thumbprint::from_der(&der)
+        }
+        HeaderFormat::Base64Der => {
+            let der = STANDARD_LENIENT
+                .decode(text)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+                .map_err(|_| CertError::NotDer)?;
+            Thumbprint::from_der(&der)
+        }
+        HeaderFormat::UrlEncodedPem => {
+            let pem = percent_decode_str(text).collect::<Vec<u8>>();
+            Thumbprint::from_pem(&pem)
+        }
+        HeaderFormat::Xfcc => from_xfcc(text),
+    }
+}
+
+/// Envoy XFCC: `,`-separated elements of `;`-separated `key=value` pairs, values possibly
+/// quoted (and then containing `,` or `;`). The last element is the nearest proxy's.
+fn from_xfcc(text: &str) -> Result<Thumbprint, CertError> {
+    let elements = split_quoted(text, b',');
+    let last = elements.last().ok_or(CertError::BadHeaderSyntax)?;
+    let mut hash = None;
+    let mut cert = None;
+    for pair in split_quoted(last, b';') {
+        let (key, value) = pair.split_once('=').ok_or(CertError::BadHeaderSyntax)?;
+        let value = unquote(value.trim())?;
+        match key.trim().to_ascii_lowercase().as_str() {
+            "hash" => hash = Some(Thumbprint::from_hex(value.as_bytes())?),
+            "cert" => cert = Some(Thumbprint::from_pem(&percent_decode_str(&value).collect::<Vec<u8>>())?),
+            _ => {}
+        }
+    }
+    match (cert, hash) {
+        (Some(c), Some(h)) if c != h => Err(CertError::Inconsistent),
+        (Some(c), _) => Ok(c),
+        (None, Some(h)) => Ok(h),
+        (None, None) => Err(CertError::BadHeaderSyntax),
+    }
+}
+
+/// Splits on `sep` outside double quotes (a backslash escapes inside quotes).
+fn split_quoted(s: &str, sep: u8) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            _ if b == sep && !quoted => {
+                parts.push(s.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(s.get(start..).unwrap_or_default());
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+}
+
+fn unquote(v: &str) -> Result<String, CertError> {
+    let Some(inner) = v.strip_prefix('"') else { return Ok(v.to_string()) };
+    let inner = inner.strip_suffix('"').ok_or(CertError::BadHeaderSyntax)?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.push(chars.next().ok_or(CertError::BadHeaderSyntax)?);
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The peer address from `source.address`: `ip:port` on Envoy, a bare `ip` on Kong's engine.
+pub fn parse_source_address(raw: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(raw).ok()?.trim();
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+/// Whether `peer` is one of the proxies allowed to assert the client certificate.
+pub fn is_trusted(peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
+    peer.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip)))
+}

@@ -1,0 +1,167 @@
+//! IdP endpoints (JWKS, introspection) and the outbound calls made to them through the
+//! host's `dispatch_http_call`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::Uri;
+
+/// A parsed endpoint URL and the `upstream` argument its calls are dispatched to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub scheme: String,
+    /// As written in the URL; becomes `:authority` (Host header, and SNI on Kong's engine).
+    pub authority: String,
+    pub path: String,
+    /// An Envoy cluster name from `upstreams`, else `host:port` with the port always explicit:
+    /// Kong's engine defaults a bare host to port 80, even for https.
+    pub upstream: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str, upstreams: &BTreeMap<String, String>) -> Result<Endpoint, String> {
+        let uri: Uri = url.parse().map_err(|_| format!("\"{url}\" is not a URL"))?;
+        let scheme = match uri.scheme_str() {
+            Some(s @ ("https" | "http")) => s.to_string(),
+            _ => return Err(format!("\"{url}\" must be an http or https URL")),
+        };
+        let authority = uri.authority().ok_or_else(|| format!("\"{url}\" has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err("credentials in the URL are not supported; use client_id and client_secret".into());
+        }
+        if authority.host().is_empty() {
+            return Err(format!("\"{url}\" has no host"));
+        }
+        if url.contains('#') {
+            return Err(format!("\"{url}\" must not have a fragment"));
+        }
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let host_port = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(default_port));
+        let upstream = upstreams
+            .get(authority.as_str())
+            .or_else(|| upstreams.get(&host_port))
+            .cloned()
+            .unwrap_or(host_port);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Ok(Endpoint {
+            scheme,
+            authority: authority.as_str().to_string(),
+            path: if path.is_empty() { "/".into() } else { path.to_string() },
+            upstream,
+        })
+    }
+}
+
+/// One outbound HTTP call, ready for `dispatch_http_call`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRequest {
+    pub upstream: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+impl OutboundRequest {
+    pub fn new(endpoint: &Endpoint, method: &str, timeout: Duration) -> OutboundRequest {
+        OutboundRequest {
+            upstream: endpoint.upstream.clone(),
+            headers: vec![
+                (":method".into(), method.into()),
+                (":path".into(), endpoint.path.clone()),
+                (":authority".into(), endpoint.authority.clone()),
+                (":scheme".into(), endpoint.scheme.clone()),
+                ("accept".into(), "application/json".into()),
+                ("user-agent".into(), concat!("certbound/", env!("CARGO_PKG_VERSION")).into()),
+            ],
+            body: None,
+            timeout,
+        }
+    }
+}
+
+/// What came back from a dispatched call. `status` is `None` when the call never got an
+/// HTTP response (Kong's engine: no `:status`, `:dispatch_status` says why; Envoy: no headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOutcome {
+    pub status: Option<u16>,
+    pub body: Vec<u8>,
+    /// Why the call failed, when the host said (`:dispatch_status` on Kong's engine).
+    pub failure: Option<String>,
+}
+
+impl CallOutcome {
+    /// Builds the outcome from the call's response headers and body.
+    pub fn from_parts(headers: &[(String, Vec<u8>)], body: Vec<u8>) -> CallOutcome {
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| String::from_utf8_lossy(v).trim().to_string())
+        };
+        let status = find(":status").and_then(|s| s.parse::<u16>().ok());
+        let failure = find(":dispatch_status").filter(|s| s != "ok");
+        let failure = match (status, failure) {
+            (_, Some(why)) => Some(why),
+            (None, None) => Some("no response".to_string()),
+            (Some(_), None) => None,
+        };
+        CallOutcome { status: if failure.is_some() { None } else { status }, body, failure }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_upstreams() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    #[test]
+    fn https_url_without_port_dispatches_to_port_443() {
+        let e = Endpoint::parse("https://idp.example/token/introspection", &no_upstreams()).unwrap();
+        assert_eq!(e.upstream, "idp.example:443");
+        assert_eq!(e.authority, "idp.example");
+        assert_eq!(e.path, "/token/introspection");
+        assert_eq!(e.scheme, "https");
+    }
+
+    #[test]
+    fn upstreams_map_names_the_envoy_cluster() {
+        let mut up = BTreeMap::new();
+        up.insert("idp.example:8443".to_string(), "idp".to_string());
+        let e = Endpoint::parse("https://idp.example:8443/jwks", &up).unwrap();
+        assert_eq!(e.upstream, "idp");
+        assert_eq!(e.authority, "idp.example:8443");
+    }
+
+    #[test]
+    fn query_is_kept_in_path() {
+        let e = Endpoint::parse("http://10.0.0.5:8080/jwks?x=1", &no_upstreams()).unwrap();
+        assert_eq!(e.path, "/jwks?x=1");
+        assert_eq!(e.upstream, "10.0.0.5:8080");
+    }
+
+    #[test]
+    fn rejects_non_http_urls_userinfo_and_fragments() {
+        for bad in ["ftp://idp/x", "idp.example/jwks", "https://user:pw@idp/x", "https://idp/x#f", "", "https:///x"] {
+            assert!(Endpoint::parse(bad, &no_upstreams()).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn outcome_without_status_is_a_failure() {
+        let kong = vec![(":dispatch_status".to_string(), b"tls handshake failure".to_vec())];
+        let o = CallOutcome::from_parts(&kong, vec![]);
+        assert_eq!(o.status, None);
+        assert_eq!(o.failure.as_deref(), Some("tls handshake failure"));
+
+        let ok = vec![(":status".to_string(), b"200".to_vec()), (":dispatch_status".to_string(), b"ok".to_vec())];
+        let o = CallOutcome::from_parts(&ok, b"{}".to_vec());
+        assert_eq!(o.status, Some(200));
+        assert_eq!(o.failure, None);
+
+        let o = CallOutcome::from_parts(&[], vec![]);
+        assert_eq!(o.status, None);
+    }
+}

@@ -1,0 +1,314 @@
+//! The IdP's signing keys: parsing a JWKS into ready verification keys (jwt-simple), and the
+//! refresh policy for a remote JWKS: periodic, plus on an unknown `kid` at most once per
+//! cool-down so that a flood of random kids cannot hammer the IdP.
+
+use jwt_simple::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::jwt::Alg;
+
+/// Bounds on what a JWKS may cost us: a JWKS with hundreds of keys is an attack or a mistake.
+pub const MAX_KEYS: usize = 64;
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// A public key ready to verify one algorithm.
+#[derive(Debug, Clone)]
+pub enum VerifyKey {
+    RS256(RS256PublicKey),
+    RS384(RS384PublicKey),
+    RS512(RS512PublicKey),
+    PS256(PS256PublicKey),
+    PS384(PS384PublicKey),
+    PS512(PS512PublicKey),
+    ES256(ES256PublicKey),
+    ES384(ES384PublicKey),
+    EdDSA(Ed25519PublicKey),
+}
+
+impl VerifyKey {
+    fn from_jwk(jwk: &str, alg: Alg) -> Result<VerifyKey, jwt_simple::Error> {
+        Ok(match alg {
+            Alg::RS256 => VerifyKey::RS256(RS256PublicKey::from_jwk(jwk)?),
+            Alg::RS384 => VerifyKey::RS384(RS384PublicKey::from_jwk(jwk)?),
+            Alg::RS512 => VerifyKey::RS512(RS512PublicKey::from_jwk(jwk)?),
+            Alg::PS256 => VerifyKey::PS256(PS256PublicKey::from_jwk(jwk)?),
+            Alg::PS384 => VerifyKey::PS384(PS384PublicKey::from_jwk(jwk)?),
+            Alg::PS512 => VerifyKey::PS512(PS512PublicKey::from_jwk(jwk)?),
+            Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk)?),
+            Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk)?),
+            Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
+        })
+    }
+
+    pub fn alg(&self) -> Alg {
+        match self {
+            VerifyKey::RS256(_) => Alg::RS256,
+            VerifyKey::RS384(_) => Alg::RS384,
+            VerifyKey::RS512(_) => Alg::RS512,
+            VerifyKey::PS256(_) => Alg::PS256,
+            VerifyKey::PS384(_) => Alg::PS384,
+            VerifyKey::PS512(_) => Alg::PS512,
+            VerifyKey::ES256(_) => Alg::ES256,
+            VerifyKey::ES384(_) => Alg::ES384,
+            VerifyKey::EdDSA(_) => Alg::EdDSA,
+        }
+    }
+
+    pub fn verify<C: serde::de::DeserializeOwned + serde::Serialize>(
+        &self,
+        token: &str,
+        options: VerificationOptions,
+    ) -> Result<JWTClaims<C>, jwt_simple::Error> {
+        let o = Some(options);
+        match self {
+            VerifyKey::RS256(k) => k.verify_token(token, o),
+            VerifyKey::RS384(k) => k.verify_token(token, o),
+            VerifyKey::RS512(k) => k.verify_token(token, o),
+            VerifyKey::PS256(k) => k.verify_token(token, o),
+            VerifyKey::PS384(k) => k.verify_token(token, o),
+            VerifyKey::PS512(k) => k.verify_token(token, o),
+            VerifyKey::ES256(k) => k.verify_token(token, o),
+            VerifyKey::ES384(k) => k.verify_token(token, o),
+            VerifyKey::EdDSA(k) => k.verify_token(token, o),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    kid: Option<String>,
+    key: VerifyKey,
+}
+
+/// Verification keys by `kid` and algorithm.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    entries: Vec<Entry>,
+}
+
+/// Why a JWKS was refused; `path` is relative to the JWKS (`.keys[2]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksError {
+    pub path: String,
+    pub message: String,
+}
+
+fn jwks_error(path: impl Into<String>, message: impl Into<String>) -> JwksError {
+    JwksError { path: path.into(), message: message.into() }
+}
+
+/// The algorithms a JWK can serve, from its `kty`/`crv` (and `alg` when it names one).
+fn algorithms_for(jwk: &Map<String, Value>) -> Vec<Alg> {
+    let text = |k: &str| jwk.get(k).and_then(Value::as_str);
+    let family: &[Alg] = match (text("kty"), text("crv")) {
+        (Some("RSA"), _) => &[Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512],
+        (Some("EC"), Some("P-256")) => &[Alg::ES256],
+        (Some("EC"), Some("P-384")) => &[Alg::ES384],
+        (Some("OKP"), Some("Ed25519")) => &[Alg::EdDSA],
+        _ => &[],
+    };
+    match text("alg") {
+        // jwt-simple accepts `Ed25519` as an alias of `EdDSA`.
+        Some("Ed25519") => family.iter().copied().filter(|a| *a == Alg::EdDSA).collect(),
+        Some(name) => family.iter().copied().filter(|a| a.name() == name).collect(),
+        None => family.to_vec(),
+    }
+}
+
+/// Members jwt-simple needs; `x5c` chains and other extras are dropped so the key fits its
+/// JWK size limit.
+const KEY_MEMBERS: [&str; 10] = ["kty", "crv", "alg", "use", "kid", "key_ops", "n", "e", "x", "y"];
+
+impl KeySet {
+    /// Parses a JWKS (`{"keys": [...]}`), keeping the keys usable with `allowed` algorithms.
+    /// Encryption keys and key types we do not verify with are skipped; a signature key that
+    /// is malformed is an error, because silently dropping it would turn a typo into 401s.
+    pub fn from_jwks(jwks: &Value, allowed: &[Alg]) -> Result<KeySet, JwksError> {
+        // `{}` is an empty array that went through Kong's Lua JSON encoding.
+        let empty = Vec::new();
+        let keys = match jwks.get("keys") {
+            Some(Value::Array(keys)) => keys,
+            Some(Value::Object(o)) if o.is_empty() => &empty,
+            _ => return Err(jwks_error("", "must be an object with a \"keys\" array")),
+        };
+        if keys.len() > MAX_KEYS {
+            return Err(jwks_error(".keys", format!("has more than {MAX_KEYS} keys")));
+        }
+        let mut entries = Vec::new();
+        for (i, jwk) in keys.iter().enumerate() {
+            let path = format!(".keys[{i}]");
+            let obj = jwk.as_object().ok_or_else(|| jwks_error(&path, "is not a JSON object"))?;
+            if obj.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+                continue;
+            }
+            let kid = match obj.get("kid") {
+                None => None,
+                Some(Value::String(k)) => Some(k.clone()),
+                Some(_) => return Err(jwks_error(format!("{path}.kid"), "must be a string")),
+            };
+            let trimmed: Map<String, Value> =
+                obj.iter().filter(|(k, _)| KEY_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let text = Value::Object(trimmed).to_string();
+            for alg in algorithms_for(obj).into_iter().filter(|a| allowed.contains(a)) {
+                let key = VerifyKey::from_jwk(&text, alg)
+                    .map_err(|e| jwks_error(&path, format!("is not a valid {} public key: {e}", alg.name())))?;
+                entries.push(Entry { kid: kid.clone(), key });
+            }
+        }
+        Ok(KeySet { entries })
+    }
+
+    pub fn from_json_bytes(body: &[u8], allowed: &[Alg]) -> Result<KeySet, JwksError> {
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(jwks_error("", "response too large"));
+        }
+        let value: Value = serde_json::from_slice(body).map_err(|_| jwks_error("", "response is not JSON"))?;
+        KeySet::from_jwks(&value, allowed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Candidate keys for a token: same algorithm, and same `kid` when the token names one.
+    /// A token without `kid` is tried against every key of its algorithm.
+    pub fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Alg) -> impl Iterator<Item = &'a VerifyKey> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| e.key.alg() == alg && (kid.is_none() || e.kid.as_deref() == kid))
+            .map(|e| &e.key)
+    }
+
+    pub fn has_candidate(&self, kid: Option<&str>, alg: Alg) -> bool {
+        self.candidates(kid, alg).next().is_some()
+    }
+}
+
+/// What the request should do about keys it does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refetch {
+    /// Fetch the JWKS now (this request waits for it).
+    Fetch,
+    /// Keys exist but not this one, and the cool-down forbids a fetch: invalid token.
+    UnknownKey,
+    /// No keys at all and the IdP failed recently: fail closed with 503.
+    Unavailable,
+}
+
+/// A remote JWKS and its refresh bookkeeping, per worker.
+#[derive(Debug, Default)]
+pub struct RemoteKeys {
+    keys: Option<KeySet>,
+    fetched_at: Option<u64>,
+    last_attempt: Option<u64>,
+    last_failure: Option<u64>,
+    /// Until when a started fetch counts as in flight. A deadline rather than a flag: a call
+    /// whose request context went away never reports back.
+    in_flight_until: Option<u64>,
+}
+
+impl RemoteKeys {
+    pub fn keys(&self) -> Option<&KeySet> {
+        self.keys.as_ref()
+    }
+
+    /// Whether the periodic refresh (on the tick) is due.
+    fn in_flight(&self, now: u64) -> bool {
+        self.in_flight_until.is_some_and(|until| now < until)
+    }
+
+    pub fn refresh_due(&self, now: u64, interval: u64, cooldown: u64) -> bool {
+        if self.in_flight(now) {
+            return false;
+        }
+        match (self.fetched_at, self.last_failure) {
+            (_, Some(failed)) if now < failed.saturating_add(cooldown) => false,
+            (None, _) => true,
+            (Some(at), _) => now >= at.saturating_add(interval),
+        }
+    }
+
+    /// Decides for a request whose key is missing. A fetch is allowed when the last attempt
+    /// is older than the cool-down; with no keys at all, also while another fetch is in
+    /// flight (start-up), unless the IdP just failed.
+    pub fn on_missing_key(&self, now: u64, cooldown: u64) -> Refetch {
+        let cooled = |t: Option<u64>| t.is_none_or(|t| now >= t.saturating_add(cooldown));
+        if self.keys.is_none() {
+            if cooled(self.last_failure) { Refetch::Fetch } else { Refetch::Unavailable }
+        } else if cooled(self.last_attempt) && !self.in_flight(now) {
+            Refetch::Fetch
+        } else {
+            Refetch::UnknownKey
+        }
+    }
+
+    /// `timeout` is the call's timeout in whole seconds, rounded up.
+    pub fn fetch_started(&mut self, now: u64, timeout: u64) {
+        self.last_attempt = Some(now);
+        self.in_flight_until = Some(now.saturating_add(timeout).saturating_add(1));
+    }
+
+    /// Records a fetch's result. A failed refresh keeps the keys we had: an IdP outage
+    /// must not turn into refusing every valid token.
+    pub fn fetch_finished(&mut self, now: u64, result: Option<KeySet>) {
+        self.in_flight_until = None;
+        match result {
+            Some(keys) => {
+                self.keys = Some(keys);
+                self.fetched_at = Some(now);
+                self.last_failure = None;
+            }
+            None => self.last_failure = Some(now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_keys_fetch_once_per_cooldown() {
+        let mut r = RemoteKeys::default();
+        assert_eq!(r.on_missing_key(100, 30), Refetch::Fetch, "no keys yet");
+        r.fetch_started(100, 2);
+        // Start-up: with no keys at all, requests may still fetch while one is in flight.
+        assert_eq!(r.on_missing_key(100, 30), Refetch::Fetch);
+        r.fetch_finished(101, Some(KeySet::default()));
+        assert_eq!(r.on_missing_key(110, 30), Refetch::UnknownKey, "within the cool-down");
+        assert_eq!(r.on_missing_key(130, 30), Refetch::Fetch, "cool-down over");
+        r.fetch_started(130, 2);
+        assert_eq!(r.on_missing_key(161, 30), Refetch::Fetch, "a lost in-flight fetch expires");
+    }
+
+    #[test]
+    fn a_failed_start_up_fetch_means_unavailable_until_the_cooldown_ends() {
+        let mut r = RemoteKeys::default();
+        r.fetch_started(100, 2);
+        r.fetch_finished(100, None);
+        assert_eq!(r.on_missing_key(110, 30), Refetch::Unavailable);
+        assert_eq!(r.on_missing_key(130, 30), Refetch::Fetch);
+        assert!(!r.refresh_due(110, 600, 30));
+        assert!(r.refresh_due(130, 600, 30));
+    }
+
+    #[test]
+    fn periodic_refresh() {
+        let mut r = RemoteKeys::default();
+        assert!(r.refresh_due(0, 600, 30));
+        r.fetch_started(0, 2);
+        assert!(!r.refresh_due(1, 600, 30), "in flight");
+        r.fetch_finished(1, Some(KeySet::default()));
+        assert!(!r.refresh_due(600, 600, 30));
+        assert!(r.refresh_due(601, 600, 30));
+        r.fetch_started(601, 2);
+        r.fetch_finished(602, None);
+        assert!(r.keys().is_some(), "a failed refresh keeps the keys");
+        assert!(!r.refresh_due(620, 600, 30));
+        assert!(r.refresh_due(632, 600, 30));
+    }
+}

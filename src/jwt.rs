@@ -1,0 +1,215 @@
+//! JWT access tokens (RFC 9068): recognising one, the cheap checks on the still-unverified
+//! header and claims, and the signature check with jwt-simple last. A forged token from a
+//! client without the bound certificate is refused before any signature arithmetic.
+
+use std::collections::HashSet;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_simple::prelude::{Duration as JwtDuration, NoCustomClaims, UnixTimeStamp, VerificationOptions};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::claims::Claims;
+use crate::credentials::MAX_TOKEN_LENGTH;
+use crate::jwks::VerifyKey;
+use crate::rejection::Rejection;
+
+/// Signature algorithms we verify. `none` and HMAC are not representable: a public key can
+/// never be used as an HMAC secret here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 9] =
+        [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512, Alg::ES256, Alg::ES384, Alg::EdDSA];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// The protected header members we act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub alg: String,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    pub crit: bool,
+}
+
+/// A token split and decoded, nothing verified yet.
+#[derive(Debug, Clone)]
+pub struct UnverifiedJwt {
+    pub header: Header,
+    pub alg: Alg,
+    pub claims: Claims,
+}
+
+/// What JWT validation needs from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct JwtRules<'a> {
+    pub issuer: &'a str,
+    pub algorithms: &'a [Alg],
+    pub typ_strict: bool,
+    pub audience_required: &'a [String],
+    pub leeway: u64,
+}
+
+fn decode_json_object(segment: &str) -> Option<Map<String, Value>> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+fn split3(token: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = token.split('.');
+    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some((h, c, s))
+}
+
+/// The protected header, if the token is shaped like a JWS: three base64url segments whose
+/// first is a JSON object with a string `alg`. Anything else is an opaque token.
+pub fn header_of(token: &str) -> Option<Header> {
+    let (h, _, _) = split3(token)?;
+    let header = decode_json_object(h)?;
+    let alg = header.get("alg")?.as_str()?.to_string();
+    let text = |k: &str| header.get(k).and_then(Value::as_str).map(str::to_string);
+    Some(Header {
+        alg,
+        kid: text("kid"),
+        typ: text("typ"),
+        crit: header.get("crit").is_some(),
+    })
+}
+
+/// RFC 9068 §4: `typ` is `at+jwt` (or `application/at+jwt`), compared case-insensitively.
+fn typ_allowed(typ: Option<&str>, strict: bool) -> bool {
+    let norm = typ.map(|t| {
+        let t = t.to_ascii_lowercase();
+        t.strip_prefix("application/").map(str::to_string).unwrap_or(t)
+    });
+    match norm.as_deref() {
+        Some("at+jwt") => true,
+        Some("jwt") | None => !strict,
+        Some(_) => false,
+    }
+}
+
+/// Decodes the token and runs every check that needs no key: algorithm, `crit`, `typ`,
+/// `iss`, lifetime and audience. The binding is checked by the caller next, then the
+/// signature.
+pub fn inspect(token: &str, rules: &JwtRules<'_>, now: u64) -> Result<UnverifiedJwt, Rejection> {
+    let header = header_of(token).ok_or(Rejection::MalformedJwt)?;
+    let alg = Alg::from_name(&header.alg)
+        .filter(|a| rules.algorithms.contains(a))
+        .ok_or(Rejection::AlgorithmNotAllowed)?;
+    if header.crit {
+        return Err(Rejection::CriticalHeader);
+    }
+    if !typ_allowed(header.typ.as_deref(), rules.typ_strict) {
+        return Err(Rejection::TypeNotAllowed);
+    }
+    let (_, payload, signature) = split3(token).ok_or(Rejection::MalformedJwt)?;
+    if signature.is_empty() {
+        return Err(Rejection::MalformedJwt);
+    }
+    let claims = Claims(decode_json_object(payload).ok_or(Rejection::MalformedJwt)?);
+    crate::policy::check_issuer(&claims, rules.issuer, true)?;
+    crate::policy::check_lifetime(&claims, now, rules.leeway, true, Rejection::MalformedJwt)?;
+    crate::policy::check_audience(&claims, rules.audience_required)?;
+    Ok(UnverifiedJwt { header, alg, claims })
+}
+
+/// Verifies the signature with `key` and lets jwt-simple re-check the registered claims on
+/// the now-authenticated payload, with our clock, leeway and limits (its defaults would be a
+/// 15-minute tolerance and a 1 MB token).
+pub fn verify_signature(token: &str, key: &VerifyKey, rules: &JwtRules<'_>, now: u64) -> Result<(), Rejection> {
+    let options = VerificationOptions {
+        time_tolerance: Some(JwtDuration::from_secs(rules.leeway)),
+        artificial_time: Some(UnixTimeStamp::from_secs(now)),
+        allowed_issuers: Some(HashSet::from([rules.issuer.to_string()])),
+        allowed_audiences: (!rules.audience_required.is_empty())
+            .then(|| rules.audience_required.iter().cloned().collect()),
+        max_token_length: Some(MAX_TOKEN_LENGTH),
+        ..Default::default()
+    };
+    key.verify::<NoCustomClaims>(token, options).map(|_| ()).map_err(|e| {
+        use jwt_simple::JWTError;
+        match e.downcast_ref::<JWTError>() {
+            Some(JWTError::TokenHasExpired) => Rejection::Expired,
+            Some(JWTError::TokenNotValidYet) => Rejection::NotYetValid,
+            Some(JWTError::ClockDrift) => Rejection::IssuedInFuture,
+            Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => Rejection::IssuerMismatch,
+            Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => Rejection::AudienceMismatch,
+            _ => Rejection::BadSignature,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_rules() {
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert!(typ_allowed(Some(ok), true), "{ok}");
+        }
+        assert!(!typ_allowed(Some("JWT"), true));
+        assert!(!typ_allowed(None, true));
+        assert!(typ_allowed(Some("JWT"), false));
+        assert!(typ_allowed(None, false));
+        assert!(!typ_allowed(Some("dpop+jwt"), false));
+        assert!(!typ_allowed(Some("id_token+jwt"), false));
+    }
+
+    #[test]
+    fn opaque_tokens_are_not_jwts() {
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
+        assert!(header_of(&format!("{h}.e30.c2ln")).is_some());
+        assert!(header_of("abc").is_none());
+        assert!(header_of("a.b").is_none());
+        assert!(header_of(&format!("{h}.e30.c2ln.x")).is_none());
+        let no_alg = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT"}"#);
+        assert!(header_of(&format!("{no_alg}.e30.c2ln")).is_none());
+        let array = URL_SAFE_NO_PAD.encode(br#"["alg"]"#);
+        assert!(header_of(&format!("{array}.e30.c2ln")).is_none());
+    }
+
+    #[test]
+    fn alg_names_round_trip_and_exclude_none_and_hmac() {
+        for a in Alg::ALL {
+            assert_eq!(Alg::from_name(a.name()), Some(a));
+        }
+        for bad in ["none", "HS256", "rs256", ""] {
+            assert_eq!(Alg::from_name(bad), None);
+        }
+    }
+}

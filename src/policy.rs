@@ -1,0 +1,84 @@
+//! The checks every token goes through, JWT or introspected: lifetime, issuer, audience,
+//! the certificate binding and scopes. Each returns the named rejection it fails with.
+
+use crate::certificate::Thumbprint;
+use crate::claims::{Claims, Confirmation};
+use crate::config::PopMode;
+use crate::rejection::Rejection;
+
+/// `exp`, `nbf` and `iat` against `now`, with `leeway` seconds of skew either way.
+/// `malformed` is the rejection for a time claim that is not a NumericDate.
+pub fn check_lifetime(
+    claims: &Claims,
+    now: u64,
+    leeway: u64,
+    exp_required: bool,
+    malformed: Rejection,
+) -> Result<(), Rejection> {
+    let exp = claims.time("exp").map_err(|_| malformed)?;
+    let nbf = claims.time("nbf").map_err(|_| malformed)?;
+    let iat = claims.time("iat").map_err(|_| malformed)?;
+    match exp {
+        Some(exp) if now > exp.saturating_add(leeway) => return Err(Rejection::Expired),
+        None if exp_required => return Err(Rejection::MissingExpiry),
+        _ => {}
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(Rejection::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(Rejection::IssuedInFuture);
+    }
+    Ok(())
+}
+
+/// `iss` must equal `expected` exactly (no normalisation: RFC 8414 §3.3 style comparison).
+/// With `required` false an absent `iss` passes (introspection responses may omit it).
+pub fn check_issuer(claims: &Claims, expected: &str, required: bool) -> Result<(), Rejection> {
+    match claims.get("iss") {
+        None if !required => Ok(()),
+        Some(v) if v.as_str() == Some(expected) => Ok(()),
+        _ => Err(Rejection::IssuerMismatch),
+    }
+}
+
+/// Any one of `required` in `aud` is enough; an empty `required` checks nothing.
+pub fn check_audience(claims: &Claims, required: &[String]) -> Result<(), Rejection> {
+    if required.is_empty() {
+        return Ok(());
+    }
+    let auds = claims.audiences();
+    if required.iter().any(|r| auds.contains(&r.as_str())) {
+        Ok(())
+    } else {
+        Err(Rejection::AudienceMismatch)
+    }
+}
+
+/// RFC 8705 §3: the token's `cnf["x5t#S256"]` against the connection's certificate.
+pub fn check_binding(mode: PopMode, claims: &Claims, presented: Option<&Thumbprint>) -> Result<(), Rejection> {
+    if mode == PopMode::Off {
+        return Ok(());
+    }
+    match claims.confirmation() {
+        Confirmation::None if mode == PopMode::Strict => Err(Rejection::Unbound),
+        Confirmation::None => Ok(()),
+        // A token bound to a key we cannot check (a DPoP `jkt`, say) must not pass as bearer.
+        Confirmation::Other => Err(Rejection::UnsupportedConfirmation),
+        Confirmation::X5tS256(claimed) => match presented {
+            None => Err(Rejection::CertificateRequired),
+            Some(tp) if tp.matches_x5t_s256(&claimed) => Ok(()),
+            Some(_) => Err(Rejection::ThumbprintMismatch),
+        },
+    }
+}
+
+/// Every scope in `required` must be granted.
+pub fn check_scopes(claims: &Claims, required: &[String]) -> Result<(), Rejection> {
+    let granted = claims.scopes();
+    if required.iter().all(|r| granted.contains(&r.as_str())) {
+        Ok(())
+    } else {
+        Err(Rejection::InsufficientScope)
+    }
+}

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""certbound demo: a certificate-bound token at work in real Envoy, left running to play with.
+
+    python3 tests/e2e/demo.py [start] [--wasm PATH]   # `make demo` (builds the filter first)
+    python3 tests/e2e/demo.py stop                    # `make demo-stop`
+    python3 tests/e2e/demo.py status                  # is it running; the curl commands again
+
+`start` starts the test IdP (oidc-provider), an echo upstream and one Envoy running the filter
+with tests/e2e/configs/strict.json, all on 127.0.0.1 free ports and detached; gets client A a
+JWT bound to its certificate over mutual TLS; shows the token working with A's certificate and
+failing when replayed with B's certificate or with none; then prints curl commands to try.
+A demo already running is replaced. State, logs, pid files: target/demo/ (the tests use
+target/e2e/, so both can run at once). It never builds the filter: it needs
+target/wasm32-wasip1/release/certbound.wasm (`make demo` builds it).
+"""
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import stack  # noqa: E402
+
+STATE = stack.TOP / "target" / "demo"
+CONFIG = stack.CONFIGS / "strict.json"
+ENVOY = "strict"
+RESOURCE = "https://api.example/jwt"
+SCOPE = "accounts:read"
+PATH = "/accounts"
+COMMANDS = STATE / "commands.sh"  # the curl commands, for `status`
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+
+
+def rel(path):
+    """A path relative to the repo top when it is under it (shorter lines), else absolute."""
+    try:
+        return str(Path(path).relative_to(stack.TOP))
+    except ValueError:
+        return str(path)
+
+
+class Step:
+    """`==> what ... ok` on one line; on an exception: FAILED and the first line of the error."""
+
+    def __init__(self, what):
+        self.what = what
+
+    def __enter__(self):
+        print(f"==> {self.what} ... ", end="", flush=True)
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            print("ok", flush=True)
+        elif issubclass(kind, Exception):
+            print("FAILED", flush=True)
+            first, *rest = str(exc).splitlines() or [kind.__name__]
+            print(f"    {first}")
+            if rest:
+                print("    (more in the logs: " + rel(STATE / "logs") + "/)")
+            exc.demo_reported = True
+        return False
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def short(token):
+    return f"{token[:10]}... ({len(token)} characters)"
+
+
+def status_line(r):
+    return f"{r.status} {REASONS.get(r.status, '')}".rstrip() if r.status else f"no HTTP response ({r.error})"
+
+
+def commands(s):
+    """The copy-paste shell commands for the running demo (bash/zsh)."""
+    pki = s.pki
+    idp_port, api_port, admin_port = s.ports["idp"], s.ports[f"envoy-{ENVOY}"], s.ports[f"admin-{ENVOY}"]
+    cert = {w: f'--cert "$PKI/client-{w}.pem" --key "$PKI/client-{w}.key"' for w in ("a", "b")}
+    idp_resolve = f"--resolve idp.localhost:{idp_port}:127.0.0.1"
+    api_resolve = f"--resolve localhost:{api_port}:127.0.0.1"
+    return f"""\
+PKI={shlex.quote(str(pki))}
+IDP=https://idp.localhost:{idp_port}
+API=https://localhost:{api_port}
+
+# 1. Client A gets an access token bound to its certificate (client_credentials over mutual TLS):
+TOKEN=$(curl -sS --cacert "$PKI/ca.pem" {cert['a']} \\
+  {idp_resolve} "$IDP/token" \\
+  -d grant_type=client_credentials -d client_id=client-a \\
+  -d resource={RESOURCE} -d scope={SCOPE} \\
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+
+# 2. A calls the API with its own certificate: 200, and the echo upstream shows what it received
+curl -sS -i -w '\\n' --cacert "$PKI/ca.pem" {cert['a']} \\
+  {api_resolve} -H "Authorization: Bearer $TOKEN" "$API{PATH}"
+
+# 3. The same token replayed with B's certificate: 401 invalid_token
+curl -sS -i -w '\\n' --cacert "$PKI/ca.pem" {cert['b']} \\
+  {api_resolve} -H "Authorization: Bearer $TOKEN" "$API{PATH}"
+
+# 4. ... and with no client certificate at all: 401 invalid_token
+curl -sS -i -w '\\n' --cacert "$PKI/ca.pem" \\
+  {api_resolve} -H "Authorization: Bearer $TOKEN" "$API{PATH}"
+
+# The filter's counters (Envoy admin):
+curl -sS "http://127.0.0.1:{admin_port}/stats?filter=certbound"
+"""
+
+
+def narrate_request(s, n, story, cert, token, expect_status):
+    print(f"\n[{n}] {story}")
+    cert_text = f"certificate {rel(s.pki / f'client-{cert}.pem')}" if cert else "no client certificate"
+    print(f"    GET https://localhost:{s.ports[f'envoy-{ENVOY}']}{PATH}   ({cert_text}, Authorization: Bearer {token[:10]}...)")
+    r = s.request(ENVOY, PATH, cert=cert, token=token)
+    print(f"    <- {status_line(r)}")
+    if r.status == 200:
+        try:
+            seen = json.loads(r.body)["headers"]
+            print("       the upstream received:")
+            for name in ("x-authenticated-sub", "x-authenticated-client"):
+                print(f"         {name}: {', '.join(seen.get(name, ['(not set)']))}")
+        except (ValueError, KeyError):
+            print(f"       body: {r.body[:200]!r}")
+    else:
+        www = r.header("www-authenticate")
+        if www:
+            print(f"       WWW-Authenticate: {www}")
+        elif r.body:
+            print(f"       body: {r.body.decode(errors='replace')[:200]}")
+    if r.status != expect_status:
+        raise DemoFailed(f"expected {expect_status}, got {status_line(r)}: see {rel(s.logs / f'envoy-{ENVOY}.log')}")
+    return r
+
+
+def start(args):
+    wasm = Path(args.wasm).resolve()
+    if not wasm.is_file():
+        print(f"demo: the filter is not built: {rel(wasm)} is missing.\n"
+              f"      `make demo` builds it first; by hand: cargo build --release --target wasm32-wasip1", file=sys.stderr)
+        return 1
+    quiet = lambda msg: None  # noqa: E731  (our own lines say what happens; pieces log to files)
+    t0 = time.monotonic()
+    s = stack.Stack(STATE, envoys={}, wasm=wasm, say=quiet)
+    print(f"certbound demo: Envoy + the certbound filter ({rel(wasm)}) + a test IdP, on 127.0.0.1")
+    try:
+        if any((STATE / "run").glob("*.pid")):
+            with Step("stopping the demo that was running"):
+                stack.down(STATE, say=quiet)
+        if not stack.ENVOY_BIN.exists() or not (HERE / "idp" / "node_modules" / "oidc-provider").is_dir():
+            print("==> installing Envoy and the IdP's packages (tests/e2e/tools.sh, first run only)", flush=True)
+            stack.ensure_tools()
+        with Step(f"making the test PKI (CA, server certificate, client certificates A and B) in {rel(s.pki)}"):
+            s.prepare()  # also: stops leftovers on this state dir, empties the logs, picks ports
+        with Step(f"starting the echo upstream on http://127.0.0.1:{s.ports['echo']}"):
+            s.start_echo()
+        with Step(f"starting the IdP (oidc-provider) on {s.idp_url}"):
+            s.start_idp()
+        with Step(f"starting Envoy with certbound (config {rel(CONFIG)}: mode strict)"):
+            s.start_envoy(ENVOY, CONFIG)
+        print(f"    API on https://localhost:{s.ports[f'envoy-{ENVOY}']}, Envoy admin on http://127.0.0.1:{s.ports[f'admin-{ENVOY}']}")
+        with Step(f"client A gets a token over mutual TLS (client_credentials, resource={RESOURCE})"):
+            token = s.access_token("client-a", RESOURCE, scope=SCOPE)
+        _, claims = stack.decode_jwt(token)
+        bound = claims.get("cnf", {}).get("x5t#S256")
+        print(f"    access token: {short(token)}, a JWT: sub={claims.get('sub')}, aud={claims.get('aud')}, "
+              f"scope={claims.get('scope')!r}, expires in {claims.get('exp', 0) - int(time.time())} s")
+        print(f"    bound to A's certificate: cnf.x5t#S256 = {bound}"
+              + (" (= SHA-256 of client-a.pem)" if bound == s.thumbprints()["a"] else " (NOT A's thumbprint?)"))
+
+        narrate_request(s, 1, "client A calls the API with its token and its own certificate", "a", token, 200)
+        narrate_request(s, 2, "the token is stolen and replayed by client B, with B's (valid, same-CA) certificate", "b", token, 401)
+        narrate_request(s, 3, "the stolen token replayed without any client certificate", None, token, 401)
+    except (Exception, KeyboardInterrupt) as e:
+        if isinstance(e, DemoFailed):
+            print(f"\ndemo: FAILED: {e}")
+        elif isinstance(e, KeyboardInterrupt):
+            print("\ndemo: interrupted")
+        elif not getattr(e, "demo_reported", False):
+            print(f"\ndemo: FAILED: {type(e).__name__}: {e}")
+        print(f"demo: stopping what was started; logs stay in {rel(s.logs)}/")
+        s.stop()
+        return 1
+
+    # Leave it running: forget the stop-at-exit the Stack registered.
+    import atexit
+    atexit.unregister(s.stop)
+    text = commands(s)
+    COMMANDS.write_text("# certbound demo: commands for the running demo (bash/zsh)\n" + text)
+    print(f"\n==> the demo is running (started in {time.monotonic() - t0:.1f} s). Try it yourself (bash/zsh; also in {rel(COMMANDS)}):\n")
+    print("\n".join(("    " + line) if line else "" for line in text.splitlines()))
+    print(f"\n    The same with the Python helper (from the repo top):")
+    print(f"    TOKEN=$(python3 tests/e2e/stack.py --state {rel(STATE)} token)")
+    print(f"    python3 tests/e2e/stack.py --state {rel(STATE)} request --cert b --token \"$TOKEN\" {PATH}")
+    print(f"    Logs: {rel(s.logs)}/{{idp,echo,envoy-{ENVOY}}}.log")
+    print("\n==> stop it with: make demo-stop   (or: python3 tests/e2e/demo.py stop)")
+    return 0
+
+
+def stop(args):
+    names = sorted(p.stem for p in (STATE / "run").glob("*.pid"))
+    if not names:
+        print("==> no demo running")
+        return 0
+    with Step(f"stopping the demo ({', '.join(names)})"):
+        stack.down(STATE, say=lambda msg: None)
+    COMMANDS.unlink(missing_ok=True)
+    return 0
+
+
+def status(args):
+    pidfiles = sorted((STATE / "run").glob("*.pid"))
+    if not pidfiles:
+        print("no demo running (start it with: make demo)")
+        return 1
+    for p in pidfiles:
+        rec = json.loads(p.read_text())
+        alive = stack.Proc.start_time(rec["pid"]) == rec["start"]
+        print(f"{p.stem}: pid {rec['pid']} {'running' if alive else 'GONE'}")
+    if COMMANDS.is_file():
+        print()
+        print(COMMANDS.read_text())
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", nargs="?", default="start", choices=["start", "stop", "status"])
+    ap.add_argument("--wasm", default=str(stack.DEFAULT_WASM), help="the filter (default: the release build)")
+    args = ap.parse_args(argv)
+    return {"start": start, "stop": stop, "status": status}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,595 @@
+#!/usr/bin/env python3
+"""certbound end-to-end tests: real Envoy + the filter + a real IdP (oidc-provider) + an echo upstream.
+
+    python3 tests/e2e/run_tests.py [-k SUBSTRING ...] [--list] [--wasm PATH] [--state DIR]
+
+Starts one stack (IdP, echo, Envoys "strict" and "optional" from tests/e2e/configs/), runs every
+case against it in order, prints one PASS/FAIL line per case and a summary, and exits 1 on any
+failure. Everything it started is stopped at the end, on Ctrl-C and on errors; leftovers of a
+killed run are stopped by the next one. State and logs: target/e2e/ (logs/<piece>.log).
+Python stdlib only. No token or secret is ever printed: responses are shown redacted.
+
+Order matters: the short-lived token is fetched first and checked near the end (its expiry
+passes while the other cases and the broken-config Envoys run), and the IdP outage comes last
+(followed by the IdP's restart).
+"""
+
+import argparse
+import base64
+import json
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import stack  # noqa: E402
+
+API_AUDIENCE = "https://api.example"
+RES_JWT = "https://api.example/jwt"
+RES_OPAQUE = "https://api.example/opaque"
+RES_SHORT = "https://api.example/short"
+RES_OTHER = "https://other.example"
+LEEWAY = json.loads((stack.CONFIGS / "strict.json").read_text())["leeway"]
+STAT_PREFIX = "wasmcustom.certbound_"
+
+
+class Failed(Exception):
+    """A case's expectation did not hold; the message is the short reason."""
+
+
+class Skipped(Exception):
+    pass
+
+
+# ---- the cases ------------------------------------------------------------------------------
+CASES = []  # (name, function), in run order
+
+
+def case(name):
+    def register(fn):
+        CASES.append((name, fn))
+        return fn
+    return register
+
+
+def expect(cond, reason):
+    if not cond:
+        raise Failed(reason)
+
+
+class Run:
+    """What the cases share: the stack, the tokens (never printed), helpers to look at responses."""
+
+    def __init__(self, s, full_run=True):
+        self.s = s
+        self.full_run = full_run
+        self.started = time.monotonic()
+        self.tokens = {}  # name -> token
+        self.later = {}  # state for cases that finish later (broken-config Envoys)
+
+    # -- tokens, kept out of every message
+    def token(self, name, client="client-a", resource=RES_JWT, scope="accounts:read accounts:write"):
+        if name not in self.tokens:
+            self.tokens[name] = self.s.access_token(client, resource, scope=scope)
+        return self.tokens[name]
+
+    def redact(self, text):
+        for name, tok in self.tokens.items():
+            text = text.replace(tok, f"<{name} token>")
+        # Anything else that looks like a JWT or a Bearer credential.
+        text = re.sub(r"eyJ[\w-]{4,}\.[\w-]*\.?[\w-]*", "<a JWT>", text)
+        return re.sub(r"(?i)(bearer|basic) [\w.~+/=-]{12,}", r"\1 <redacted>", text)
+
+    # -- responses
+    def show(self, r):
+        """One-line summary of a response for a failure message, tokens redacted."""
+        if r.status is None:
+            return f"no HTTP response ({r.error})"
+        parts = [str(r.status)]
+        if r.header("www-authenticate") is not None:
+            parts.append(f"WWW-Authenticate: {r.header('www-authenticate')}")
+        body = r.body.decode(errors="replace")
+        try:  # the echo's answer: show only the headers that matter, never Authorization
+            seen = json.loads(body)["headers"]
+            body = "upstream saw " + json.dumps({k: v for k, v in seen.items() if k.startswith("x-authenticated")})
+        except (ValueError, KeyError, TypeError):
+            body = " ".join(body.split())[:200]
+        parts.append(f"body: {body}")
+        return self.redact(", ".join(parts))
+
+    def upstream(self, r):
+        """The headers the echo upstream received ({name: [values]}), or Failed if it was not reached."""
+        expect(r.status == 200, f"expected 200 from the upstream, got {self.show(r)}")
+        try:
+            return json.loads(r.body)["headers"]
+        except (ValueError, KeyError) as e:
+            raise Failed(f"200 but not the echo upstream's answer ({e}): {self.show(r)}") from None
+
+    def expect_status(self, r, status):
+        expect(r.status == status, f"expected {status}, got {self.show(r)}")
+
+    def expect_denied(self, r, status, error, **attrs):
+        """An RFC 6750 denial: status, WWW-Authenticate with realm and error (+ attrs), JSON body."""
+        self.expect_status(r, status)
+        www = r.header("www-authenticate") or ""
+        expect(www.startswith('Bearer realm="api"'), f"WWW-Authenticate should start with Bearer realm=\"api\": {self.show(r)}")
+        expect(f'error="{error}"' in www, f'expected error="{error}" in WWW-Authenticate: {self.show(r)}')
+        for k, v in attrs.items():
+            expect(f'{k}="{v}"' in www, f'expected {k}="{v}" in WWW-Authenticate: {self.show(r)}')
+        expect(len([1 for n, _ in r.headers if n == "www-authenticate"]) == 1, f"more than one WWW-Authenticate: {self.show(r)}")
+        try:
+            body = r.json()
+        except ValueError:
+            raise Failed(f"body is not JSON: {self.show(r)}") from None
+        expect(body.get("error") == error, f"expected JSON error {error!r}: {self.show(r)}")
+        expect(isinstance(body.get("error_description"), str), f"JSON body without error_description: {self.show(r)}")
+
+    # -- Envoy stats
+    def stats(self, envoy):
+        r = self.s.admin(envoy, "/stats?filter=^wasmcustom\\.certbound_")
+        out = {}
+        for line in r.body.decode().splitlines():
+            name, _, value = line.partition(": ")
+            if name.startswith(STAT_PREFIX):
+                out[name[len(STAT_PREFIX):]] = int(value)
+        expect(out, f"no {STAT_PREFIX}* counters in /stats of {envoy}")
+        return out
+
+    def counted(self, envoy, action, **want):
+        """Runs action() and checks that the named counters moved by exactly these amounts
+        (names without the wasmcustom.certbound_ prefix, e.g. requests_denied_binding_failed=1)."""
+        before = self.stats(envoy)
+        result = action()
+        after = self.stats(envoy)
+        for name, n in want.items():
+            moved = after.get(name, 0) - before.get(name, 0)
+            expect(moved == n, f"{envoy}: counter {name} moved by {moved}, expected {n}")
+        return result
+
+    def echo_requests(self):
+        """Request lines the echo upstream logged (method path status), in order."""
+        try:
+            lines = (self.s.logs / "echo.log").read_text().splitlines()
+        except OSError:
+            return []
+        return [l for l in lines if not l.startswith("echo:")]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def with_claims(token, **changes):
+    """The token with payload claims changed (None deletes) and its original signature kept."""
+    h, p, sig = token.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+    for k, v in changes.items():
+        if v is None:
+            payload.pop(k, None)
+        else:
+            payload[k] = v
+    return ".".join([h, b64url(json.dumps(payload, separators=(",", ":")).encode()), sig])
+
+
+# The short-lived token goes first so its expiry passes while the other cases run.
+@case("short-lived JWT (2 s) with cert A while fresh -> 200")
+def _(t):
+    tok = t.token("short", resource=RES_SHORT)
+    t.later["short_exp"] = stack.decode_jwt(tok)[1]["exp"]
+    t.expect_status(t.s.request("strict", cert="a", token=tok), 200)
+
+
+@case("IdP issues a JWT bound to cert A (cnf x5t#S256 = thumbprint of A)")
+def _(t):
+    header, claims = stack.decode_jwt(t.token("jwt"))
+    expect(header.get("typ") == "at+jwt", f"typ {header.get('typ')!r}, expected at+jwt")
+    want = t.s.thumbprints()["a"]
+    expect(claims.get("cnf", {}).get("x5t#S256") == want, f"cnf {claims.get('cnf')!r}, expected x5t#S256 of A")
+    expect(claims.get("aud") == API_AUDIENCE, f"aud {claims.get('aud')!r}")
+
+
+@case("strict: JWT bound to A, cert A -> 200, upstream sees x-authenticated-sub/client")
+def _(t):
+    r = t.counted("strict", lambda: t.s.request("strict", "/accounts", cert="a", token=t.token("jwt")), requests_allowed=1)
+    seen = t.upstream(r)
+    expect(seen.get("x-authenticated-sub") == ["client-a"], f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}, expected ['client-a']")
+    expect(seen.get("x-authenticated-client") == ["client-a"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}, expected ['client-a']")
+
+
+@case("strict: JWT bound to B, cert B -> 200 as client-b")
+def _(t):
+    seen = t.upstream(t.s.request("strict", cert="b", token=t.token("jwt-b", client="client-b")))
+    expect(seen.get("x-authenticated-sub") == ["client-b"], f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}, expected ['client-b']")
+
+
+@case("strict: JWT bound to A replayed with cert B -> 401 invalid_token")
+def _(t):
+    r = t.counted("strict", lambda: t.s.request("strict", cert="b", token=t.token("jwt")),
+                  requests_denied_binding_failed=1, requests_allowed=0)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("strict: JWT bound to A, no client certificate -> 401 invalid_token")
+def _(t):
+    r = t.counted("strict", lambda: t.s.request("strict", cert=None, token=t.token("jwt")), requests_denied_binding_failed=1)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("cert C (other CA) -> TLS handshake refused, no HTTP response")
+def _(t):
+    r = t.s.request("strict", cert="c", token=t.token("jwt"))
+    expect(r.status is None, f"expected the handshake to fail, got {t.show(r)}")
+
+
+@case("strict: opaque token (introspection, Basic) with cert A -> 200")
+def _(t):
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a", token=t.token("opaque", resource=RES_OPAQUE)),
+                  introspection_calls=1, requests_allowed=1)
+    seen = t.upstream(r)
+    expect(seen.get("x-authenticated-client") == ["client-a"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}, expected ['client-a']")
+    # Introspection of a client-credentials token has no sub: the header is absent.
+    expect("x-authenticated-sub" not in seen, f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}, expected none (no sub claim)")
+
+
+@case("strict: opaque token bound to A with cert B -> 401 invalid_token")
+def _(t):
+    r = t.counted("strict", lambda: t.s.request("strict", cert="b", token=t.token("opaque", resource=RES_OPAQUE)),
+                  introspection_calls=1, requests_denied_binding_failed=1)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("optional: opaque token introspected with client_secret_post -> 200")
+def _(t):
+    # The IdP refuses Basic for gateway-post: a 200 proves the secret went in the form body.
+    r = t.counted("optional", lambda: t.s.request("optional", cert="a", token=t.token("opaque", resource=RES_OPAQUE)),
+                  introspection_calls=1, introspection_failures=0, requests_allowed=1)
+    seen = t.upstream(r)
+    expect(seen.get("x-authenticated-client") == ["client-a"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}")
+
+
+@case("strict: unbound JWT (no cnf) -> 401 invalid_token")
+def _(t):
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a", token=t.token("unbound", client="client-unbound")),
+                  requests_denied_binding_failed=1)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("optional: unbound JWT with cert A -> 200")
+def _(t):
+    seen = t.upstream(t.s.request("optional", cert="a", token=t.token("unbound", client="client-unbound")))
+    expect(seen.get("x-authenticated-client") == ["client-unbound"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}")
+
+
+@case("optional: unbound JWT without a client certificate -> 200")
+def _(t):
+    t.upstream(t.s.request("optional", cert=None, token=t.token("unbound", client="client-unbound")))
+
+
+@case("optional: JWT bound to A replayed with cert B -> 401 (a cnf is still enforced)")
+def _(t):
+    r = t.counted("optional", lambda: t.s.request("optional", cert="b", token=t.token("jwt")), requests_denied_binding_failed=1)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("strict: revoked opaque token -> 401 invalid_token")
+def _(t):
+    tok = t.token("revoked", resource=RES_OPAQUE)
+    t.expect_status(t.s.request("strict", cert="a", token=tok), 200)  # good before revocation
+    rv = t.s.revoke(tok)
+    expect(rv.status == 200, f"revocation at the IdP failed: {t.show(rv)}")
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a", token=tok), introspection_calls=1, requests_denied_invalid_token=1)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("strict: JWT for another audience (https://other.example) -> 401 invalid_token")
+def _(t):
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a", token=t.token("other-aud", resource=RES_OTHER)),
+                  requests_denied_invalid_token=1)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("strict: JWT without accounts:read -> 403 insufficient_scope, scope=\"accounts:read\"")
+def _(t):
+    tok = t.token("no-read-scope", scope="accounts:write")
+    expect(stack.decode_jwt(tok)[1].get("scope") == "accounts:write", "the IdP did not narrow the scope")
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a", token=tok), requests_denied_insufficient_scope=1)
+    t.expect_denied(r, 403, "insufficient_scope", scope="accounts:read")
+
+
+@case("strict: opaque token without accounts:read -> 403 insufficient_scope")
+def _(t):
+    tok = t.token("opaque-no-read-scope", resource=RES_OPAQUE, scope="accounts:write")
+    r = t.s.request("strict", cert="a", token=tok)
+    t.expect_denied(r, 403, "insufficient_scope", scope="accounts:read")
+
+
+@case("strict: no token -> 401 with the bare challenge Bearer realm=\"api\"")
+def _(t):
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a"), requests_denied_missing_token=1)
+    t.expect_status(r, 401)
+    www = [v for n, v in r.headers if n == "www-authenticate"]
+    expect(www == ['Bearer realm="api"'], f"WWW-Authenticate {www!r}, expected exactly ['Bearer realm=\"api\"']")
+
+
+@case("strict: forged x-authenticated-sub/client from the client are replaced")
+def _(t):
+    forged = [("x-authenticated-sub", "admin"), ("x-authenticated-client", "admin-client")]
+    seen = t.upstream(t.s.request("strict", cert="a", token=t.token("jwt"), headers=forged))
+    expect(seen.get("x-authenticated-sub") == ["client-a"], f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}, expected only ['client-a']")
+    expect(seen.get("x-authenticated-client") == ["client-a"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}, expected only ['client-a']")
+
+
+@case("strict: forged x-authenticated-sub with an opaque token (no sub claim) is removed")
+def _(t):
+    seen = t.upstream(t.s.request("strict", cert="a", token=t.token("opaque", resource=RES_OPAQUE),
+                                  headers=[("x-authenticated-sub", "admin")]))
+    expect("x-authenticated-sub" not in seen, f"x-authenticated-sub {seen.get('x-authenticated-sub')!r} reached the upstream")
+
+
+@case("strict: x-authenticated-sub sent twice by the client -> 400 invalid_request")
+def _(t):
+    r = t.s.request("strict", cert="a", token=t.token("jwt"),
+                    headers=[("x-authenticated-sub", "admin"), ("x-authenticated-sub", "root")])
+    t.expect_denied(r, 400, "invalid_request")
+
+
+@case("strict: two Authorization headers -> 400 invalid_request")
+def _(t):
+    tok = t.token("jwt")
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a", headers=[("Authorization", f"Bearer {tok}"), ("Authorization", f"Bearer {tok}")]),
+                  requests_denied_invalid_request=1, requests_allowed=0)
+    t.expect_denied(r, 400, "invalid_request")
+
+
+@case("strict: ?access_token= in the query -> 400 invalid_request")
+def _(t):
+    r = t.s.request("strict", "/accounts?access_token=abc", cert="a")
+    t.expect_denied(r, 400, "invalid_request")
+    # ... also next to a good header token
+    r = t.s.request("strict", "/accounts?x=1&access_token=abc", cert="a", token=t.token("jwt"))
+    t.expect_denied(r, 400, "invalid_request")
+
+
+@case("strict: Basic scheme -> 400 invalid_request")
+def _(t):
+    r = t.s.request("strict", cert="a", token=base64.b64encode(b"user:password").decode(), scheme="Basic")
+    t.expect_denied(r, 400, "invalid_request")
+
+
+@case("strict: empty Bearer token -> 400 invalid_request")
+def _(t):
+    t.expect_denied(t.s.request("strict", cert="a", headers=[("Authorization", "Bearer ")]), 400, "invalid_request")
+
+
+@case("strict: JWT with a forged payload (sub=admin, signature kept) -> 401 invalid_token")
+def _(t):
+    forged = with_claims(t.token("jwt"), sub="admin")
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a", token=forged), requests_denied_invalid_token=1, requests_allowed=0)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("strict: JWT with one payload character flipped -> 401 invalid_token")
+def _(t):
+    h, p, sig = t.token("jwt").split(".")
+    i = len(p) // 2
+    flipped = ".".join([h, p[:i] + ("B" if p[i] != "B" else "C") + p[i + 1:], sig])
+    t.expect_denied(t.s.request("strict", cert="a", token=flipped), 401, "invalid_token")
+
+
+@case("strict: JWT re-headed with alg none, no signature -> 401 invalid_token")
+def _(t):
+    _, p, _ = t.token("jwt").split(".")
+    none = b64url(json.dumps({"alg": "none", "typ": "at+jwt"}).encode()) + "." + p + "."
+    t.expect_denied(t.s.request("strict", cert="a", token=none), 401, "invalid_token")
+
+
+@case("broken filter configs: Envoy refuses to start and its log names the field")
+def _(t):
+    base = json.loads((stack.CONFIGS / "strict.json").read_text())
+    broken = {
+        "broken-pop": ({**base, "proof_of_possession_mtls": "sometimes"}, "invalid configuration: proof_of_possession_mtls:"),
+        "broken-issuer": ({k: v for k, v in base.items() if k != "issuer"}, "invalid configuration: issuer:"),
+    }
+    for name, (config, _) in broken.items():  # both start at once: each takes about a second to give up
+        path = t.s.state / f"{name}.json"
+        path.write_text(json.dumps(config, indent=1))
+        t.s.start_envoy(name, path, wait=False)
+    try:
+        for name, (_, want) in broken.items():
+            proc = t.s.procs[f"envoy-{name}"]
+            deadline = time.monotonic() + 30
+            while proc.alive() and time.monotonic() < deadline:
+                ready = False
+                try:
+                    ready = t.s.admin(name, "/ready").status == 200
+                except OSError:
+                    pass
+                expect(not ready, f"{name}: Envoy started and is ready with a broken config")
+                time.sleep(0.1)
+            expect(not proc.alive(), f"{name}: Envoy still running after 30 s")
+            rc = proc.popen.returncode
+            expect(rc != 0, f"{name}: Envoy exited with status 0")
+            log = t.s.log_tail(f"envoy-{name}", 200)
+            expect(want in log, f"{name}: exit {rc} but no '{want}' in its log (logs/envoy-{name}.log)")
+    finally:
+        for name in broken:
+            t.s.stop_service(f"envoy-{name}")
+            t.s.envoy_configs.pop(name, None)
+
+
+@case("strict: the short-lived JWT once expired (exp + leeway passed) -> 401 invalid_token")
+def _(t):
+    exp = t.later.get("short_exp")
+    if exp is None:  # run on its own (-k): get one now and wait it out
+        exp = stack.decode_jwt(t.token("short", resource=RES_SHORT))[1]["exp"]
+    wait = exp + LEEWAY + 1.05 - time.time()
+    if wait > 0:
+        time.sleep(wait)
+    r = t.counted("strict", lambda: t.s.request("strict", cert="a", token=t.token("short")), requests_denied_token_expired=1)
+    t.expect_denied(r, 401, "invalid_token")
+
+
+@case("stats: counters of both Envoys moved as expected")
+def _(t):
+    if not t.full_run:
+        raise Skipped("its thresholds assume the full run")
+    st = t.stats("strict")
+    for name, low in [("requests_allowed", 5), ("requests_denied_binding_failed", 3), ("requests_denied_invalid_token", 4),
+                      ("requests_denied_invalid_request", 4), ("requests_denied_missing_token", 1),
+                      ("requests_denied_insufficient_scope", 2), ("requests_denied_token_expired", 1),
+                      ("introspection_calls", 4), ("jwks_fetches", 1)]:
+        expect(st.get(name, 0) >= low, f"strict: {name} = {st.get(name)}, expected >= {low}")
+    for name in ("requests_denied_idp_unavailable", "introspection_failures", "jwks_fetch_failures"):
+        expect(st.get(name) == 0, f"strict: {name} = {st.get(name)} before the IdP outage, expected 0")
+    op = t.stats("optional")
+    for name, low in [("requests_allowed", 3), ("requests_denied_binding_failed", 1), ("introspection_calls", 1), ("jwks_fetches", 1)]:
+        expect(op.get(name, 0) >= low, f"optional: {name} = {op.get(name)}, expected >= {low}")
+
+
+@case("IdP down: JWT still verified with the JWKS already fetched -> 200")
+def _(t):
+    t.later["opaque_before_outage"] = t.token("opaque", resource=RES_OPAQUE)
+    jwt = t.token("jwt")
+    # Each Envoy worker holds its own keys, fetched on its first tick (1 s) or first JWT: give
+    # every worker that chance when this case runs alone (-k) right after the start.
+    time.sleep(max(0.0, t.started + 2.5 - time.monotonic()))
+    t.s.stop_service("idp")
+    t.later["idp_stopped"] = True
+    # Several requests: Envoy spreads connections over its workers, each with its own keys.
+    for i in range(6):
+        r = t.s.request("strict", cert="a", token=jwt)
+        expect(r.status == 200, f"request {i + 1}/6: expected 200, got {t.show(r)}")
+
+
+@case("IdP down: opaque token -> 503 temporarily_unavailable, nothing forwarded upstream")
+def _(t):
+    if not t.later.get("idp_stopped"):
+        t.s.stop_service("idp")
+        t.later["idp_stopped"] = True
+    probe = f"/idp-outage-probe-{int(time.time() * 1000)}"
+    tok = t.later.get("opaque_before_outage") or "an-opaque-token-0123456789"
+    r = t.counted("strict", lambda: t.s.request("strict", probe, cert="a", token=tok),
+                  requests_denied_idp_unavailable=1, introspection_failures=1, requests_allowed=0)
+    t.expect_status(r, 503)
+    expect(r.header("www-authenticate") is None, f"a 503 must carry no WWW-Authenticate: {t.show(r)}")
+    try:
+        body = r.json()
+    except ValueError:
+        raise Failed(f"body is not JSON: {t.show(r)}") from None
+    expect(body.get("error") == "temporarily_unavailable", f"JSON error {body.get('error')!r}, expected temporarily_unavailable")
+    reached = [l for l in t.echo_requests() if probe in l]
+    expect(not reached, f"the echo upstream logged the request: {reached}")
+
+
+@case("IdP back: a new opaque token is introspected again -> 200")
+def _(t):
+    if t.later.get("idp_stopped"):
+        t.s.start_idp()  # same port and signing key; opaque tokens issued before are gone
+        t.later["idp_stopped"] = False
+    tok = t.s.access_token("client-a", RES_OPAQUE)
+    t.tokens["opaque-after-restart"] = tok
+    t.upstream(t.s.request("strict", cert="a", token=tok))
+
+
+# ---- the runner -----------------------------------------------------------------------------
+def envoy_log_sizes(s):
+    sizes = {}
+    for log in s.logs.glob("envoy-*.log"):
+        sizes[log] = log.stat().st_size
+    return sizes
+
+
+def new_filter_lines(s, sizes, limit=12):
+    """Filter log lines ('wasm log') written since `sizes` was taken, the last `limit` of them."""
+    out = []
+    for log in sorted(s.logs.glob("envoy-*.log")):
+        with open(log, "rb") as f:
+            f.seek(sizes.get(log, 0))
+            for line in f.read().decode(errors="replace").splitlines():
+                # [time][thread][level][logger] [file:line] message
+                m = re.match(r"\[[^]]*\]\[[^]]*\]\[(\w+)\]\[\w+\] \[[^]]*\] (.*)", line)
+                if m and ("wasm log" in m[2] or m[1] in ("error", "critical")):
+                    msg = re.sub(r"^wasm log [^:]*: ", "certbound: ", m[2])
+                    out.append(f"{log.stem} [{m[1]}] {msg}")
+    return out[-limit:]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-k", action="append", default=[], metavar="SUBSTRING",
+                    help="run only cases whose name contains this (repeatable; case-insensitive)")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--wasm", default=str(stack.DEFAULT_WASM))
+    ap.add_argument("--state", default=str(stack.DEFAULT_STATE))
+    ap.add_argument("-v", "--verbose", action="store_true", help="show the stack's start/stop lines")
+    args = ap.parse_args(argv)
+
+    selected = [(n, f) for n, f in CASES if not args.k or any(k.lower() in n.lower() for k in args.k)]
+    if args.list:
+        for n, _ in selected:
+            print(n)
+        return 0
+    if not selected:
+        print("no case matches", file=sys.stderr)
+        return 2
+
+    t0 = time.monotonic()
+    results = []  # (name, ok or None for skipped)
+    say = (lambda msg: print(msg, file=sys.stderr)) if args.verbose else (lambda msg: None)
+    s = stack.Stack(args.state, wasm=args.wasm, say=say)
+    interrupted = False
+    try:
+        print(f"e2e: starting the stack (IdP, echo, Envoys strict + optional; state {s.state})", flush=True)
+        try:
+            s.start()
+        except Exception as e:
+            print(f"FAIL  the stack did not start: {e}")
+            results.append(("stack start", False))
+            selected = []
+        else:
+            print(f"e2e: up in {time.monotonic() - t0:.1f}s: IdP {s.idp_url}, Envoy strict :{s.ports['envoy-strict']}, "
+                  f"optional :{s.ports['envoy-optional']}, logs in {s.logs}", flush=True)
+        run = Run(s, full_run=len(selected) == len(CASES))
+        width = max((len(n) for n, _ in selected), default=0)
+        for name, fn in selected:
+            c0 = time.monotonic()
+            sizes = envoy_log_sizes(s)
+            try:
+                fn(run)
+                results.append((name, True))
+                print(f"PASS  {name:<{width}}  {time.monotonic() - c0:5.2f}s", flush=True)
+            except Skipped as e:
+                results.append((name, None))
+                print(f"SKIP  {name:<{width}}  ({e})", flush=True)
+            except Failed as e:
+                results.append((name, False))
+                print(f"FAIL  {name:<{width}}  {time.monotonic() - c0:5.2f}s\n      {run.redact(str(e))}", flush=True)
+                for line in new_filter_lines(s, sizes):
+                    print(f"      | {run.redact(line)}")
+            except Exception as e:  # a harness or environment problem, not an expectation
+                results.append((name, False))
+                print(f"FAIL  {name:<{width}}  error: {run.redact(f'{type(e).__name__}: {e}')}", flush=True)
+                tb = traceback.format_exc().strip().splitlines()
+                for line in tb[-6:]:
+                    print(f"      | {run.redact(line)}")
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ne2e: interrupted")
+    finally:
+        s.stop()
+    passed = sum(1 for _, ok in results if ok)
+    failed = sum(1 for _, ok in results if ok is False)
+    skipped = sum(1 for _, ok in results if ok is None)
+    extra = f", {skipped} skipped" if skipped else ""
+    print(f"{passed} passed, {failed} failed{extra} in {time.monotonic() - t0:.1f}s"
+          + (f"  (logs: {s.logs})" if failed else ""))
+    if interrupted:
+        return 130
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

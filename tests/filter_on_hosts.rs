@@ -1,0 +1,793 @@
+//! The filter driven through a fake host shaped like Envoy 1.40 or Kong's ngx_wasm_module,
+//! with the property values and call outcomes recorded from those engines (shared/hosts.md):
+//! where the certificate comes from, IdP calls and their failures, headers, cache, replies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
+
+use std::rc::Rc;
+
+use certbound::filter::{Flow, RequestFilter, Worker};
+use certbound::metrics;
+use serde_json::{Value, json};
+use support::fake_host::FakeHost;
+use support::*;
+
+fn worker(config: &Value) -> Rc<Worker> {
+    Rc::new(Worker::new(settings(config)))
+}
+
+/// One request through a fresh request context.
+fn run(worker: &Rc<Worker>, host: &FakeHost) -> (RequestFilter, Flow) {
+    let mut f = RequestFilter::new(Rc::clone(worker));
+    let flow = f.on_request_headers(host);
+    (f, flow)
+}
+
+fn envoy_with(cert: &TestCert) -> FakeHost {
+    FakeHost::envoy(Some(&cert.pem), Some(&cert.sha256_hex))
+}
+
+fn bound_jwt(cert: &TestCert) -> String {
+    mint(&bound_claims(&cert.x5t_openssl))
+}
+
+fn active_answer(cert: &TestCert, exp: u64) -> Vec<u8> {
+    json!({
+        "active": true, "client_id": "client-a", "scope": "accounts:read", "aud": AUDIENCE,
+        "iss": ISSUER, "exp": exp, "iat": NOW - 5, "token_type": "Bearer",
+        "cnf": {"x5t#S256": cert.x5t_openssl}, "extra": "not cached"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+const OPAQUE: &str = "qvUQbKLwTEw5rCDLbg3SwDt7xZh6gFqL8Hib6nrmlWd";
+
+// --- where the certificate comes from ---------------------------------------------------
+
+#[test]
+fn envoy_digest_property_binds_the_token() {
+    let cert = &pki().ec;
+    let host = FakeHost::envoy(None, Some(&cert.sha256_hex));
+    host.bearer(&bound_jwt(cert));
+    let (_, flow) = run(&worker(&base_config()), &host);
+    assert_eq!(flow, Flow::Continue);
+    assert!(host.responses.borrow().is_empty());
+    assert_eq!(host.header_values("x-authenticated-sub"), vec!["client-a"]);
+    assert_eq!(host.metric(metrics::ALLOWED), 1);
+}
+
+#[test]
+fn envoy_pem_property_is_used_when_there_is_no_digest() {
+    let cert = &pki().rsa;
+    let host = FakeHost::envoy(Some(&cert.pem), None);
+    host.bearer(&bound_jwt(cert));
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Continue);
+    // And the PEM of another certificate does not pass for it.
+    let host = FakeHost::envoy(Some(&pki().ec.pem), None);
+    host.bearer(&bound_jwt(cert));
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Pause);
+    assert_eq!(host.last_response().unwrap().status, 401);
+}
+
+#[test]
+fn kong_raw_cert_binds_the_token_and_envoy_properties_are_never_read_there() {
+    let cert = &pki().ed25519;
+    let host = FakeHost::kong(Some(&cert.pem));
+    host.bearer(&bound_jwt(cert));
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Continue);
+    assert_eq!(host.header_values("x-authenticated-client"), vec!["client-a"]);
+    // Each read of an unimplemented Envoy property logs an [alert] in nginx's error log.
+    let reads = host.reads.borrow();
+    assert!(reads.iter().all(|r| !r.starts_with("connection.")), "{reads:?}");
+}
+
+#[test]
+fn kong_with_another_certificate_or_none_is_refused() {
+    let p = pki();
+    for host in [FakeHost::kong(Some(&p.other.pem)), FakeHost::kong(None)] {
+        host.bearer(&bound_jwt(&p.ec));
+        assert_eq!(run(&worker(&base_config()), &host).1, Flow::Pause);
+        let r = host.last_response().unwrap();
+        assert_eq!(r.status, 401);
+        assert!(r.header("www-authenticate").unwrap().contains("error=\"invalid_token\""));
+        assert!(r.body.is_some(), "replies from request headers carry a body on Kong too");
+    }
+}
+
+#[test]
+fn a_stolen_token_replayed_without_a_certificate_on_envoy() {
+    let host = FakeHost::envoy(None, None);
+    host.bearer(&bound_jwt(&pki().ec));
+    run(&worker(&base_config()), &host);
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_token");
+    assert_eq!(host.metric("certbound_requests_denied_binding_failed"), 1);
+}
+
+#[test]
+fn an_unreadable_certificate_property_counts_as_no_certificate() {
+    let host = FakeHost::envoy(Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), None);
+    host.bearer(&bound_jwt(&pki().ec));
+    run(&worker(&base_config()), &host);
+    assert_eq!(host.last_response().unwrap().status, 401);
+    assert!(host.log_text().contains("unusable"));
+}
+
+// --- certificate from a trusted proxy's header --------------------------------------------
+
+fn header_config(format: &str) -> Value {
+    with(base_config(), json!({"client_certificate": {"source": "header", "header": "Client-Cert", "format": format, "trusted_ips": ["10.0.0.0/8"]}}))
+}
+
+#[test]
+fn header_from_a_trusted_proxy_is_believed_and_removed() {
+    use base64::Engine;
+    let cert = &pki().ec;
+    let value = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&cert.der));
+    let host = FakeHost::envoy(None, None);
+    host.set_property("source.address", b"10.1.2.3:5555");
+    host.request("/x", &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("client-cert", &value)]);
+    assert_eq!(run(&worker(&header_config("rfc9440")), &host).1, Flow::Continue);
+    assert!(host.header_values("client-cert").is_empty(), "removed before the upstream");
+}
+
+#[test]
+fn header_from_an_untrusted_peer_is_ignored_and_still_removed() {
+    use base64::Engine;
+    let cert = &pki().ec;
+    let value = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&cert.der));
+    // Kong's engine gives a bare IP; overwriting is how a header is dropped there.
+    let host = FakeHost::kong(None);
+    host.set_property("source.address", b"192.168.7.7");
+    host.request("/x", &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("client-cert", &value)]);
+    assert_eq!(run(&worker(&header_config("rfc9440")), &host).1, Flow::Pause);
+    assert_eq!(host.last_response().unwrap().status, 401);
+    assert_eq!(host.header_values("client-cert"), vec![""]);
+}
+
+#[test]
+fn a_repeated_certificate_header_is_not_believed() {
+    use base64::Engine;
+    let cert = &pki().ec;
+    let value = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&cert.der));
+    let host = FakeHost::envoy(None, None);
+    host.set_property("source.address", b"10.1.2.3:5555");
+    host.request(
+        "/x",
+        &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("client-cert", &value), ("client-cert", &value)],
+    );
+    run(&worker(&header_config("rfc9440")), &host);
+    assert_eq!(host.last_response().unwrap().status, 401);
+}
+
+#[test]
+fn xfcc_header_from_envoy_in_front() {
+    let cert = &pki().rsa;
+    let host = FakeHost::envoy(None, None);
+    host.set_property("source.address", b"10.0.0.9:1234");
+    let xfcc = format!("By=spiffe://gw;Hash={};Subject=\"CN=client-rsa,O=certbound tests\"", cert.sha256_hex);
+    host.request("/x", &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("x-forwarded-client-cert", &xfcc)]);
+    let cfg = with(base_config(), json!({"client_certificate": {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["10.0.0.9"]}}));
+    assert_eq!(run(&worker(&cfg), &host).1, Flow::Continue);
+}
+
+// --- the Authorization header and the identity headers ------------------------------------
+
+#[test]
+fn no_token_gets_a_bare_challenge() {
+    let host = envoy_with(&pki().ec);
+    host.request("/x", &[]);
+    run(&worker(&base_config()), &host);
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"api\""));
+    assert_eq!(host.metric("certbound_requests_denied_missing_token"), 1);
+}
+
+#[test]
+fn two_authorization_headers_are_a_bad_request() {
+    let host = envoy_with(&pki().ec);
+    let t = format!("Bearer {}", bound_jwt(&pki().ec));
+    host.request("/x", &[("authorization", &t), ("authorization", &t)]);
+    run(&worker(&base_config()), &host);
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.header("www-authenticate").unwrap().contains("error=\"invalid_request\""));
+}
+
+#[test]
+fn a_query_token_is_refused_on_kong_where_path_has_no_query() {
+    let cert = &pki().ec;
+    let host = FakeHost::kong(Some(&cert.pem));
+    host.request("/x?access_token=abc", &[("authorization", &format!("Bearer {}", bound_jwt(cert)))]);
+    // ngx_wasm_module's `:path` is nginx's $uri: no query string. `request.path` has it.
+    host.headers.borrow_mut()[1].1 = b"/x".to_vec();
+    run(&worker(&base_config()), &host);
+    assert_eq!(host.last_response().unwrap().status, 400);
+}
+
+#[test]
+fn identity_headers_from_the_client_are_replaced_with_the_tokens_claims() {
+    let cert = &pki().ec;
+    let host = envoy_with(cert);
+    host.request("/x", &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("X-Authenticated-Sub", "admin")]);
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Continue);
+    assert_eq!(host.header_values("x-authenticated-sub"), vec!["client-a"]);
+}
+
+#[test]
+fn a_repeated_identity_header_is_refused() {
+    let cert = &pki().ec;
+    let host = envoy_with(cert);
+    host.request(
+        "/x",
+        &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("x-authenticated-sub", "a"), ("x-authenticated-sub", "b")],
+    );
+    run(&worker(&base_config()), &host);
+    assert_eq!(host.last_response().unwrap().status, 400);
+}
+
+#[test]
+fn an_absent_claim_clears_the_header_on_both_engines() {
+    let cert = &pki().ec;
+    let mut claims = bound_claims(&cert.x5t_openssl);
+    claims.remove("client_id");
+    let token = mint(&claims);
+    let envoy = envoy_with(cert);
+    envoy.request("/x", &[("authorization", &format!("Bearer {token}")), ("x-authenticated-client", "forged")]);
+    run(&worker(&base_config()), &envoy);
+    assert!(envoy.header_values("x-authenticated-client").is_empty());
+    // On Kong a removed header would still be forwarded: it is overwritten with nothing.
+    let kong = FakeHost::kong(Some(&cert.pem));
+    kong.request("/x", &[("authorization", &format!("Bearer {token}")), ("x-authenticated-client", "forged")]);
+    run(&worker(&base_config()), &kong);
+    assert_eq!(kong.header_values("x-authenticated-client"), vec![""]);
+}
+
+// --- JWKS fetched from the IdP ------------------------------------------------------------
+
+fn remote_jwks_config() -> Value {
+    with(base_config(), json!({"jwks": null, "jwks_endpoint": "https://idp.example:8443/jwks"}))
+}
+
+#[test]
+fn first_request_fetches_the_jwks_waits_and_is_resumed() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    let (mut f, flow) = run(&w, &host);
+    assert_eq!(flow, Flow::Pause);
+    let call = host.dispatched.borrow()[0].clone();
+    assert_eq!(call.upstream, "idp");
+    let h = |k: &str| call.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(h(":method").as_deref(), Some("GET"));
+    assert_eq!(h(":path").as_deref(), Some("/jwks"));
+    assert_eq!(h(":authority").as_deref(), Some("idp.example:8443"));
+    assert_eq!(h(":scheme").as_deref(), Some("https"));
+
+    let body = jwks().to_string();
+    host.call_returns(&[(":status", "200")], body.as_bytes());
+    f.on_call_response(&host, 1, body.len());
+    assert_eq!(host.resumed.get(), 1);
+    assert!(host.responses.borrow().is_empty());
+    assert_eq!(host.metric(metrics::JWKS_FETCHES), 1);
+
+    // The keys stay with the worker: the next request needs no call.
+    let host2 = envoy_with(cert);
+    host2.bearer(&bound_jwt(cert));
+    assert_eq!(run(&w, &host2).1, Flow::Continue);
+    assert!(host2.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn a_token_failing_cheap_checks_never_triggers_a_jwks_fetch() {
+    let p = pki();
+    let w = worker(&remote_jwks_config());
+    let host = envoy_with(&p.other);
+    host.bearer(&bound_jwt(&p.ec));
+    run(&w, &host);
+    assert_eq!(host.last_response().unwrap().status, 401);
+    assert!(host.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn unknown_kids_refetch_at_most_once_per_cooldown() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let body = jwks().to_string();
+    // Load the keys.
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    let (mut f, _) = run(&w, &host);
+    host.call_returns(&[(":status", "200")], body.as_bytes());
+    f.on_call_response(&host, 1, body.len());
+
+    let random_kid = |kid: &str| {
+        unsigned(json!({"alg": "ES256", "typ": "at+jwt", "kid": kid}), &bound_claims(&cert.x5t_openssl))
+    };
+    // The cool-down (30 s by default) counts from the start-up fetch: a flood of random kids
+    // now costs the IdP nothing.
+    for i in 0..50 {
+        let h = envoy_with(cert);
+        h.now.set(NOW + 5);
+        h.bearer(&random_kid(&format!("kid-{i}")));
+        run(&w, &h);
+        assert_eq!(h.last_response().unwrap().status, 401);
+        assert!(h.dispatched.borrow().is_empty(), "request {i} reached the IdP");
+    }
+    // After the cool-down one request may refetch; the unknown kid is then refused.
+    let h = envoy_with(cert);
+    h.now.set(NOW + 31);
+    h.bearer(&random_kid("kid-x"));
+    let (mut f, flow) = run(&w, &h);
+    assert_eq!(flow, Flow::Pause);
+    h.call_returns(&[(":status", "200")], body.as_bytes());
+    f.on_call_response(&h, 1, body.len());
+    let r = h.last_response().unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().contains("unknown key"));
+    // And the next one within the new cool-down does not call.
+    let h = envoy_with(cert);
+    h.now.set(NOW + 35);
+    h.bearer(&random_kid("kid-y"));
+    run(&w, &h);
+    assert!(h.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn jwks_unreachable_is_503_and_body_less_from_the_call_path_on_kong() {
+    let cert = &pki().ec;
+    let kong = || FakeHost::kong(Some(&cert.pem));
+    let envoy = || envoy_with(cert);
+    for (new_host, body_expected) in [(&kong as &dyn Fn() -> FakeHost, false), (&envoy, true)] {
+        let host = new_host();
+        let w = worker(&remote_jwks_config());
+        host.bearer(&bound_jwt(cert));
+        let (mut f, _) = run(&w, &host);
+        // Kong: no :status, :dispatch_status says why. Envoy: no headers at all.
+        if body_expected {
+            host.call_returns(&[], b"");
+        } else {
+            host.call_returns(&[(":dispatch_status", "timeout")], b"");
+        }
+        f.on_call_response(&host, 1, 0);
+        let r = host.last_response().unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body.is_some(), body_expected);
+        assert_eq!(host.resumed.get(), 0);
+        assert_eq!(host.metric(metrics::JWKS_FETCH_FAILURES), 1);
+        // Within the cool-down after a failure, no keys means 503 without calling again.
+        let h2 = new_host();
+        h2.now.set(NOW + 1);
+        h2.bearer(&bound_jwt(cert));
+        run(&w, &h2);
+        assert_eq!(h2.last_response().unwrap().status, 503);
+        assert!(h2.dispatched.borrow().is_empty());
+    }
+}
+
+#[test]
+fn a_jwks_that_is_not_json_or_not_200_keeps_the_request_out() {
+    let cert = &pki().ec;
+    for (status, body) in [("200", "<html>"), ("500", "{}"), ("200", "{\"keys\": 5}")] {
+        let w = worker(&remote_jwks_config());
+        let host = envoy_with(cert);
+        host.bearer(&bound_jwt(cert));
+        let (mut f, _) = run(&w, &host);
+        host.call_returns(&[(":status", status)], body.as_bytes());
+        f.on_call_response(&host, 1, body.len());
+        assert_eq!(host.last_response().unwrap().status, 503, "{status} {body}");
+        assert_eq!(host.resumed.get(), 0);
+    }
+}
+
+#[test]
+fn the_root_tick_refreshes_the_jwks_periodically_and_keeps_old_keys_on_failure() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let host = FakeHost::envoy(None, None);
+    w.on_tick(&host);
+    assert_eq!(host.dispatched.borrow().len(), 1, "no keys yet: fetch at the first tick");
+    w.on_tick(&host);
+    assert_eq!(host.dispatched.borrow().len(), 1, "one fetch in flight at a time");
+    let body = jwks().to_string();
+    host.call_returns(&[(":status", "200")], body.as_bytes());
+    w.on_root_call_response(&host, 1, body.len());
+
+    host.now.set(NOW + 599);
+    w.on_tick(&host);
+    assert_eq!(host.dispatched.borrow().len(), 1);
+    host.now.set(NOW + 600);
+    w.on_tick(&host);
+    assert_eq!(host.dispatched.borrow().len(), 2, "refresh after jwks_refresh_interval");
+    host.call_returns(&[(":status", "503")], b"");
+    w.on_root_call_response(&host, 2, 0);
+
+    let req = envoy_with(cert);
+    req.now.set(NOW + 601);
+    let mut claims = bound_claims(&cert.x5t_openssl);
+    claims.insert("exp".into(), json!(NOW + 900));
+    req.bearer(&mint(&claims));
+    assert_eq!(run(&w, &req).1, Flow::Continue, "a failed refresh keeps the keys we had");
+}
+
+#[test]
+fn a_root_call_response_for_another_call_is_ignored() {
+    let w = worker(&remote_jwks_config());
+    let host = FakeHost::envoy(None, None);
+    w.on_tick(&host);
+    host.call_returns(&[(":status", "200")], b"{\"keys\":[]}");
+    w.on_root_call_response(&host, 99, 11);
+    assert_eq!(host.metric(metrics::JWKS_FETCH_FAILURES), 0);
+    assert!(host.log_text().is_empty() || !host.log_text().contains("JWKS refreshed"));
+}
+
+// --- introspection ------------------------------------------------------------------------
+
+fn introspect_once(w: &Rc<Worker>, host: &FakeHost, answer_headers: &[(&str, &str)], answer: &[u8]) -> RequestFilter {
+    host.bearer(OPAQUE);
+    let before = host.dispatched.borrow().len();
+    let (mut f, flow) = run(w, host);
+    assert_eq!(flow, Flow::Pause);
+    assert_eq!(host.dispatched.borrow().len(), before + 1);
+    host.call_returns(answer_headers, answer);
+    f.on_call_response(host, (before + 1) as u32, answer.len());
+    f
+}
+
+#[test]
+fn introspection_request_is_a_form_post_with_basic_client_auth() {
+    let cert = &pki().ec;
+    let w = worker(&with(base_config(), json!({"client_id": "gate way", "client_secret": "p:ss&word"})));
+    let host = envoy_with(cert);
+    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 60));
+    let call = host.dispatched.borrow()[0].clone();
+    let h = |k: &str| call.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(call.upstream, "idp");
+    assert_eq!(h(":method").as_deref(), Some("POST"));
+    assert_eq!(h(":path").as_deref(), Some("/token/introspection"));
+    assert_eq!(h("content-type").as_deref(), Some("application/x-www-form-urlencoded"));
+    // RFC 6749 §2.3.1: id and secret are form-encoded before base64.
+    use base64::Engine;
+    let expected = base64::engine::general_purpose::STANDARD.encode("gate+way:p%3Ass%26word");
+    assert_eq!(h("authorization"), Some(format!("Basic {expected}")));
+    let body = String::from_utf8(call.body.unwrap()).unwrap();
+    assert_eq!(body, format!("token={OPAQUE}&token_type_hint=access_token"));
+    assert_eq!(host.resumed.get(), 1);
+}
+
+#[test]
+fn introspection_with_client_secret_post_puts_credentials_in_the_body() {
+    let cert = &pki().ec;
+    let w = worker(&with(base_config(), json!({"client_auth": "client_secret_post"})));
+    let host = envoy_with(cert);
+    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 60));
+    let call = host.dispatched.borrow()[0].clone();
+    assert!(call.headers.iter().all(|(k, _)| k != "authorization"));
+    let body = String::from_utf8(call.body.unwrap()).unwrap();
+    assert!(body.ends_with("&client_id=gateway&client_secret=s3cret"), "{body}");
+}
+
+#[test]
+fn an_active_bound_answer_lets_the_request_through_with_its_claims() {
+    let cert = &pki().ec;
+    let host = envoy_with(cert);
+    introspect_once(&worker(&base_config()), &host, &[(":status", "200")], &active_answer(cert, NOW + 60));
+    assert_eq!(host.resumed.get(), 1);
+    assert!(host.responses.borrow().is_empty());
+    assert_eq!(host.header_values("x-authenticated-client"), vec!["client-a"]);
+    assert!(host.header_values("x-authenticated-sub").is_empty(), "no sub in the answer");
+    assert_eq!(host.metric(metrics::INTROSPECTION_CALLS), 1);
+}
+
+#[test]
+fn an_active_answer_for_another_certificate_or_unbound_is_refused() {
+    let p = pki();
+    let host = envoy_with(&p.other);
+    introspect_once(&worker(&base_config()), &host, &[(":status", "200")], &active_answer(&p.ec, NOW + 60));
+    assert_eq!(host.last_response().unwrap().status, 401);
+    assert_eq!(host.resumed.get(), 0);
+
+    let unbound = json!({"active": true, "scope": "accounts:read", "aud": AUDIENCE, "exp": NOW + 60}).to_string();
+    let host = envoy_with(&p.ec);
+    introspect_once(&worker(&base_config()), &host, &[(":status", "200")], unbound.as_bytes());
+    assert_eq!(host.last_response().unwrap().status, 401);
+    let host = envoy_with(&p.ec);
+    let optional = worker(&with(base_config(), json!({"proof_of_possession_mtls": "optional"})));
+    introspect_once(&optional, &host, &[(":status", "200")], unbound.as_bytes());
+    assert_eq!(host.resumed.get(), 1);
+}
+
+#[test]
+fn inactive_answers_and_mismatched_issuer_scope_or_audience_are_refused() {
+    let cert = &pki().ec;
+    let mk = |patch: Value| {
+        let mut v: Value = serde_json::from_slice(&active_answer(cert, NOW + 60)).unwrap();
+        for (k, val) in patch.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v.to_string().into_bytes()
+    };
+    let cases = [
+        (br#"{"active":false}"#.to_vec(), 401),
+        (mk(json!({"iss": "https://evil.example"})), 401),
+        (mk(json!({"aud": "https://other.example"})), 401),
+        (mk(json!({"exp": NOW - 100})), 401),
+        (mk(json!({"scope": "other"})), 403),
+    ];
+    for (answer, status) in cases {
+        let host = envoy_with(cert);
+        introspect_once(&worker(&base_config()), &host, &[(":status", "200")], &answer);
+        let r = host.last_response().unwrap();
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&answer));
+        assert_eq!(host.resumed.get(), 0);
+    }
+}
+
+#[test]
+fn idp_errors_never_let_the_request_through() {
+    let cert = &pki().ec;
+    let cases: Vec<(Vec<(&str, &str)>, &[u8])> = vec![
+        (vec![(":status", "500")], b"{\"active\":true}"),
+        (vec![(":status", "401")], b"{\"error\":\"invalid_client\"}"),
+        (vec![(":status", "200")], b"not json"),
+        (vec![(":status", "200")], b"{\"active\":\"true\"}"),
+        (vec![(":status", "200")], b"[true]"),
+        (vec![], b""),
+        (vec![(":dispatch_status", "tls handshake failure")], b""),
+    ];
+    for (headers, body) in cases {
+        let host = envoy_with(cert);
+        introspect_once(&worker(&base_config()), &host, &headers, body);
+        let r = host.last_response().unwrap();
+        assert_eq!(r.status, 503, "{headers:?} {}", String::from_utf8_lossy(body));
+        assert_eq!(r.json()["error"], "temporarily_unavailable");
+        assert_eq!(host.resumed.get(), 0);
+        assert_eq!(host.metric(metrics::INTROSPECTION_FAILURES), 1);
+    }
+}
+
+#[test]
+fn kong_timeout_from_the_call_path_replies_503_without_a_body() {
+    let cert = &pki().ec;
+    let host = FakeHost::kong(Some(&cert.pem));
+    introspect_once(&worker(&base_config()), &host, &[(":dispatch_status", "timeout")], b"");
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, None);
+    assert!(host.log_text().contains("timeout"));
+}
+
+#[test]
+fn a_dispatch_that_cannot_start_is_503() {
+    let cert = &pki().ec;
+    let host = envoy_with(cert);
+    *host.dispatch_error.borrow_mut() = Some("BadArgument".into());
+    host.bearer(OPAQUE);
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Pause);
+    assert_eq!(host.last_response().unwrap().status, 503);
+}
+
+#[test]
+fn a_call_response_for_another_call_leaves_the_request_waiting() {
+    let cert = &pki().ec;
+    let host = envoy_with(cert);
+    host.bearer(OPAQUE);
+    let (mut f, _) = run(&worker(&base_config()), &host);
+    host.call_returns(&[(":status", "200")], &active_answer(cert, NOW + 60));
+    f.on_call_response(&host, 42, 10);
+    assert_eq!(host.resumed.get(), 0);
+    assert!(host.responses.borrow().is_empty());
+    f.on_call_response(&host, 1, active_answer(cert, NOW + 60).len());
+    assert_eq!(host.resumed.get(), 1);
+}
+
+// --- the introspection cache --------------------------------------------------------------
+
+#[test]
+fn a_cached_answer_is_rechecked_against_each_requests_certificate() {
+    let p = pki();
+    let w = worker(&with(base_config(), json!({"cache_introspection": 60})));
+    let host = envoy_with(&p.ec);
+    introspect_once(&w, &host, &[(":status", "200")], &active_answer(&p.ec, NOW + 300));
+
+    // Same token, same certificate: served from the cache.
+    let again = envoy_with(&p.ec);
+    again.shared.replace(host.shared.borrow().clone());
+    again.bearer(OPAQUE);
+    assert_eq!(run(&w, &again).1, Flow::Continue);
+    assert!(again.dispatched.borrow().is_empty());
+    assert_eq!(again.metric(metrics::INTROSPECTION_CACHE_HITS), 1);
+
+    // Same token replayed from another certificate: the cached answer does not help it.
+    let thief = envoy_with(&p.other);
+    thief.shared.replace(host.shared.borrow().clone());
+    thief.bearer(OPAQUE);
+    run(&w, &thief);
+    assert_eq!(thief.last_response().unwrap().status, 401);
+    assert!(thief.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn the_cache_holds_only_a_hash_of_the_token_and_no_unneeded_claims() {
+    let cert = &pki().ec;
+    let host = envoy_with(cert);
+    introspect_once(&worker(&base_config()), &host, &[(":status", "200")], &active_answer(cert, NOW + 300));
+    let shared = host.shared.borrow();
+    assert_eq!(shared.len(), 1);
+    for (k, (v, _)) in shared.iter() {
+        let text = format!("{k}{}", String::from_utf8_lossy(v));
+        assert!(!text.contains(OPAQUE));
+        assert!(!text.contains("not cached"), "claims nobody reads are dropped");
+    }
+}
+
+#[test]
+fn cached_answers_expire_with_the_token() {
+    let cert = &pki().ec;
+    let w = worker(&with(base_config(), json!({"cache_introspection": 600, "leeway": 0})));
+    let host = envoy_with(cert);
+    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 10));
+    let later = envoy_with(cert);
+    later.shared.replace(host.shared.borrow().clone());
+    later.now.set(NOW + 11);
+    later.bearer(OPAQUE);
+    run(&w, &later);
+    assert_eq!(later.dispatched.borrow().len(), 1, "entry gone at the token's exp, not after 600 s");
+}
+
+#[test]
+fn inactive_answers_are_cached_too() {
+    let cert = &pki().ec;
+    let w = worker(&base_config());
+    let host = envoy_with(cert);
+    introspect_once(&w, &host, &[(":status", "200")], br#"{"active":false}"#);
+    let again = envoy_with(cert);
+    again.shared.replace(host.shared.borrow().clone());
+    again.bearer(OPAQUE);
+    run(&w, &again);
+    assert_eq!(again.last_response().unwrap().status, 401);
+    assert!(again.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn failures_are_not_cached() {
+    let cert = &pki().ec;
+    let w = worker(&base_config());
+    let host = envoy_with(cert);
+    introspect_once(&w, &host, &[(":status", "500")], b"");
+    assert!(host.shared.borrow().is_empty());
+}
+
+#[test]
+fn with_shared_cache_off_no_shared_data_is_touched() {
+    // Kong's engine traps on shared data without an shm_kv zone.
+    let cert = &pki().ec;
+    let w = worker(&with(base_config(), json!({"shared_cache": false})));
+    assert!(w.startup_log().iter().any(|l| l.contains("per worker")));
+    let host = FakeHost::kong(Some(&cert.pem));
+    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 300));
+    let again = FakeHost::kong(Some(&cert.pem));
+    again.bearer(OPAQUE);
+    assert_eq!(run(&w, &again).1, Flow::Continue);
+    assert!(again.dispatched.borrow().is_empty(), "served from the worker's own cache");
+    assert_eq!(host.shared_calls.get() + again.shared_calls.get(), 0);
+}
+
+#[test]
+fn cache_introspection_zero_asks_every_time() {
+    let cert = &pki().ec;
+    let w = worker(&with(base_config(), json!({"cache_introspection": 0})));
+    let host = envoy_with(cert);
+    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 300));
+    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 300));
+    assert_eq!(host.dispatched.borrow().len(), 2);
+    assert!(host.shared.borrow().is_empty());
+}
+
+// --- logs ---------------------------------------------------------------------------------
+
+#[test]
+fn logs_carry_reasons_but_never_tokens_secrets_or_thumbprints() {
+    let p = pki();
+    let jwt = bound_jwt(&p.ec);
+    let w = worker(&base_config());
+    let all_logs = {
+        let mut text = w.startup_log().join("\n");
+        for host in [envoy_with(&p.other), FakeHost::kong(None), envoy_with(&p.ec)] {
+            host.bearer(&jwt);
+            run(&w, &host);
+            text.push_str(&host.log_text());
+        }
+        let host = envoy_with(&p.other);
+        introspect_once(&w, &host, &[(":status", "200")], &active_answer(&p.ec, NOW + 60));
+        text.push_str(&host.log_text());
+        text
+    };
+    assert!(all_logs.contains("thumbprint_mismatch"), "{all_logs}");
+    assert!(all_logs.contains("certificate_required"));
+    for secret in [jwt.as_str(), OPAQUE, "s3cret", p.ec.x5t_openssl.as_str(), p.other.x5t_openssl.as_str()] {
+        assert!(!all_logs.contains(secret), "log leaks {secret}");
+    }
+    // And the token's signature segment alone does not appear either.
+    let sig = jwt.rsplit('.').next().unwrap();
+    assert!(!all_logs.contains(sig));
+}
+
+// --- the cache of verified JWT signatures ------------------------------------------------
+
+#[test]
+fn a_verified_jwt_skips_the_signature_next_time_but_nothing_else() {
+    let p = pki();
+    let w = worker(&base_config());
+    let token = bound_jwt(&p.ec);
+    let first = envoy_with(&p.ec);
+    first.bearer(&token);
+    assert_eq!(run(&w, &first).1, Flow::Continue);
+    assert_eq!(first.metric(metrics::JWT_CACHE_HITS), 0);
+
+    let again = envoy_with(&p.ec);
+    again.bearer(&token);
+    assert_eq!(run(&w, &again).1, Flow::Continue);
+    assert_eq!(again.metric(metrics::JWT_CACHE_HITS), 1);
+    assert_eq!(again.header_values("x-authenticated-sub"), vec!["client-a"]);
+
+    // The binding, lifetime and audience are still checked on every request.
+    let thief = envoy_with(&p.other);
+    thief.bearer(&token);
+    run(&w, &thief);
+    assert_eq!(thief.last_response().unwrap().status, 401);
+    let late = envoy_with(&p.ec);
+    late.now.set(NOW + 300 + 31);
+    late.bearer(&token);
+    run(&w, &late);
+    assert_eq!(late.last_response().unwrap().status, 401);
+}
+
+#[test]
+fn a_tampered_copy_of_a_verified_jwt_is_not_a_cache_hit() {
+    let p = pki();
+    let w = worker(&base_config());
+    let token = bound_jwt(&p.ec);
+    let first = envoy_with(&p.ec);
+    first.bearer(&token);
+    run(&w, &first);
+    let mut widened = bound_claims(&p.ec.x5t_openssl);
+    widened.insert("sub".into(), json!("admin"));
+    let forged = tamper(&token, &widened);
+    let h = envoy_with(&p.ec);
+    h.bearer(&forged);
+    run(&w, &h);
+    assert_eq!(h.last_response().unwrap().status, 401);
+    assert_eq!(h.metric(metrics::JWT_CACHE_HITS), 0);
+}
+
+#[test]
+fn a_jwks_refresh_forgets_verified_signatures() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let body = jwks().to_string();
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    let (mut f, _) = run(&w, &host);
+    host.call_returns(&[(":status", "200")], body.as_bytes());
+    f.on_call_response(&host, 1, body.len());
+    assert_eq!(host.resumed.get(), 1);
+
+    // The IdP withdrew the key: the refresh empties the cache, so the token is checked again.
+    let tick = FakeHost::envoy(None, None);
+    tick.now.set(NOW + 600);
+    w.on_tick(&tick);
+    tick.call_returns(&[(":status", "200")], br#"{"keys":[]}"#);
+    w.on_root_call_response(&tick, 1, 11);
+    let after = envoy_with(cert);
+    after.now.set(NOW + 100);
+    after.bearer(&bound_jwt(cert));
+    run(&w, &after);
+    assert_eq!(after.metric(metrics::JWT_CACHE_HITS), 0);
+    assert_eq!(after.last_response().unwrap().status, 401, "unknown key now");
+}

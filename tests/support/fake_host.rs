@@ -1,0 +1,204 @@
+//! A fake proxy-wasm host that records what the filter does, shaped after Envoy 1.40 or
+//! Kong's ngx_wasm_module with the values shared/hosts.md records from those engines.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use certbound::endpoint::OutboundRequest;
+use certbound::host::{Host, LogLevel};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl SentResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.body.as_deref().unwrap_or_default()).unwrap()
+    }
+}
+
+#[derive(Default)]
+pub struct FakeHost {
+    pub now: Cell<u64>,
+    pub properties: RefCell<HashMap<String, Vec<u8>>>,
+    pub headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub responses: RefCell<Vec<SentResponse>>,
+    pub resumed: Cell<u32>,
+    pub dispatched: RefCell<Vec<OutboundRequest>>,
+    /// `Err` makes every dispatch fail (Envoy: unknown cluster; Kong: bad upstream).
+    pub dispatch_error: RefCell<Option<String>>,
+    pub call_headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub call_body: RefCell<Vec<u8>>,
+    pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    /// Kong's engine without an `shm_kv` zone traps on shared data: count any use.
+    pub shared_calls: Cell<u32>,
+    pub metrics: RefCell<HashMap<&'static str, u64>>,
+    pub logs: RefCell<Vec<(LogLevel, String)>>,
+    pub tick: Cell<Option<Duration>>,
+    /// Every property path read, dotted.
+    pub reads: RefCell<Vec<String>>,
+}
+
+impl FakeHost {
+    /// Envoy 1.40 with a client certificate: hex digest and PEM properties, `ip:port` source.
+    pub fn envoy(cert_pem: Option<&str>, cert_hex: Option<&str>) -> FakeHost {
+        let h = FakeHost { now: Cell::new(super::NOW), ..Default::default() };
+        if let Some(hex) = cert_hex {
+            h.set_property("connection.sha256_peer_certificate_digest", hex.as_bytes());
+        }
+        if let Some(pem) = cert_pem {
+            h.set_property("connection.peer_certificate", pem.as_bytes());
+        }
+        h.set_property("source.address", b"127.0.0.1:45976");
+        h
+    }
+
+    /// Kong's engine: nginx variables under `ngx.*` as UTF-8 strings, bare-IP source address,
+    /// and none of Envoy's certificate properties.
+    pub fn kong(cert_pem: Option<&str>) -> FakeHost {
+        let h = FakeHost { now: Cell::new(super::NOW), ..Default::default() };
+        h.set_property("ngx.server_port", b"8443");
+        h.set_property("source.address", b"127.0.0.1");
+        h.set_property("connection.mtls", if cert_pem.is_some() { b"true" } else { b"false" });
+        match cert_pem {
+            Some(pem) => {
+                h.set_property("ngx.ssl_client_raw_cert", pem.as_bytes());
+                h.set_property("ngx.ssl_client_verify", b"SUCCESS");
+            }
+            None => h.set_property("ngx.ssl_client_verify", b"NONE"),
+        }
+        h
+    }
+
+    pub fn set_property(&self, dotted: &str, value: &[u8]) {
+        self.properties.borrow_mut().insert(dotted.to_string(), value.to_vec());
+    }
+
+    pub fn request(&self, path: &str, headers: &[(&str, &str)]) {
+        let mut all = vec![
+            (":method".to_string(), b"GET".to_vec()),
+            (":path".to_string(), path.as_bytes().to_vec()),
+            (":authority".to_string(), b"api.example".to_vec()),
+        ];
+        all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
+        *self.headers.borrow_mut() = all;
+        self.set_property("request.path", path.as_bytes());
+    }
+
+    pub fn bearer(&self, token: &str) {
+        self.request("/accounts", &[("authorization", &format!("Bearer {token}"))]);
+    }
+
+    /// The response the host hands to `on_http_call_response`.
+    pub fn call_returns(&self, headers: &[(&str, &str)], body: &[u8]) {
+        *self.call_headers.borrow_mut() = headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+        *self.call_body.borrow_mut() = body.to_vec();
+    }
+
+    pub fn last_response(&self) -> Option<SentResponse> {
+        self.responses.borrow().last().cloned()
+    }
+
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    pub fn metric(&self, name: &str) -> u64 {
+        self.metrics.borrow().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.borrow().iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Host for FakeHost {
+    fn now(&self) -> u64 {
+        self.now.get()
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.reads.borrow_mut().push(path.join("."));
+        self.properties.borrow().get(&path.join(".")).cloned()
+    }
+
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers.borrow().clone()
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) {
+        let mut h = self.headers.borrow_mut();
+        h.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        h.push((name.to_string(), value.as_bytes().to_vec()));
+    }
+
+    fn remove_request_header(&self, name: &str) {
+        self.headers.borrow_mut().retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: Option<&[u8]>) {
+        self.responses.borrow_mut().push(SentResponse {
+            status,
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.map(<[u8]>::to_vec),
+        });
+    }
+
+    fn resume_request(&self) {
+        self.resumed.set(self.resumed.get() + 1);
+    }
+
+    fn dispatch(&self, request: &OutboundRequest) -> Result<u32, String> {
+        if let Some(e) = self.dispatch_error.borrow().clone() {
+            return Err(e);
+        }
+        let mut d = self.dispatched.borrow_mut();
+        d.push(request.clone());
+        Ok(d.len() as u32)
+    }
+
+    fn call_response_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.call_headers.borrow().clone()
+    }
+
+    fn call_response_body(&self, len: usize) -> Vec<u8> {
+        self.call_body.borrow().iter().take(len).copied().collect()
+    }
+
+    fn shared_load(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared_calls.set(self.shared_calls.get() + 1);
+        self.shared.borrow().get(key).map(|(v, _)| v.clone())
+    }
+
+    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.shared_calls.set(self.shared_calls.get() + 1);
+        let mut s = self.shared.borrow_mut();
+        let cas = s.get(key).map_or(1, |(_, c)| c + 1);
+        s.insert(key.to_string(), (value.to_vec(), cas));
+        Ok(())
+    }
+
+    fn count(&self, metric: &'static str) {
+        *self.metrics.borrow_mut().entry(metric).or_default() += 1;
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn set_tick_period(&self, period: Duration) {
+        self.tick.set(Some(period));
+    }
+}
