@@ -2,7 +2,7 @@
 # Test PKI for the e2e stack, made at test time so no key is ever committed.
 #   tests/e2e/pki.sh <outdir>
 # Makes: ca.pem/ca.key (trusted by Envoy and the IdP), server.pem/server.key (SANs 127.0.0.1,
-# localhost, idp.localhost: one cert for Envoy's listener and the IdP), client-a / client-b
+# localhost, idp.localhost, and idp, envoy, kong for the compose harness: one cert for the gateways and the IdP), client-a / client-b
 # (CN=client-a / CN=client-b, signed by ca), other-ca.pem/.key and client-c (signed by
 # other-ca, so every verifier here must refuse it), and thumbprints.txt: "<name> <x5t#S256>".
 # EC P-256 keys: fast to make, and accepted by BoringSSL (Envoy), OpenSSL (Node) and Python.
@@ -49,7 +49,7 @@ ca ca "certbound test CA"
 ca other-ca "unrelated test CA"
 leaf server "/CN=localhost" ca "basicConstraints=critical,CA:FALSE" \
   "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
-  "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:idp.localhost" "authorityKeyIdentifier=keyid"
+  "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:idp.localhost,DNS:idp,DNS:envoy,DNS:kong" "authorityKeyIdentifier=keyid"
 leaf client-a "/CN=client-a" ca "${client_ext[@]}"
 leaf client-b "/CN=client-b" ca "${client_ext[@]}"
 leaf client-c "/CN=client-c" other-ca "${client_ext[@]}"
