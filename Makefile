@@ -72,13 +72,15 @@ unit:
 	cargo test --quiet
 
 lint: build
-	@echo "==> clippy (native and wasm), -D warnings"
+	@echo "==> rustfmt, clippy (native and wasm), -D warnings"
+	cargo fmt --check
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --release --target $(TARGET) -- -D warnings
 
 e2e: build
 	@echo "==> end to end: real Envoy 1.40 + oidc-provider + echo upstream"
 	$(PY) tests/e2e/run_tests.py --wasm $(WASM)
+	$(PY) tests/e2e/load_examples.py --wasm $(WASM)
 
 compose-check:
 	@if [ -f tests/compose/check.py ]; then echo "==> docker-compose harness"; $(PY) tests/compose/check.py; fi

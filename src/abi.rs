@@ -63,7 +63,10 @@ impl Host for AbiHost {
 
     fn set_request_header(&self, name: &str, value: &str) {
         if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
-            self.log(LogLevel::Warn, &format!("could not set header {name}: {}", status_text(s)));
+            self.log(
+                LogLevel::Warn,
+                &format!("could not set header {name}: {}", status_text(s)),
+            );
         }
     }
 
@@ -73,7 +76,10 @@ impl Host for AbiHost {
 
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: Option<&[u8]>) {
         if let Err(s) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), body) {
-            self.log(LogLevel::Error, &format!("local reply failed: {}", status_text(s)));
+            self.log(
+                LogLevel::Error,
+                &format!("local reply failed: {}", status_text(s)),
+            );
             // Without a reply the request must still not pass: reset it.
             let _ = hostcalls::reset_http_request();
         }
@@ -81,14 +87,33 @@ impl Host for AbiHost {
 
     fn resume_request(&self) {
         if let Err(s) = hostcalls::resume_http_request() {
-            self.log(LogLevel::Error, &format!("resume failed: {}", status_text(s)));
+            self.log(
+                LogLevel::Error,
+                &format!("resume failed: {}", status_text(s)),
+            );
         }
     }
 
     fn dispatch(&self, request: &OutboundRequest) -> Result<u32, String> {
-        let headers: Vec<(&str, &str)> = request.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        hostcalls::dispatch_http_call(&request.upstream, headers, request.body.as_deref(), Vec::new(), request.timeout)
-            .map_err(|s| format!("dispatch to {} failed: {}", request.upstream, status_text(s)))
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        hostcalls::dispatch_http_call(
+            &request.upstream,
+            headers,
+            request.body.as_deref(),
+            Vec::new(),
+            request.timeout,
+        )
+        .map_err(|s| {
+            format!(
+                "dispatch to {} failed: {}",
+                request.upstream,
+                status_text(s)
+            )
+        })
     }
 
     fn call_response_headers(&self) -> Vec<(String, Vec<u8>)> {
@@ -99,17 +124,24 @@ impl Host for AbiHost {
         if len == 0 {
             return Vec::new();
         }
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, len).ok().flatten().unwrap_or_default()
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, len)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     fn shared_load(&self, key: &str) -> Option<Vec<u8>> {
-        hostcalls::get_shared_data(key).ok().and_then(|(value, _)| value)
+        hostcalls::get_shared_data(key)
+            .ok()
+            .and_then(|(value, _)| value)
     }
 
     fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), String> {
         // Write with the version we read: Kong's engine refuses a write without one to an
         // existing key. A lost race is a cache miss later, not worth a retry loop.
-        let cas = hostcalls::get_shared_data(key).ok().and_then(|(_, cas)| cas);
+        let cas = hostcalls::get_shared_data(key)
+            .ok()
+            .and_then(|(_, cas)| cas);
         hostcalls::set_shared_data(key, Some(value), cas).map_err(status_text)
     }
 
@@ -147,12 +179,20 @@ struct Root {
 
 impl Root {
     fn host(&self) -> AbiHost {
-        AbiHost { metrics: Rc::clone(&self.metrics) }
+        AbiHost {
+            metrics: Rc::clone(&self.metrics),
+        }
     }
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         if let Some(worker) = &self.worker {
             worker.on_root_call_response(&self.host(), token_id, body_size);
         }
@@ -160,9 +200,9 @@ impl Context for Root {
 }
 
 impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
+    fn on_configure(&mut self, size: usize) -> bool {
         let host = self.host();
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -181,7 +221,13 @@ impl RootContext for Root {
             host.count_define(name);
         }
         // Kong's engine traps on a second set_tick_period from the same root context.
-        if !self.ticking && worker.settings.bearer.as_ref().is_some_and(|b| b.jwks_endpoint.is_some()) {
+        if !self.ticking
+            && worker
+                .settings
+                .bearer
+                .as_ref()
+                .is_some_and(|b| b.jwks_endpoint.is_some())
+        {
             host.set_tick_period(Duration::from_secs(1));
             self.ticking = true;
         }
@@ -197,7 +243,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
-            filter: self.worker.as_ref().map(|w| RequestFilter::new(Rc::clone(w))),
+            filter: self
+                .worker
+                .as_ref()
+                .map(|w| RequestFilter::new(Rc::clone(w))),
             host: self.host(),
         }))
     }
@@ -226,7 +275,13 @@ struct Request {
 }
 
 impl Context for Request {
-    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         if let Some(filter) = &mut self.filter {
             filter.on_call_response(&self.host, token_id, body_size);
         }
@@ -236,8 +291,10 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(filter) = &mut self.filter else {
-            self.host.log(LogLevel::Error, "not configured; refusing the request");
-            self.host.send_response(503, &[("cache-control", "no-store")], None);
+            self.host
+                .log(LogLevel::Error, "not configured; refusing the request");
+            self.host
+                .send_response(503, &[("cache-control", "no-store")], None);
             return Action::Pause;
         };
         match filter.on_request_headers(&self.host) {

@@ -76,7 +76,10 @@ pub fn verify_jwt(
     let rules = jwt_rules(settings, bearer);
     let kid = unverified.header.kid.as_deref();
     let mut outcome = Signature::NoKey;
-    for key in keysets.iter().flat_map(|set| set.candidates(kid, unverified.alg)) {
+    for key in keysets
+        .iter()
+        .flat_map(|set| set.candidates(kid, unverified.alg))
+    {
         match jwt::verify_signature(token, key, &rules, now) {
             Ok(()) => {
                 return match accept_verified(settings, unverified.claims) {
@@ -110,7 +113,11 @@ pub fn check_introspected(
         Answer::Inactive => return Err(Rejection::Inactive),
         Answer::Active(claims) => claims,
     };
-    if let Some(issuer) = settings.introspection.as_ref().and_then(|i| i.issuer.as_deref()) {
+    if let Some(issuer) = settings
+        .introspection
+        .as_ref()
+        .and_then(|i| i.issuer.as_deref())
+    {
         policy::check_issuer(claims, issuer, false)?;
     }
     policy::check_lifetime(claims, now, settings.leeway, false, Rejection::Inactive)?;

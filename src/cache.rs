@@ -70,12 +70,19 @@ impl SlotCache {
     pub fn new(scope: &str, slots: u32) -> SlotCache {
         let digest = Sha256::digest(scope.as_bytes());
         let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        SlotCache { prefix: format!("certbound.{tag}.introspection."), slots: slots.max(1) }
+        SlotCache {
+            prefix: format!("certbound.{tag}.introspection."),
+            slots: slots.max(1),
+        }
     }
 
     pub fn key(&self, hash: &TokenHash) -> String {
         let [a, b, c, d, ..] = hash.0;
-        format!("{}{}", self.prefix, u32::from_be_bytes([a, b, c, d]) % self.slots)
+        format!(
+            "{}{}",
+            self.prefix,
+            u32::from_be_bytes([a, b, c, d]) % self.slots
+        )
     }
 
     pub fn get(&self, store: &dyn Store, hash: &TokenHash, now: u64) -> Option<Vec<u8>> {
@@ -83,7 +90,13 @@ impl SlotCache {
     }
 
     /// Stores `payload` until `expires_at`; returns false if it was too large to cache.
-    pub fn put(&self, store: &dyn Store, hash: &TokenHash, expires_at: u64, payload: &[u8]) -> bool {
+    pub fn put(
+        &self,
+        store: &dyn Store,
+        hash: &TokenHash,
+        expires_at: u64,
+        payload: &[u8],
+    ) -> bool {
         if payload.len() > MAX_PAYLOAD {
             return false;
         }
@@ -128,7 +141,11 @@ mod tests {
         cache.put(&store, &a, 100, b"for a");
         assert_eq!(cache.get(&store, &b, 1), None);
         cache.put(&store, &b, 100, b"for b");
-        assert_eq!(cache.get(&store, &a, 1), None, "b evicted a from the single slot");
+        assert_eq!(
+            cache.get(&store, &a, 1),
+            None,
+            "b evicted a from the single slot"
+        );
         assert_eq!(cache.get(&store, &b, 1).as_deref(), Some(&b"for b"[..]));
     }
 

@@ -72,9 +72,14 @@ impl Thumbprint {
         if pem.len() > MAX_CERT_INPUT {
             return Err(CertError::TooLarge);
         }
-        let text = std::str::from_utf8(pem).map_err(|_| CertError::NotPem)?.trim();
+        let text = std::str::from_utf8(pem)
+            .map_err(|_| CertError::NotPem)?
+            .trim();
         const END: &str = "-----END CERTIFICATE-----";
-        let first = text.find(END).and_then(|i| text.get(..i + END.len())).ok_or(CertError::NotPem)?;
+        let first = text
+            .find(END)
+            .and_then(|i| text.get(..i + END.len()))
+            .ok_or(CertError::NotPem)?;
         let (label, der) = der::pem::decode_vec(first.as_bytes()).map_err(|_| CertError::NotPem)?;
         if label != "CERTIFICATE" {
             return Err(CertError::NotPem);
@@ -104,7 +109,9 @@ impl Thumbprint {
     /// Constant-time comparison with a token's `cnf["x5t#S256"]`. Only the exact RFC 8705
     /// encoding matches: hex or padded values are refused, not normalised.
     pub fn matches_x5t_s256(&self, claimed: &str) -> bool {
-        let Ok(bytes) = URL_SAFE_NO_PAD.decode(claimed) else { return false };
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(claimed) else {
+            return false;
+        };
         bytes.len() == 32 && bool::from(bytes.as_slice().ct_eq(&self.0))
     }
 }
@@ -120,14 +127,18 @@ pub fn from_header(value: &[u8], format: HeaderFormat) -> Result<Thumbprint, Cer
     if value.len() > MAX_CERT_INPUT {
         return Err(CertError::TooLarge);
     }
-    let text = std::str::from_utf8(value).map_err(|_| CertError::BadHeaderSyntax)?.trim();
+    let text = std::str::from_utf8(value)
+        .map_err(|_| CertError::BadHeaderSyntax)?
+        .trim();
     match format {
         HeaderFormat::Rfc9440 => {
             let inner = text
                 .strip_prefix(':')
                 .and_then(|t| t.strip_suffix(':'))
                 .ok_or(CertError::BadHeaderSyntax)?;
-            let der = STANDARD_LENIENT.decode(inner).map_err(|_| CertError::NotDer)?;
+            let der = STANDARD_LENIENT
+                .decode(inner)
+                .map_err(|_| CertError::NotDer)?;
             Thumbprint::from_der(&der)
         }
         HeaderFormat::Base64Der => {
@@ -157,7 +168,11 @@ fn from_xfcc(text: &str) -> Result<Thumbprint, CertError> {
         let value = unquote(value.trim())?;
         match key.trim().to_ascii_lowercase().as_str() {
             "hash" => hash = Some(Thumbprint::from_hex(value.as_bytes())?),
-            "cert" => cert = Some(Thumbprint::from_pem(&percent_decode_str(&value).collect::<Vec<u8>>())?),
+            "cert" => {
+                cert = Some(Thumbprint::from_pem(
+                    &percent_decode_str(&value).collect::<Vec<u8>>(),
+                )?)
+            }
             _ => {}
         }
     }
@@ -186,11 +201,17 @@ fn split_quoted(s: &str, sep: u8) -> Vec<&str> {
         }
     }
     parts.push(s.get(start..).unwrap_or_default());
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn unquote(v: &str) -> Result<String, CertError> {
-    let Some(inner) = v.strip_prefix('"') else { return Ok(v.to_string()) };
+    let Some(inner) = v.strip_prefix('"') else {
+        return Ok(v.to_string());
+    };
     let inner = inner.strip_suffix('"').ok_or(CertError::BadHeaderSyntax)?;
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();

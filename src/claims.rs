@@ -80,9 +80,11 @@ impl Claims {
         let text = match self.0.get(name)? {
             Value::Null => return None,
             Value::String(s) => s.clone(),
-            Value::Array(items) if items.iter().all(Value::is_string) => {
-                items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
-            }
+            Value::Array(items) if items.iter().all(Value::is_string) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
             other => other.to_string(),
         };
         (!text.bytes().any(|b| b.is_ascii_control())).then_some(text)
@@ -112,21 +114,36 @@ mod tests {
     #[test]
     fn confirmation_forms() {
         assert_eq!(claims(json!({})).confirmation(), Confirmation::None);
-        assert_eq!(claims(json!({"cnf": null})).confirmation(), Confirmation::None);
+        assert_eq!(
+            claims(json!({"cnf": null})).confirmation(),
+            Confirmation::None
+        );
         assert_eq!(
             claims(json!({"cnf": {"x5t#S256": "abc"}})).confirmation(),
             Confirmation::X5tS256("abc".into())
         );
-        assert_eq!(claims(json!({"cnf": {"jkt": "abc"}})).confirmation(), Confirmation::Other);
-        assert_eq!(claims(json!({"cnf": {"x5t#S256": 5}})).confirmation(), Confirmation::Other);
-        assert_eq!(claims(json!({"cnf": "x"})).confirmation(), Confirmation::Other);
+        assert_eq!(
+            claims(json!({"cnf": {"jkt": "abc"}})).confirmation(),
+            Confirmation::Other
+        );
+        assert_eq!(
+            claims(json!({"cnf": {"x5t#S256": 5}})).confirmation(),
+            Confirmation::Other
+        );
+        assert_eq!(
+            claims(json!({"cnf": "x"})).confirmation(),
+            Confirmation::Other
+        );
     }
 
     #[test]
     fn scopes_from_scope_and_scp() {
         assert_eq!(claims(json!({"scope": "a  b"})).scopes(), vec!["a", "b"]);
         assert_eq!(claims(json!({"scp": ["a", "b"]})).scopes(), vec!["a", "b"]);
-        assert_eq!(claims(json!({"scope": "a", "scp": "b"})).scopes(), vec!["a", "b"]);
+        assert_eq!(
+            claims(json!({"scope": "a", "scp": "b"})).scopes(),
+            vec!["a", "b"]
+        );
         assert!(claims(json!({"scope": 5})).scopes().is_empty());
     }
 
@@ -142,7 +159,9 @@ mod tests {
 
     #[test]
     fn header_values_never_carry_control_characters() {
-        let c = claims(json!({"sub": "alice", "n": 5, "roles": ["a", "b"], "evil": "x\r\nset-cookie: y", "o": {"k": 1}}));
+        let c = claims(
+            json!({"sub": "alice", "n": 5, "roles": ["a", "b"], "evil": "x\r\nset-cookie: y", "o": {"k": 1}}),
+        );
         assert_eq!(c.header_value("sub").as_deref(), Some("alice"));
         assert_eq!(c.header_value("n").as_deref(), Some("5"));
         assert_eq!(c.header_value("roles").as_deref(), Some("a b"));

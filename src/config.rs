@@ -186,7 +186,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { field: field.into(), message: message.into() }
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -228,7 +231,11 @@ pub struct IntrospectionSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CertSource {
     Connection,
-    Header { name: String, format: HeaderFormat, trusted: Vec<IpNet> },
+    Header {
+        name: String,
+        format: HeaderFormat,
+        trusted: Vec<IpNet>,
+    },
 }
 
 /// The validated configuration the filter runs with.
@@ -284,25 +291,43 @@ impl Settings {
 
     pub fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
         if raw.auth_methods.is_empty() {
-            return Err(ConfigError::new("auth_methods", "must name at least one of \"bearer\", \"introspection\""));
+            return Err(ConfigError::new(
+                "auth_methods",
+                "must name at least one of \"bearer\", \"introspection\"",
+            ));
         }
         if has_duplicates(&raw.auth_methods) {
             return Err(ConfigError::new("auth_methods", "lists a method twice"));
         }
         if raw.leeway > MAX_LEEWAY {
-            return Err(ConfigError::new("leeway", format!("must be at most {MAX_LEEWAY} seconds")));
+            return Err(ConfigError::new(
+                "leeway",
+                format!("must be at most {MAX_LEEWAY} seconds"),
+            ));
         }
         if raw.http_timeout == 0 || raw.http_timeout > MAX_HTTP_TIMEOUT_MS {
-            return Err(ConfigError::new("http_timeout", format!("must be 1 to {MAX_HTTP_TIMEOUT_MS} milliseconds")));
+            return Err(ConfigError::new(
+                "http_timeout",
+                format!("must be 1 to {MAX_HTTP_TIMEOUT_MS} milliseconds"),
+            ));
         }
         if raw.cache_introspection > MAX_CACHE_TTL {
-            return Err(ConfigError::new("cache_introspection", format!("must be at most {MAX_CACHE_TTL} seconds")));
+            return Err(ConfigError::new(
+                "cache_introspection",
+                format!("must be at most {MAX_CACHE_TTL} seconds"),
+            ));
         }
         if raw.cache_max_entries == 0 || raw.cache_max_entries > MAX_CACHE_ENTRIES {
-            return Err(ConfigError::new("cache_max_entries", format!("must be 1 to {MAX_CACHE_ENTRIES}")));
+            return Err(ConfigError::new(
+                "cache_max_entries",
+                format!("must be 1 to {MAX_CACHE_ENTRIES}"),
+            ));
         }
         if raw.jwks_refresh_interval < 10 {
-            return Err(ConfigError::new("jwks_refresh_interval", "must be at least 10 seconds"));
+            return Err(ConfigError::new(
+                "jwks_refresh_interval",
+                "must be at least 10 seconds",
+            ));
         }
         if raw.rediscovery_lifetime == 0 {
             return Err(ConfigError::new(
@@ -311,7 +336,10 @@ impl Settings {
             ));
         }
         if raw.jwt_algorithms.is_empty() {
-            return Err(ConfigError::new("jwt_algorithms", "must allow at least one algorithm"));
+            return Err(ConfigError::new(
+                "jwt_algorithms",
+                "must allow at least one algorithm",
+            ));
         }
         check_strings("audience_required", &raw.audience_required, |_| true)?;
         check_strings("scopes_required", &raw.scopes_required, is_scope_token)?;
@@ -319,7 +347,11 @@ impl Settings {
         for (authority, upstream) in &raw.upstreams {
             if authority.is_empty() || upstream.trim().is_empty() {
                 return Err(ConfigError::new(
-                    if authority.is_empty() { "upstreams".to_string() } else { format!("upstreams.{authority}") },
+                    if authority.is_empty() {
+                        "upstreams".to_string()
+                    } else {
+                        format!("upstreams.{authority}")
+                    },
                     "keys are URL authorities (host:port) and values non-empty cluster names or host:port",
                 ));
             }
@@ -329,10 +361,18 @@ impl Settings {
         let introspection_on = raw.auth_methods.contains(&AuthMethod::Introspection);
         let issuer = optional_nonempty("issuer", raw.issuer.as_deref())?;
 
-        let bearer = if bearer_on { Some(bearer_settings(&raw, issuer.clone())?) } else { None };
+        let bearer = if bearer_on {
+            Some(bearer_settings(&raw, issuer.clone())?)
+        } else {
+            None
+        };
         if !bearer_on && (raw.jwks.is_some() || raw.jwks_endpoint.is_some()) {
             return Err(ConfigError::new(
-                if raw.jwks.is_some() { "jwks" } else { "jwks_endpoint" },
+                if raw.jwks.is_some() {
+                    "jwks"
+                } else {
+                    "jwks_endpoint"
+                },
                 "is only used when auth_methods includes \"bearer\"",
             ));
         }
@@ -371,7 +411,10 @@ impl RawConfig {
     /// Deserialises, naming the field of a type error (`leeway: invalid type ...`).
     pub fn from_json(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ConfigError::new("", "the configuration is empty; it must be a JSON object"));
+            return Err(ConfigError::new(
+                "",
+                "the configuration is empty; it must be a JSON object",
+            ));
         }
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -384,7 +427,10 @@ impl RawConfig {
 
 fn bearer_settings(raw: &RawConfig, issuer: Option<String>) -> Result<BearerSettings, ConfigError> {
     let issuer = issuer.ok_or_else(|| {
-        ConfigError::new("issuer", "is required when auth_methods includes \"bearer\" (JWT `iss` is checked against it)")
+        ConfigError::new(
+            "issuer",
+            "is required when auth_methods includes \"bearer\" (JWT `iss` is checked against it)",
+        )
     })?;
     if raw.jwks.is_none() && raw.jwks_endpoint.is_none() {
         return Err(ConfigError::new(
@@ -399,7 +445,10 @@ fn bearer_settings(raw: &RawConfig, issuer: Option<String>) -> Result<BearerSett
                 .map_err(|e| ConfigError::new(format!("jwks{}", e.path), e.message))?;
             // Inline keys may be empty when the endpoint provides them.
             if keys.is_empty() && raw.jwks_endpoint.is_none() {
-                return Err(ConfigError::new("jwks.keys", "holds no signature key usable with jwt_algorithms"));
+                return Err(ConfigError::new(
+                    "jwks.keys",
+                    "holds no signature key usable with jwt_algorithms",
+                ));
             }
             keys
         }
@@ -407,7 +456,9 @@ fn bearer_settings(raw: &RawConfig, issuer: Option<String>) -> Result<BearerSett
     let jwks_endpoint = raw
         .jwks_endpoint
         .as_deref()
-        .map(|url| Endpoint::parse(url, &raw.upstreams).map_err(|m| ConfigError::new("jwks_endpoint", m)))
+        .map(|url| {
+            Endpoint::parse(url, &raw.upstreams).map_err(|m| ConfigError::new("jwks_endpoint", m))
+        })
         .transpose()?;
     Ok(BearerSettings {
         issuer,
@@ -420,11 +471,18 @@ fn bearer_settings(raw: &RawConfig, issuer: Option<String>) -> Result<BearerSett
     })
 }
 
-fn introspection_settings(raw: &RawConfig, issuer: Option<String>) -> Result<IntrospectionSettings, ConfigError> {
+fn introspection_settings(
+    raw: &RawConfig,
+    issuer: Option<String>,
+) -> Result<IntrospectionSettings, ConfigError> {
     let url = raw.introspection_endpoint.as_deref().ok_or_else(|| {
-        ConfigError::new("introspection_endpoint", "is required when auth_methods includes \"introspection\"")
+        ConfigError::new(
+            "introspection_endpoint",
+            "is required when auth_methods includes \"introspection\"",
+        )
     })?;
-    let endpoint = Endpoint::parse(url, &raw.upstreams).map_err(|m| ConfigError::new("introspection_endpoint", m))?;
+    let endpoint = Endpoint::parse(url, &raw.upstreams)
+        .map_err(|m| ConfigError::new("introspection_endpoint", m))?;
     let client_id = optional_nonempty("client_id", raw.client_id.as_deref())?
         .ok_or_else(|| ConfigError::new("client_id", "is required for introspection"))?;
     let client_secret = optional_nonempty("client_secret", raw.client_secret.as_deref())?
@@ -444,7 +502,11 @@ fn upstream_headers(raw: &RawConfig) -> Result<Vec<(String, String)>, ConfigErro
     if claims.len() != names.len() {
         return Err(ConfigError::new(
             "upstream_headers_names",
-            format!("has {} entries but upstream_headers_claims has {}; they pair up by position", names.len(), claims.len()),
+            format!(
+                "has {} entries but upstream_headers_claims has {}; they pair up by position",
+                names.len(),
+                claims.len()
+            ),
         ));
     }
     check_strings("upstream_headers_claims", claims, |_| true)?;
@@ -452,13 +514,22 @@ fn upstream_headers(raw: &RawConfig) -> Result<Vec<(String, String)>, ConfigErro
     for (i, (claim, name)) in claims.iter().zip(names).enumerate() {
         let lower = name.to_ascii_lowercase();
         if !is_header_name(&lower) {
-            return Err(ConfigError::new(format!("upstream_headers_names[{i}]"), "is not a valid HTTP header name"));
+            return Err(ConfigError::new(
+                format!("upstream_headers_names[{i}]"),
+                "is not a valid HTTP header name",
+            ));
         }
         if RESERVED_HEADERS.contains(&lower.as_str()) {
-            return Err(ConfigError::new(format!("upstream_headers_names[{i}]"), format!("\"{lower}\" may not be set from a claim")));
+            return Err(ConfigError::new(
+                format!("upstream_headers_names[{i}]"),
+                format!("\"{lower}\" may not be set from a claim"),
+            ));
         }
         if pairs.iter().any(|(_, n)| *n == lower) {
-            return Err(ConfigError::new(format!("upstream_headers_names[{i}]"), "names a header twice"));
+            return Err(ConfigError::new(
+                format!("upstream_headers_names[{i}]"),
+                "names a header twice",
+            ));
         }
         pairs.push((claim.clone(), lower));
     }
@@ -482,10 +553,18 @@ fn cert_source(raw: &RawCertSource) -> Result<CertSource, ConfigError> {
                 .as_deref()
                 .map(str::to_ascii_lowercase)
                 .filter(|n| is_header_name(n))
-                .ok_or_else(|| ConfigError::new("client_certificate.header", "a valid header name is required with source header"))?;
-            let format = raw
-                .format
-                .ok_or_else(|| ConfigError::new("client_certificate.format", "is required with source header"))?;
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "client_certificate.header",
+                        "a valid header name is required with source header",
+                    )
+                })?;
+            let format = raw.format.ok_or_else(|| {
+                ConfigError::new(
+                    "client_certificate.format",
+                    "is required with source header",
+                )
+            })?;
             if raw.trusted_ips.is_empty() {
                 return Err(ConfigError::new(
                     "client_certificate.trusted_ips",
@@ -496,16 +575,29 @@ fn cert_source(raw: &RawCertSource) -> Result<CertSource, ConfigError> {
                 .trusted_ips
                 .iter()
                 .enumerate()
-                .map(|(i, s)| parse_net(s).ok_or_else(|| ConfigError::new(format!("client_certificate.trusted_ips[{i}]"), "is not an IP address or CIDR")))
+                .map(|(i, s)| {
+                    parse_net(s).ok_or_else(|| {
+                        ConfigError::new(
+                            format!("client_certificate.trusted_ips[{i}]"),
+                            "is not an IP address or CIDR",
+                        )
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(CertSource::Header { name, format, trusted })
+            Ok(CertSource::Header {
+                name,
+                format,
+                trusted,
+            })
         }
     }
 }
 
 fn parse_net(s: &str) -> Option<IpNet> {
     let s = s.trim();
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 fn optional_nonempty(field: &str, value: Option<&str>) -> Result<Option<String>, ConfigError> {
@@ -516,10 +608,17 @@ fn optional_nonempty(field: &str, value: Option<&str>) -> Result<Option<String>,
     }
 }
 
-fn check_strings(field: &str, values: &[String], ok: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
+fn check_strings(
+    field: &str,
+    values: &[String],
+    ok: impl Fn(&str) -> bool,
+) -> Result<(), ConfigError> {
     for (i, v) in values.iter().enumerate() {
         if v.is_empty() || !ok(v) {
-            return Err(ConfigError::new(format!("{field}[{i}]"), "is empty or has characters not allowed here"));
+            return Err(ConfigError::new(
+                format!("{field}[{i}]"),
+                "is empty or has characters not allowed here",
+            ));
         }
     }
     Ok(())
@@ -527,13 +626,20 @@ fn check_strings(field: &str, values: &[String], ok: impl Fn(&str) -> bool) -> R
 
 /// RFC 6749 §3.3 scope-token; it is echoed inside `WWW-Authenticate: ... scope="..."`.
 fn is_scope_token(s: &str) -> bool {
-    s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    s.bytes()
+        .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// The realm goes into a quoted-string of `WWW-Authenticate`.
 fn check_quoted_string(field: &str, s: &str) -> Result<(), ConfigError> {
-    if s.is_empty() || s.bytes().any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b)) {
-        return Err(ConfigError::new(field, "must be non-empty printable ASCII without quotes or backslashes"));
+    if s.is_empty()
+        || s.bytes()
+            .any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b))
+    {
+        return Err(ConfigError::new(
+            field,
+            "must be non-empty printable ASCII without quotes or backslashes",
+        ));
     }
     Ok(())
 }
@@ -541,9 +647,13 @@ fn check_quoted_string(field: &str, s: &str) -> Result<(), ConfigError> {
 /// RFC 9110 token characters; pseudo-headers (`:path`) are refused.
 pub fn is_header_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn has_duplicates<T: PartialEq>(items: &[T]) -> bool {
-    items.iter().enumerate().any(|(i, a)| items.iter().skip(i + 1).any(|b| a == b))
+    items
+        .iter()
+        .enumerate()
+        .any(|(i, a)| items.iter().skip(i + 1).any(|b| a == b))
 }

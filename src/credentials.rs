@@ -11,16 +11,26 @@ pub const MAX_TOKEN_LENGTH: usize = 16 * 1024;
 /// The bearer token of the request, `Ok(None)` when there is no `Authorization` header.
 /// `headers` is the full request header list, so that a repeated header is seen even on a
 /// host that would hand only the first to a single-value lookup.
-pub fn bearer_token(headers: &[(String, Vec<u8>)], path: &str) -> Result<Option<String>, Rejection> {
+pub fn bearer_token(
+    headers: &[(String, Vec<u8>)],
+    path: &str,
+) -> Result<Option<String>, Rejection> {
     if query_has_access_token(path) {
         return Err(Rejection::TokenInQuery);
     }
-    let mut values = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v);
-    let Some(value) = values.next() else { return Ok(None) };
+    let mut values = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() {
         return Err(Rejection::MultipleAuthorization);
     }
-    let value = std::str::from_utf8(value).map_err(|_| Rejection::MalformedAuthorization)?.trim();
+    let value = std::str::from_utf8(value)
+        .map_err(|_| Rejection::MalformedAuthorization)?
+        .trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Rejection::UnsupportedScheme);
@@ -41,15 +51,22 @@ pub fn bearer_token(headers: &[(String, Vec<u8>)], path: &str) -> Result<Option<
 /// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 fn query_has_access_token(path: &str) -> bool {
-    let Some((_, query)) = path.split_once('?') else { return false };
+    let Some((_, query)) = path.split_once('?') else {
+        return false;
+    };
     let query = query.split('#').next().unwrap_or_default();
     query.split('&').any(|pair| {
         let name = pair.split('=').next().unwrap_or_default();
-        percent_encoding::percent_decode_str(name).decode_utf8_lossy().eq_ignore_ascii_case("access_token")
+        percent_encoding::percent_decode_str(name)
+            .decode_utf8_lossy()
+            .eq_ignore_ascii_case("access_token")
     })
 }
 
@@ -59,7 +76,11 @@ mod tests {
 
     fn auth(values: &[&str]) -> Vec<(String, Vec<u8>)> {
         let mut h = vec![(":path".to_string(), b"/x".to_vec())];
-        h.extend(values.iter().map(|v| ("authorization".to_string(), v.as_bytes().to_vec())));
+        h.extend(
+            values
+                .iter()
+                .map(|v| ("authorization".to_string(), v.as_bytes().to_vec())),
+        );
         h
     }
 
@@ -68,7 +89,12 @@ mod tests {
         for v in ["Bearer abc.def-ghi_~+/==", "bearer abc", "BEARER  abc"] {
             assert!(bearer_token(&auth(&[v]), "/x").unwrap().is_some(), "{v}");
         }
-        assert_eq!(bearer_token(&auth(&["Bearer tok"]), "/x").unwrap().as_deref(), Some("tok"));
+        assert_eq!(
+            bearer_token(&auth(&["Bearer tok"]), "/x")
+                .unwrap()
+                .as_deref(),
+            Some("tok")
+        );
     }
 
     #[test]
@@ -83,39 +109,82 @@ mod tests {
         // Header names are case-insensitive: a differently cased copy is still a second header.
         let mut h = auth(&["Bearer a"]);
         h.push(("Authorization".into(), b"Bearer b".to_vec()));
-        assert_eq!(bearer_token(&h, "/x"), Err(Rejection::MultipleAuthorization));
+        assert_eq!(
+            bearer_token(&h, "/x"),
+            Err(Rejection::MultipleAuthorization)
+        );
     }
 
     #[test]
     fn other_schemes_and_empty_tokens_are_refused() {
-        assert_eq!(bearer_token(&auth(&["Basic dXNlcjpwdw=="]), "/x"), Err(Rejection::UnsupportedScheme));
-        assert_eq!(bearer_token(&auth(&["DPoP abc"]), "/x"), Err(Rejection::UnsupportedScheme));
-        assert_eq!(bearer_token(&auth(&["Bearer"]), "/x"), Err(Rejection::EmptyToken));
-        assert_eq!(bearer_token(&auth(&["Bearer   "]), "/x"), Err(Rejection::EmptyToken));
-        assert_eq!(bearer_token(&auth(&[""]), "/x"), Err(Rejection::UnsupportedScheme));
+        assert_eq!(
+            bearer_token(&auth(&["Basic dXNlcjpwdw=="]), "/x"),
+            Err(Rejection::UnsupportedScheme)
+        );
+        assert_eq!(
+            bearer_token(&auth(&["DPoP abc"]), "/x"),
+            Err(Rejection::UnsupportedScheme)
+        );
+        assert_eq!(
+            bearer_token(&auth(&["Bearer"]), "/x"),
+            Err(Rejection::EmptyToken)
+        );
+        assert_eq!(
+            bearer_token(&auth(&["Bearer   "]), "/x"),
+            Err(Rejection::EmptyToken)
+        );
+        assert_eq!(
+            bearer_token(&auth(&[""]), "/x"),
+            Err(Rejection::UnsupportedScheme)
+        );
     }
 
     #[test]
     fn tokens_outside_b64token_syntax_are_malformed() {
-        for v in ["Bearer a b", "Bearer a,Bearer b", "Bearer ===", "Bearer a\"b", "Bearer a=b"] {
-            assert_eq!(bearer_token(&auth(&[v]), "/x"), Err(Rejection::MalformedAuthorization), "{v}");
+        for v in [
+            "Bearer a b",
+            "Bearer a,Bearer b",
+            "Bearer ===",
+            "Bearer a\"b",
+            "Bearer a=b",
+        ] {
+            assert_eq!(
+                bearer_token(&auth(&[v]), "/x"),
+                Err(Rejection::MalformedAuthorization),
+                "{v}"
+            );
         }
         let raw = vec![("authorization".to_string(), b"Bearer \xff\xfe".to_vec())];
-        assert_eq!(bearer_token(&raw, "/x"), Err(Rejection::MalformedAuthorization));
+        assert_eq!(
+            bearer_token(&raw, "/x"),
+            Err(Rejection::MalformedAuthorization)
+        );
     }
 
     #[test]
     fn overlong_tokens_are_refused_before_parsing() {
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LENGTH + 1));
-        assert_eq!(bearer_token(&auth(&[&long]), "/x"), Err(Rejection::TokenTooLong));
+        assert_eq!(
+            bearer_token(&auth(&[&long]), "/x"),
+            Err(Rejection::TokenTooLong)
+        );
         let fits = format!("Bearer {}", "a".repeat(MAX_TOKEN_LENGTH));
         assert!(bearer_token(&auth(&[&fits]), "/x").is_ok());
     }
 
     #[test]
     fn token_in_query_is_refused_even_with_a_header() {
-        for path in ["/x?access_token=abc", "/x?a=1&access_token", "/x?ACCESS_TOKEN=1", "/x?access%5Ftoken=1"] {
-            assert_eq!(bearer_token(&auth(&["Bearer a"]), path), Err(Rejection::TokenInQuery), "{path}");
+        for path in [
+            "/x?access_token=abc",
+            "/x?a=1&access_token",
+            "/x?ACCESS_TOKEN=1",
+            "/x?access%5Ftoken=1",
+        ] {
+            assert_eq!(
+                bearer_token(&auth(&["Bearer a"]), path),
+                Err(Rejection::TokenInQuery),
+                "{path}"
+            );
         }
         for path in ["/x?my_access_token=1", "/access_token", "/x?a=access_token"] {
             assert!(bearer_token(&auth(&["Bearer a"]), path).is_ok(), "{path}");

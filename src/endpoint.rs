@@ -25,9 +25,13 @@ impl Endpoint {
             Some(s @ ("https" | "http")) => s.to_string(),
             _ => return Err(format!("\"{url}\" must be an http or https URL")),
         };
-        let authority = uri.authority().ok_or_else(|| format!("\"{url}\" has no host"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("\"{url}\" has no host"))?;
         if authority.as_str().contains('@') {
-            return Err("credentials in the URL are not supported; use client_id and client_secret".into());
+            return Err(
+                "credentials in the URL are not supported; use client_id and client_secret".into(),
+            );
         }
         if authority.host().is_empty() {
             return Err(format!("\"{url}\" has no host"));
@@ -36,7 +40,11 @@ impl Endpoint {
             return Err(format!("\"{url}\" must not have a fragment"));
         }
         let default_port = if scheme == "https" { 443 } else { 80 };
-        let host_port = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(default_port));
+        let host_port = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(default_port)
+        );
         let upstream = upstreams
             .get(authority.as_str())
             .or_else(|| upstreams.get(&host_port))
@@ -46,7 +54,11 @@ impl Endpoint {
         Ok(Endpoint {
             scheme,
             authority: authority.as_str().to_string(),
-            path: if path.is_empty() { "/".into() } else { path.to_string() },
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
             upstream,
         })
     }
@@ -71,7 +83,10 @@ impl OutboundRequest {
                 (":authority".into(), endpoint.authority.clone()),
                 (":scheme".into(), endpoint.scheme.clone()),
                 ("accept".into(), "application/json".into()),
-                ("user-agent".into(), concat!("certbound/", env!("CARGO_PKG_VERSION")).into()),
+                (
+                    "user-agent".into(),
+                    concat!("certbound/", env!("CARGO_PKG_VERSION")).into(),
+                ),
             ],
             body: None,
             timeout,
@@ -105,7 +120,11 @@ impl CallOutcome {
             (None, None) => Some("no response".to_string()),
             (Some(_), None) => None,
         };
-        CallOutcome { status: if failure.is_some() { None } else { status }, body, failure }
+        CallOutcome {
+            status: if failure.is_some() { None } else { status },
+            body,
+            failure,
+        }
     }
 }
 
@@ -119,7 +138,8 @@ mod tests {
 
     #[test]
     fn https_url_without_port_dispatches_to_port_443() {
-        let e = Endpoint::parse("https://idp.example/token/introspection", &no_upstreams()).unwrap();
+        let e =
+            Endpoint::parse("https://idp.example/token/introspection", &no_upstreams()).unwrap();
         assert_eq!(e.upstream, "idp.example:443");
         assert_eq!(e.authority, "idp.example");
         assert_eq!(e.path, "/token/introspection");
@@ -144,19 +164,35 @@ mod tests {
 
     #[test]
     fn rejects_non_http_urls_userinfo_and_fragments() {
-        for bad in ["ftp://idp/x", "idp.example/jwks", "https://user:pw@idp/x", "https://idp/x#f", "", "https:///x"] {
-            assert!(Endpoint::parse(bad, &no_upstreams()).is_err(), "{bad} accepted");
+        for bad in [
+            "ftp://idp/x",
+            "idp.example/jwks",
+            "https://user:pw@idp/x",
+            "https://idp/x#f",
+            "",
+            "https:///x",
+        ] {
+            assert!(
+                Endpoint::parse(bad, &no_upstreams()).is_err(),
+                "{bad} accepted"
+            );
         }
     }
 
     #[test]
     fn outcome_without_status_is_a_failure() {
-        let kong = vec![(":dispatch_status".to_string(), b"tls handshake failure".to_vec())];
+        let kong = vec![(
+            ":dispatch_status".to_string(),
+            b"tls handshake failure".to_vec(),
+        )];
         let o = CallOutcome::from_parts(&kong, vec![]);
         assert_eq!(o.status, None);
         assert_eq!(o.failure.as_deref(), Some("tls handshake failure"));
 
-        let ok = vec![(":status".to_string(), b"200".to_vec()), (":dispatch_status".to_string(), b"ok".to_vec())];
+        let ok = vec![
+            (":status".to_string(), b"200".to_vec()),
+            (":dispatch_status".to_string(), b"ok".to_vec()),
+        ];
         let o = CallOutcome::from_parts(&ok, b"{}".to_vec());
         assert_eq!(o.status, Some(200));
         assert_eq!(o.failure, None);

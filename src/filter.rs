@@ -43,7 +43,10 @@ pub struct Worker {
 impl Worker {
     pub fn new(settings: Settings) -> Worker {
         let slots = settings.introspection.as_ref().map(|i| {
-            let scope = format!("{}|{}|{}", i.endpoint.upstream, i.endpoint.authority, i.client_id);
+            let scope = format!(
+                "{}|{}|{}",
+                i.endpoint.upstream, i.endpoint.authority, i.client_id
+            );
             SlotCache::new(&scope, settings.cache_max_entries)
         });
         let verified_slots = SlotCache::new("verified-jwt", settings.cache_max_entries);
@@ -63,7 +66,9 @@ impl Worker {
     pub fn startup_log(&self) -> Vec<String> {
         let mut lines = vec![format!("configured: {}", self.describe())];
         if !self.settings.shared_cache && self.settings.introspection.is_some() {
-            lines.push("shared_cache is off: introspection results are cached per worker".to_string());
+            lines.push(
+                "shared_cache is off: introspection results are cached per worker".to_string(),
+            );
         }
         lines
     }
@@ -73,16 +78,38 @@ impl Worker {
         let s = &self.settings;
         let mut parts = vec![format!("proof_of_possession_mtls={:?}", s.pop).to_lowercase()];
         if let Some(b) = &s.bearer {
-            parts.push(format!("bearer(issuer={}, inline_keys={}, jwks_endpoint={})", b.issuer, b.inline_keys.len(),
-                b.jwks_endpoint.as_ref().map_or("none".to_string(), |e| format!("{}://{}{} via {}", e.scheme, e.authority, e.path, e.upstream))));
+            parts.push(format!(
+                "bearer(issuer={}, inline_keys={}, jwks_endpoint={})",
+                b.issuer,
+                b.inline_keys.len(),
+                b.jwks_endpoint
+                    .as_ref()
+                    .map_or("none".to_string(), |e| format!(
+                        "{}://{}{} via {}",
+                        e.scheme, e.authority, e.path, e.upstream
+                    ))
+            ));
         }
         if let Some(i) = &s.introspection {
-            parts.push(format!("introspection(endpoint={}://{}{} via {}, cache={}s, {})", i.endpoint.scheme, i.endpoint.authority,
-                i.endpoint.path, i.endpoint.upstream, i.cache_ttl, if s.shared_cache { "shared" } else { "per worker" }));
+            parts.push(format!(
+                "introspection(endpoint={}://{}{} via {}, cache={}s, {})",
+                i.endpoint.scheme,
+                i.endpoint.authority,
+                i.endpoint.path,
+                i.endpoint.upstream,
+                i.cache_ttl,
+                if s.shared_cache {
+                    "shared"
+                } else {
+                    "per worker"
+                }
+            ));
         }
         parts.push(match &s.cert_source {
             CertSource::Connection => "certificate from the connection".to_string(),
-            CertSource::Header { name, format, .. } => format!("certificate from header {name} ({format:?})"),
+            CertSource::Header { name, format, .. } => {
+                format!("certificate from header {name} ({format:?})")
+            }
         });
         parts.join(", ")
     }
@@ -97,7 +124,11 @@ impl Worker {
     }
 
     fn cache_store<'a, H: Host>(&'a self, host: &'a H) -> Box<dyn Store + 'a> {
-        if self.settings.shared_cache { Box::new(SharedStore(host)) } else { Box::new(&self.local_cache) }
+        if self.settings.shared_cache {
+            Box::new(SharedStore(host))
+        } else {
+            Box::new(&self.local_cache)
+        }
     }
 
     fn call_timeout_secs(&self) -> u64 {
@@ -106,21 +137,34 @@ impl Worker {
 
     /// Called on every tick of the root context: starts the periodic JWKS refresh when due.
     pub fn on_tick(&self, host: &impl Host) {
-        let Some(bearer) = &self.settings.bearer else { return };
-        let Some(endpoint) = &bearer.jwks_endpoint else { return };
+        let Some(bearer) = &self.settings.bearer else {
+            return;
+        };
+        let Some(endpoint) = &bearer.jwks_endpoint else {
+            return;
+        };
         let now = host.now();
-        if !self.keys.borrow().refresh_due(now, bearer.refresh_interval, bearer.rediscovery_lifetime) {
+        if !self.keys.borrow().refresh_due(
+            now,
+            bearer.refresh_interval,
+            bearer.rediscovery_lifetime,
+        ) {
             return;
         }
         let request = OutboundRequest::new(endpoint, "GET", self.settings.http_timeout);
         match host.dispatch(&request) {
             Ok(id) => {
-                self.keys.borrow_mut().fetch_started(now, self.call_timeout_secs());
+                self.keys
+                    .borrow_mut()
+                    .fetch_started(now, self.call_timeout_secs());
                 self.root_call.set(Some(id));
                 host.count(metrics::JWKS_FETCHES);
             }
             Err(e) => {
-                host.log(LogLevel::Warn, &format!("JWKS fetch could not be started: {e}"));
+                host.log(
+                    LogLevel::Warn,
+                    &format!("JWKS fetch could not be started: {e}"),
+                );
                 self.keys.borrow_mut().fetch_finished(now, None);
                 host.count(metrics::JWKS_FETCH_FAILURES);
             }
@@ -138,16 +182,22 @@ impl Worker {
 
     /// Parses a JWKS response into the worker's remote keys; a failure keeps the old keys.
     fn store_jwks(&self, host: &impl Host, outcome: &CallOutcome) {
-        let Some(bearer) = &self.settings.bearer else { return };
+        let Some(bearer) = &self.settings.bearer else {
+            return;
+        };
         let now = host.now();
         let parsed = match (outcome.status, &outcome.failure) {
-            (Some(200), _) => KeySet::from_json_bytes(&outcome.body, &bearer.algorithms).map_err(|e| format!("{}{}", e.message, e.path)),
+            (Some(200), _) => KeySet::from_json_bytes(&outcome.body, &bearer.algorithms)
+                .map_err(|e| format!("{}{}", e.message, e.path)),
             (Some(status), _) => Err(format!("HTTP {status}")),
             (None, why) => Err(why.clone().unwrap_or_else(|| "no response".into())),
         };
         match parsed {
             Ok(keys) => {
-                host.log(LogLevel::Info, &format!("JWKS refreshed, {} usable keys", keys.len()));
+                host.log(
+                    LogLevel::Info,
+                    &format!("JWKS refreshed, {} usable keys", keys.len()),
+                );
                 self.keys.borrow_mut().fetch_finished(now, Some(keys));
                 self.verified.clear();
             }
@@ -162,7 +212,10 @@ impl Worker {
 
 /// The call's response; a body over the limit is cut short, which fails JSON parsing.
 fn outcome(host: &impl Host, body_size: usize) -> CallOutcome {
-    CallOutcome::from_parts(&host.call_response_headers(), host.call_response_body(body_size.min(MAX_CALL_BODY)))
+    CallOutcome::from_parts(
+        &host.call_response_headers(),
+        host.call_response_body(body_size.min(MAX_CALL_BODY)),
+    )
 }
 
 /// What the host callback should return.
@@ -189,7 +242,12 @@ pub struct RequestFilter {
 
 impl RequestFilter {
     pub fn new(worker: Rc<Worker>) -> RequestFilter {
-        RequestFilter { worker, token: String::new(), thumbprint: None, waiting: None }
+        RequestFilter {
+            worker,
+            token: String::new(),
+            thumbprint: None,
+            waiting: None,
+        }
     }
 
     pub fn on_request_headers(&mut self, host: &impl Host) -> Flow {
@@ -199,7 +257,12 @@ impl RequestFilter {
         // `request.path` carries the query on both engines; Kong's engine gives `:path` without it.
         let path = host
             .property(&["request", "path"])
-            .or_else(|| headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.clone()))
+            .or_else(|| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == ":path")
+                    .map(|(_, v)| v.clone())
+            })
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .unwrap_or_default();
 
@@ -207,7 +270,12 @@ impl RequestFilter {
         // Identity headers we set must arrive at most once: on Kong's engine a second copy
         // would survive our overwrite and reach the upstream.
         for (_, name) in &settings.upstream_headers {
-            if headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).count() > 1 {
+            if headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .count()
+                > 1
+            {
                 return self.deny(host, Rejection::DuplicateIdentityHeader, false);
             }
         }
@@ -231,7 +299,10 @@ impl RequestFilter {
                 self.worker.store_jwks(host, &outcome);
                 self.check_jwt(host, true);
             }
-            Some(Waiting::Introspection { call: expected, hash }) if expected == call => {
+            Some(Waiting::Introspection {
+                call: expected,
+                hash,
+            }) if expected == call => {
                 self.on_introspection(host, hash, &outcome);
             }
             other => {
@@ -241,7 +312,11 @@ impl RequestFilter {
         }
     }
 
-    fn client_thumbprint(&self, host: &impl Host, headers: &[(String, Vec<u8>)]) -> Option<Thumbprint> {
+    fn client_thumbprint(
+        &self,
+        host: &impl Host,
+        headers: &[(String, Vec<u8>)],
+    ) -> Option<Thumbprint> {
         match &self.worker.settings.cert_source {
             CertSource::Connection => {
                 let engine = self.worker.engine(host);
@@ -249,26 +324,44 @@ impl RequestFilter {
                     Ok(tp) => Some(tp),
                     Err(NoCertificate::Absent) => None,
                     Err(NoCertificate::Unreadable(e)) => {
-                        host.log(LogLevel::Warn, &format!("client certificate from the host is unusable: {e}"));
+                        host.log(
+                            LogLevel::Warn,
+                            &format!("client certificate from the host is unusable: {e}"),
+                        );
                         None
                     }
                 }
             }
-            CertSource::Header { name, format, trusted } => {
-                let values: Vec<&Vec<u8>> =
-                    headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v).collect();
+            CertSource::Header {
+                name,
+                format,
+                trusted,
+            } => {
+                let values: Vec<&Vec<u8>> = headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+                    .collect();
                 if values.is_empty() {
                     return None;
                 }
                 // Whatever happens next, the header does not travel upstream.
                 self.strip_header(host, name);
-                let peer = host.property(&["source", "address"]).and_then(|a| certificate::parse_source_address(&a));
+                let peer = host
+                    .property(&["source", "address"])
+                    .and_then(|a| certificate::parse_source_address(&a));
                 if !certificate::is_trusted(peer, trusted) {
-                    host.log(LogLevel::Info, &format!("ignoring {name} from an untrusted peer"));
+                    host.log(
+                        LogLevel::Info,
+                        &format!("ignoring {name} from an untrusted peer"),
+                    );
                     return None;
                 }
                 let [value] = values.as_slice() else {
-                    host.log(LogLevel::Warn, &format!("ignoring {name}: sent more than once"));
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("ignoring {name}: sent more than once"),
+                    );
                     return None;
                 };
                 match certificate::from_header(value, *format) {
@@ -294,17 +387,33 @@ impl RequestFilter {
     fn check_jwt(&mut self, host: &impl Host, resumed: bool) -> Flow {
         let worker = Rc::clone(&self.worker);
         let settings = &worker.settings;
-        let Some(bearer) = &settings.bearer else { return self.deny(host, Rejection::NotAJwt, resumed) };
+        let Some(bearer) = &settings.bearer else {
+            return self.deny(host, Rejection::NotAJwt, resumed);
+        };
         let now = host.now();
-        let unverified = match authorizer::precheck_jwt(settings, bearer, &self.token, self.thumbprint.as_ref(), now) {
+        let unverified = match authorizer::precheck_jwt(
+            settings,
+            bearer,
+            &self.token,
+            self.thumbprint.as_ref(),
+            now,
+        ) {
             Ok(u) => u,
             Err(r) => return self.deny(host, r, resumed),
         };
         let (kid, alg) = (unverified.header.kid.clone(), unverified.alg);
         let hash = TokenHash::of(&self.token);
-        if worker.verified_slots.get(&worker.verified, &hash, now).is_some() {
+        if worker
+            .verified_slots
+            .get(&worker.verified, &hash, now)
+            .is_some()
+        {
             host.count(metrics::JWT_CACHE_HITS);
-            return self.finish(host, authorizer::accept_verified(settings, unverified.claims), resumed);
+            return self.finish(
+                host,
+                authorizer::accept_verified(settings, unverified.claims),
+                resumed,
+            );
         }
         let exp = unverified.claims.time("exp").ok().flatten().unwrap_or(now);
         let verdict = {
@@ -314,33 +423,64 @@ impl RequestFilter {
             authorizer::verify_jwt(settings, bearer, &self.token, unverified, &sets, now)
         };
         if let Signature::Valid(_) = verdict {
-            worker.verified_slots.put(&worker.verified, &hash, exp.saturating_add(settings.leeway), &[]);
+            worker.verified_slots.put(
+                &worker.verified,
+                &hash,
+                exp.saturating_add(settings.leeway),
+                &[],
+            );
         }
         match verdict {
             Signature::Valid(claims) => self.allow(host, &claims, resumed),
             Signature::Invalid(r) => self.deny(host, r, resumed),
             Signature::NoKey => {
-                let Some(endpoint) = &bearer.jwks_endpoint else { return self.deny(host, Rejection::UnknownKey, resumed) };
+                let Some(endpoint) = &bearer.jwks_endpoint else {
+                    return self.deny(host, Rejection::UnknownKey, resumed);
+                };
                 if resumed {
                     // We just fetched: the key really is unknown.
-                    return self.deny(host, if worker.keys.borrow().keys().is_some() { Rejection::UnknownKey } else { Rejection::KeysUnavailable }, resumed);
+                    return self.deny(
+                        host,
+                        if worker.keys.borrow().keys().is_some() {
+                            Rejection::UnknownKey
+                        } else {
+                            Rejection::KeysUnavailable
+                        },
+                        resumed,
+                    );
                 }
-                let decision = worker.keys.borrow().on_missing_key(now, bearer.rediscovery_lifetime);
+                let decision = worker
+                    .keys
+                    .borrow()
+                    .on_missing_key(now, bearer.rediscovery_lifetime);
                 match decision {
                     Refetch::UnknownKey => self.deny(host, Rejection::UnknownKey, resumed),
                     Refetch::Unavailable => self.deny(host, Rejection::KeysUnavailable, resumed),
                     Refetch::Fetch => {
                         let request = OutboundRequest::new(endpoint, "GET", settings.http_timeout);
-                        host.log(LogLevel::Debug, &format!("fetching JWKS for kid {:?} ({})", kid.as_deref().unwrap_or("none"), alg.name()));
+                        host.log(
+                            LogLevel::Debug,
+                            &format!(
+                                "fetching JWKS for kid {:?} ({})",
+                                kid.as_deref().unwrap_or("none"),
+                                alg.name()
+                            ),
+                        );
                         match host.dispatch(&request) {
                             Ok(call) => {
-                                worker.keys.borrow_mut().fetch_started(now, worker.call_timeout_secs());
+                                worker
+                                    .keys
+                                    .borrow_mut()
+                                    .fetch_started(now, worker.call_timeout_secs());
                                 host.count(metrics::JWKS_FETCHES);
                                 self.waiting = Some(Waiting::Keys { call });
                                 Flow::Pause
                             }
                             Err(e) => {
-                                host.log(LogLevel::Warn, &format!("JWKS fetch could not be started: {e}"));
+                                host.log(
+                                    LogLevel::Warn,
+                                    &format!("JWKS fetch could not be started: {e}"),
+                                );
                                 host.count(metrics::JWKS_FETCH_FAILURES);
                                 worker.keys.borrow_mut().fetch_finished(now, None);
                                 self.deny(host, Rejection::KeysUnavailable, resumed)
@@ -362,9 +502,21 @@ impl RequestFilter {
         let hash = TokenHash::of(&self.token);
         if intro.cache_ttl > 0 {
             let store = worker.cache_store(host);
-            if let Some(answer) = slots.get(store.as_ref(), &hash, now).and_then(|p| introspection::decode(&p)) {
+            if let Some(answer) = slots
+                .get(store.as_ref(), &hash, now)
+                .and_then(|p| introspection::decode(&p))
+            {
                 host.count(metrics::INTROSPECTION_CACHE_HITS);
-                return self.finish(host, authorizer::check_introspected(settings, &answer, self.thumbprint.as_ref(), now), false);
+                return self.finish(
+                    host,
+                    authorizer::check_introspected(
+                        settings,
+                        &answer,
+                        self.thumbprint.as_ref(),
+                        now,
+                    ),
+                    false,
+                );
             }
         }
         let request = introspection::request(intro, &self.token, settings.http_timeout);
@@ -375,7 +527,10 @@ impl RequestFilter {
                 Flow::Pause
             }
             Err(e) => {
-                host.log(LogLevel::Warn, &format!("introspection call could not be started: {e}"));
+                host.log(
+                    LogLevel::Warn,
+                    &format!("introspection call could not be started: {e}"),
+                );
                 host.count(metrics::INTROSPECTION_FAILURES);
                 self.deny(host, Rejection::IntrospectionUnavailable, false)
             }
@@ -398,13 +553,27 @@ impl RequestFilter {
         if let (Some(intro), Some(slots)) = (&settings.introspection, &worker.slots) {
             let kept = introspection::cacheable(&answer, &settings.upstream_headers);
             if let Some(until) = introspection::cache_until(&kept, now, intro.cache_ttl) {
-                slots.put(worker.cache_store(host).as_ref(), &hash, until, &introspection::encode(&kept));
+                slots.put(
+                    worker.cache_store(host).as_ref(),
+                    &hash,
+                    until,
+                    &introspection::encode(&kept),
+                );
             }
         }
-        self.finish(host, authorizer::check_introspected(settings, &answer, self.thumbprint.as_ref(), now), true);
+        self.finish(
+            host,
+            authorizer::check_introspected(settings, &answer, self.thumbprint.as_ref(), now),
+            true,
+        );
     }
 
-    fn finish(&mut self, host: &impl Host, verdict: Result<Claims, Rejection>, resumed: bool) -> Flow {
+    fn finish(
+        &mut self,
+        host: &impl Host,
+        verdict: Result<Claims, Rejection>,
+        resumed: bool,
+    ) -> Flow {
         match verdict {
             Ok(claims) => self.allow(host, &claims, resumed),
             Err(r) => self.deny(host, r, resumed),
@@ -431,14 +600,29 @@ impl RequestFilter {
     fn deny(&mut self, host: &impl Host, rejection: Rejection, resumed: bool) -> Flow {
         let settings = &self.worker.settings;
         let reply = response::render(rejection, &settings.realm, &settings.scopes_required);
-        let level = if rejection.status() == 503 { LogLevel::Warn } else { LogLevel::Info };
-        host.log(level, &format!("denied {} {}", reply.status, rejection.reason()));
+        let level = if rejection.status() == 503 {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        host.log(
+            level,
+            &format!("denied {} {}", reply.status, rejection.reason()),
+        );
         host.count(metrics::denied(rejection));
-        let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         // Kong's engine was seen aborting a worker on a local reply with a body sent from the
         // call-response path after a timed-out call; there the reply goes without a body.
         let body_ok = !(resumed && self.worker.engine(host) == Engine::Nginx);
-        host.send_response(reply.status, &headers, body_ok.then_some(reply.body.as_slice()));
+        host.send_response(
+            reply.status,
+            &headers,
+            body_ok.then_some(reply.body.as_slice()),
+        );
         self.token.clear();
         Flow::Pause
     }

@@ -51,7 +51,10 @@ impl<H: Host> Store for SharedStore<'_, H> {
     }
     fn save(&self, key: &str, value: &[u8]) {
         if let Err(e) = self.0.shared_save(key, value) {
-            self.0.log(LogLevel::Debug, &format!("introspection cache write failed: {e}"));
+            self.0.log(
+                LogLevel::Debug,
+                &format!("introspection cache write failed: {e}"),
+            );
         }
     }
 }
@@ -68,7 +71,10 @@ pub enum Engine {
 /// Tells the engines apart by a property only nginx has: `ngx.*` exposes nginx variables,
 /// and `$server_port` is set on every request. Envoy answers an unknown path with NotFound.
 pub fn detect_engine(host: &impl Host) -> Engine {
-    if host.property(&["ngx", "server_port"]).is_some_and(|v| !v.is_empty()) {
+    if host
+        .property(&["ngx", "server_port"])
+        .is_some_and(|v| !v.is_empty())
+    {
         Engine::Nginx
     } else {
         Engine::Envoy
@@ -93,7 +99,10 @@ pub enum NoCertificate {
 
 /// The connection's client certificate thumbprint, from the sources of this engine in
 /// order: Envoy's digest, Envoy's PEM; or nginx's PEM.
-pub fn connection_thumbprint(host: &impl Host, engine: Engine) -> Result<Thumbprint, NoCertificate> {
+pub fn connection_thumbprint(
+    host: &impl Host,
+    engine: Engine,
+) -> Result<Thumbprint, NoCertificate> {
     let present = |path: &[&str]| host.property(path).filter(|v| !v.trim_ascii().is_empty());
     let found = match engine {
         Engine::Envoy => present(&ENVOY_DIGEST)

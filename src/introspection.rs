@@ -16,7 +16,11 @@ use crate::endpoint::{CallOutcome, OutboundRequest};
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// application/x-www-form-urlencoded keeps only these unescaped (WHATWG URL, form encoding).
-const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.').remove(b'_');
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
 
 fn form_encode(s: &str) -> String {
     utf8_percent_encode(s, FORM).to_string().replace("%20", "+")
@@ -24,14 +28,28 @@ fn form_encode(s: &str) -> String {
 
 /// The POST to the introspection endpoint. RFC 6749 §2.3.1: the Basic credentials are the
 /// form-encoded client id and secret.
-pub fn request(settings: &IntrospectionSettings, token: &str, timeout: Duration) -> OutboundRequest {
+pub fn request(
+    settings: &IntrospectionSettings,
+    token: &str,
+    timeout: Duration,
+) -> OutboundRequest {
     let mut req = OutboundRequest::new(&settings.endpoint, "POST", timeout);
-    req.headers.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+    req.headers.push((
+        "content-type".into(),
+        "application/x-www-form-urlencoded".into(),
+    ));
     let mut body = format!("token={}&token_type_hint=access_token", form_encode(token));
     match settings.client_auth {
         ClientAuth::ClientSecretBasic => {
-            let pair = format!("{}:{}", form_encode(&settings.client_id), form_encode(&settings.client_secret));
-            req.headers.push(("authorization".into(), format!("Basic {}", STANDARD.encode(pair))));
+            let pair = format!(
+                "{}:{}",
+                form_encode(&settings.client_id),
+                form_encode(&settings.client_secret)
+            );
+            req.headers.push((
+                "authorization".into(),
+                format!("Basic {}", STANDARD.encode(pair)),
+            ));
         }
         ClientAuth::ClientSecretPost => {
             body.push_str(&format!(
@@ -67,9 +85,13 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Unreachable(why) => write!(f, "introspection endpoint unreachable ({why})"),
-            Failure::Status(401) => f.write_str("introspection endpoint refused the gateway's credentials (HTTP 401)"),
+            Failure::Status(401) => {
+                f.write_str("introspection endpoint refused the gateway's credentials (HTTP 401)")
+            }
             Failure::Status(s) => write!(f, "introspection endpoint answered HTTP {s}"),
-            Failure::Malformed => f.write_str("introspection response is not a JSON object with a boolean \"active\""),
+            Failure::Malformed => {
+                f.write_str("introspection response is not a JSON object with a boolean \"active\"")
+            }
         }
     }
 }
@@ -77,9 +99,14 @@ impl std::fmt::Display for Failure {
 /// Reads the endpoint's response. `active` must be the JSON boolean `true`; a string "true"
 /// or a missing member is a malformed answer, not an active token.
 pub fn parse(outcome: &CallOutcome) -> Result<Answer, Failure> {
-    let status = outcome
-        .status
-        .ok_or_else(|| Failure::Unreachable(outcome.failure.clone().unwrap_or_else(|| "no response".into())))?;
+    let status = outcome.status.ok_or_else(|| {
+        Failure::Unreachable(
+            outcome
+                .failure
+                .clone()
+                .unwrap_or_else(|| "no response".into()),
+        )
+    })?;
     if status != 200 {
         return Err(Failure::Status(status));
     }
@@ -99,13 +126,20 @@ pub fn parse(outcome: &CallOutcome) -> Result<Answer, Failure> {
 /// The claims a cached answer needs: those the checks read and those forwarded upstream.
 /// Everything else an IdP returns stays out of the cache.
 pub fn cacheable(answer: &Answer, forwarded: &[(String, String)]) -> Answer {
-    const CHECKED: [&str; 9] = ["active", "exp", "nbf", "iat", "iss", "aud", "scope", "scp", "cnf"];
+    const CHECKED: [&str; 9] = [
+        "active", "exp", "nbf", "iat", "iss", "aud", "scope", "scp", "cnf",
+    ];
     match answer {
         Answer::Inactive => Answer::Inactive,
         Answer::Active(claims) => {
-            let keep = |k: &str| CHECKED.contains(&k) || forwarded.iter().any(|(claim, _)| claim == k);
-            let map: Map<String, Value> =
-                claims.0.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let keep =
+                |k: &str| CHECKED.contains(&k) || forwarded.iter().any(|(claim, _)| claim == k);
+            let map: Map<String, Value> = claims
+                .0
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             Answer::Active(Claims(map))
         }
     }
@@ -120,7 +154,12 @@ pub fn encode(answer: &Answer) -> Vec<u8> {
 }
 
 pub fn decode(payload: &[u8]) -> Option<Answer> {
-    parse(&CallOutcome { status: Some(200), body: payload.to_vec(), failure: None }).ok()
+    parse(&CallOutcome {
+        status: Some(200),
+        body: payload.to_vec(),
+        failure: None,
+    })
+    .ok()
 }
 
 /// How long an answer may be cached: at most `ttl`, never past the token's `exp`.
@@ -155,8 +194,14 @@ mod tests {
 
     #[test]
     fn cache_lifetime_is_bounded_by_ttl_and_exp() {
-        assert_eq!(cache_until(&active(json!({"exp": 1_000})), 100, 60), Some(160));
-        assert_eq!(cache_until(&active(json!({"exp": 130})), 100, 60), Some(130));
+        assert_eq!(
+            cache_until(&active(json!({"exp": 1_000})), 100, 60),
+            Some(160)
+        );
+        assert_eq!(
+            cache_until(&active(json!({"exp": 130})), 100, 60),
+            Some(130)
+        );
         assert_eq!(cache_until(&active(json!({"exp": 100})), 100, 60), None);
         assert_eq!(cache_until(&active(json!({})), 100, 60), Some(160));
         assert_eq!(cache_until(&active(json!({"exp": "soon"})), 100, 60), None);
@@ -167,7 +212,9 @@ mod tests {
     #[test]
     fn only_the_needed_claims_are_kept_and_round_trip() {
         let forwarded = vec![("sub".to_string(), "x-sub".to_string())];
-        let a = active(json!({"active": true, "sub": "s", "scope": "a", "cnf": {"x5t#S256": "t"}, "username": "u", "ext": {"big": 1}}));
+        let a = active(
+            json!({"active": true, "sub": "s", "scope": "a", "cnf": {"x5t#S256": "t"}, "username": "u", "ext": {"big": 1}}),
+        );
         let kept = cacheable(&a, &forwarded);
         let Answer::Active(c) = &kept else { panic!() };
         assert!(c.get("sub").is_some() && c.get("cnf").is_some() && c.get("scope").is_some());
@@ -179,13 +226,29 @@ mod tests {
 
     #[test]
     fn active_must_be_a_json_true() {
-        let ok = |body: &str| parse(&CallOutcome { status: Some(200), body: body.as_bytes().to_vec(), failure: None });
+        let ok = |body: &str| {
+            parse(&CallOutcome {
+                status: Some(200),
+                body: body.as_bytes().to_vec(),
+                failure: None,
+            })
+        };
         assert!(matches!(ok(r#"{"active":true}"#), Ok(Answer::Active(_))));
         assert_eq!(ok(r#"{"active":false,"scope":"x"}"#), Ok(Answer::Inactive));
-        for bad in [r#"{"active":"true"}"#, r#"{"active":1}"#, r#"{}"#, "[]", "", "{"] {
+        for bad in [
+            r#"{"active":"true"}"#,
+            r#"{"active":1}"#,
+            r#"{}"#,
+            "[]",
+            "",
+            "{",
+        ] {
             assert_eq!(ok(bad), Err(Failure::Malformed), "{bad}");
         }
-        let big = format!(r#"{{"active":true,"pad":"{}"}}"#, "x".repeat(MAX_RESPONSE_BYTES));
+        let big = format!(
+            r#"{{"active":true,"pad":"{}"}}"#,
+            "x".repeat(MAX_RESPONSE_BYTES)
+        );
         assert_eq!(ok(&big), Err(Failure::Malformed));
     }
 }

@@ -94,14 +94,24 @@ pub struct JwksError {
 }
 
 fn jwks_error(path: impl Into<String>, message: impl Into<String>) -> JwksError {
-    JwksError { path: path.into(), message: message.into() }
+    JwksError {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 /// The algorithms a JWK can serve, from its `kty`/`crv` (and `alg` when it names one).
 fn algorithms_for(jwk: &Map<String, Value>) -> Vec<Alg> {
     let text = |k: &str| jwk.get(k).and_then(Value::as_str);
     let family: &[Alg] = match (text("kty"), text("crv")) {
-        (Some("RSA"), _) => &[Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512],
+        (Some("RSA"), _) => &[
+            Alg::RS256,
+            Alg::RS384,
+            Alg::RS512,
+            Alg::PS256,
+            Alg::PS384,
+            Alg::PS512,
+        ],
         (Some("EC"), Some("P-256")) => &[Alg::ES256],
         (Some("EC"), Some("P-384")) => &[Alg::ES384],
         (Some("OKP"), Some("Ed25519")) => &[Alg::EdDSA],
@@ -109,15 +119,25 @@ fn algorithms_for(jwk: &Map<String, Value>) -> Vec<Alg> {
     };
     match text("alg") {
         // jwt-simple accepts `Ed25519` as an alias of `EdDSA`.
-        Some("Ed25519") => family.iter().copied().filter(|a| *a == Alg::EdDSA).collect(),
-        Some(name) => family.iter().copied().filter(|a| a.name() == name).collect(),
+        Some("Ed25519") => family
+            .iter()
+            .copied()
+            .filter(|a| *a == Alg::EdDSA)
+            .collect(),
+        Some(name) => family
+            .iter()
+            .copied()
+            .filter(|a| a.name() == name)
+            .collect(),
         None => family.to_vec(),
     }
 }
 
 /// Members jwt-simple needs; `x5c` chains and other extras are dropped so the key fits its
 /// JWK size limit.
-const KEY_MEMBERS: [&str; 10] = ["kty", "crv", "alg", "use", "kid", "key_ops", "n", "e", "x", "y"];
+const KEY_MEMBERS: [&str; 10] = [
+    "kty", "crv", "alg", "use", "kid", "key_ops", "n", "e", "x", "y",
+];
 
 impl KeySet {
     /// Parses a JWKS (`{"keys": [...]}`), keeping the keys usable with `allowed` algorithms.
@@ -132,13 +152,22 @@ impl KeySet {
             _ => return Err(jwks_error("", "must be an object with a \"keys\" array")),
         };
         if keys.len() > MAX_KEYS {
-            return Err(jwks_error(".keys", format!("has more than {MAX_KEYS} keys")));
+            return Err(jwks_error(
+                ".keys",
+                format!("has more than {MAX_KEYS} keys"),
+            ));
         }
         let mut entries = Vec::new();
         for (i, jwk) in keys.iter().enumerate() {
             let path = format!(".keys[{i}]");
-            let obj = jwk.as_object().ok_or_else(|| jwks_error(&path, "is not a JSON object"))?;
-            if obj.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+            let obj = jwk
+                .as_object()
+                .ok_or_else(|| jwks_error(&path, "is not a JSON object"))?;
+            if obj
+                .get("use")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u != "sig")
+            {
                 continue;
             }
             let kid = match obj.get("kid") {
@@ -146,13 +175,26 @@ impl KeySet {
                 Some(Value::String(k)) => Some(k.clone()),
                 Some(_) => return Err(jwks_error(format!("{path}.kid"), "must be a string")),
             };
-            let trimmed: Map<String, Value> =
-                obj.iter().filter(|(k, _)| KEY_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let trimmed: Map<String, Value> = obj
+                .iter()
+                .filter(|(k, _)| KEY_MEMBERS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let text = Value::Object(trimmed).to_string();
-            for alg in algorithms_for(obj).into_iter().filter(|a| allowed.contains(a)) {
-                let key = VerifyKey::from_jwk(&text, alg)
-                    .map_err(|e| jwks_error(&path, format!("is not a valid {} public key: {e}", alg.name())))?;
-                entries.push(Entry { kid: kid.clone(), key });
+            for alg in algorithms_for(obj)
+                .into_iter()
+                .filter(|a| allowed.contains(a))
+            {
+                let key = VerifyKey::from_jwk(&text, alg).map_err(|e| {
+                    jwks_error(
+                        &path,
+                        format!("is not a valid {} public key: {e}", alg.name()),
+                    )
+                })?;
+                entries.push(Entry {
+                    kid: kid.clone(),
+                    key,
+                });
             }
         }
         Ok(KeySet { entries })
@@ -162,7 +204,8 @@ impl KeySet {
         if body.len() > MAX_JWKS_BYTES {
             return Err(jwks_error("", "response too large"));
         }
-        let value: Value = serde_json::from_slice(body).map_err(|_| jwks_error("", "response is not JSON"))?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|_| jwks_error("", "response is not JSON"))?;
         KeySet::from_jwks(&value, allowed)
     }
 
@@ -176,7 +219,11 @@ impl KeySet {
 
     /// Candidate keys for a token: same algorithm, and same `kid` when the token names one.
     /// A token without `kid` is tried against every key of its algorithm.
-    pub fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Alg) -> impl Iterator<Item = &'a VerifyKey> + 'a {
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Alg,
+    ) -> impl Iterator<Item = &'a VerifyKey> + 'a {
         self.entries
             .iter()
             .filter(move |e| e.key.alg() == alg && (kid.is_none() || e.kid.as_deref() == kid))
@@ -238,7 +285,11 @@ impl RemoteKeys {
     pub fn on_missing_key(&self, now: u64, cooldown: u64) -> Refetch {
         let cooled = |t: Option<u64>| t.is_none_or(|t| now >= t.saturating_add(cooldown));
         if self.keys.is_none() {
-            if cooled(self.last_failure) { Refetch::Fetch } else { Refetch::Unavailable }
+            if cooled(self.last_failure) {
+                Refetch::Fetch
+            } else {
+                Refetch::Unavailable
+            }
         } else if cooled(self.last_attempt) && !self.in_flight(now) {
             Refetch::Fetch
         } else {
@@ -279,10 +330,18 @@ mod tests {
         // Start-up: with no keys at all, requests may still fetch while one is in flight.
         assert_eq!(r.on_missing_key(100, 30), Refetch::Fetch);
         r.fetch_finished(101, Some(KeySet::default()));
-        assert_eq!(r.on_missing_key(110, 30), Refetch::UnknownKey, "within the cool-down");
+        assert_eq!(
+            r.on_missing_key(110, 30),
+            Refetch::UnknownKey,
+            "within the cool-down"
+        );
         assert_eq!(r.on_missing_key(130, 30), Refetch::Fetch, "cool-down over");
         r.fetch_started(130, 2);
-        assert_eq!(r.on_missing_key(161, 30), Refetch::Fetch, "a lost in-flight fetch expires");
+        assert_eq!(
+            r.on_missing_key(161, 30),
+            Refetch::Fetch,
+            "a lost in-flight fetch expires"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwt_simple::prelude::{Duration as JwtDuration, NoCustomClaims, UnixTimeStamp, VerificationOptions};
+use jwt_simple::prelude::{
+    Duration as JwtDuration, NoCustomClaims, UnixTimeStamp, VerificationOptions,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -31,8 +33,17 @@ pub enum Alg {
 }
 
 impl Alg {
-    pub const ALL: [Alg; 9] =
-        [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512, Alg::ES256, Alg::ES384, Alg::EdDSA];
+    pub const ALL: [Alg; 9] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -113,7 +124,9 @@ pub fn header_of(token: &str) -> Option<Header> {
 fn typ_allowed(typ: Option<&str>, strict: bool) -> bool {
     let norm = typ.map(|t| {
         let t = t.to_ascii_lowercase();
-        t.strip_prefix("application/").map(str::to_string).unwrap_or(t)
+        t.strip_prefix("application/")
+            .map(str::to_string)
+            .unwrap_or(t)
     });
     match norm.as_deref() {
         Some("at+jwt") => true,
@@ -144,13 +157,22 @@ pub fn inspect(token: &str, rules: &JwtRules<'_>, now: u64) -> Result<Unverified
     crate::policy::check_issuer(&claims, rules.issuer, true)?;
     crate::policy::check_lifetime(&claims, now, rules.leeway, true, Rejection::MalformedJwt)?;
     crate::policy::check_audience(&claims, rules.audience_required)?;
-    Ok(UnverifiedJwt { header, alg, claims })
+    Ok(UnverifiedJwt {
+        header,
+        alg,
+        claims,
+    })
 }
 
 /// Verifies the signature with `key` and lets jwt-simple re-check the registered claims on
 /// the now-authenticated payload, with our clock, leeway and limits (its defaults would be a
 /// 15-minute tolerance and a 1 MB token).
-pub fn verify_signature(token: &str, key: &VerifyKey, rules: &JwtRules<'_>, now: u64) -> Result<(), Rejection> {
+pub fn verify_signature(
+    token: &str,
+    key: &VerifyKey,
+    rules: &JwtRules<'_>,
+    now: u64,
+) -> Result<(), Rejection> {
     let options = VerificationOptions {
         time_tolerance: Some(JwtDuration::from_secs(rules.leeway)),
         artificial_time: Some(UnixTimeStamp::from_secs(now)),
@@ -160,17 +182,23 @@ pub fn verify_signature(token: &str, key: &VerifyKey, rules: &JwtRules<'_>, now:
         max_token_length: Some(MAX_TOKEN_LENGTH),
         ..Default::default()
     };
-    key.verify::<NoCustomClaims>(token, options).map(|_| ()).map_err(|e| {
-        use jwt_simple::JWTError;
-        match e.downcast_ref::<JWTError>() {
-            Some(JWTError::TokenHasExpired) => Rejection::Expired,
-            Some(JWTError::TokenNotValidYet) => Rejection::NotYetValid,
-            Some(JWTError::ClockDrift) => Rejection::IssuedInFuture,
-            Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => Rejection::IssuerMismatch,
-            Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => Rejection::AudienceMismatch,
-            _ => Rejection::BadSignature,
-        }
-    })
+    key.verify::<NoCustomClaims>(token, options)
+        .map(|_| ())
+        .map_err(|e| {
+            use jwt_simple::JWTError;
+            match e.downcast_ref::<JWTError>() {
+                Some(JWTError::TokenHasExpired) => Rejection::Expired,
+                Some(JWTError::TokenNotValidYet) => Rejection::NotYetValid,
+                Some(JWTError::ClockDrift) => Rejection::IssuedInFuture,
+                Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => {
+                    Rejection::IssuerMismatch
+                }
+                Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => {
+                    Rejection::AudienceMismatch
+                }
+                _ => Rejection::BadSignature,
+            }
+        })
 }
 
 #[cfg(test)]

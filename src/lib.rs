@@ -5,7 +5,15 @@
 //! `abi` (wasm builds only) maps the proxy-wasm callbacks and host calls onto it.
 
 // Tests may unwrap: a failing test should stop at the failure.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod authorizer;
 pub mod cache;

@@ -34,9 +34,17 @@ pub fn denied(rejection: Rejection) -> &'static str {
 
 /// Every counter, defined up front so they all show (at zero) before the first request.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    [ALLOWED, INTROSPECTION_CALLS, INTROSPECTION_CACHE_HITS, INTROSPECTION_FAILURES, JWT_CACHE_HITS, JWKS_FETCHES, JWKS_FETCH_FAILURES]
-        .into_iter()
-        .chain(DENIED)
+    [
+        ALLOWED,
+        INTROSPECTION_CALLS,
+        INTROSPECTION_CACHE_HITS,
+        INTROSPECTION_FAILURES,
+        JWT_CACHE_HITS,
+        JWKS_FETCHES,
+        JWKS_FETCH_FAILURES,
+    ]
+    .into_iter()
+    .chain(DENIED)
 }
 
 #[cfg(test)]
@@ -48,7 +56,13 @@ mod tests {
         for (group, name) in METRIC_GROUPS.iter().zip(DENIED) {
             assert_eq!(name, format!("certbound_requests_denied_{group}"));
         }
-        assert_eq!(denied(Rejection::ThumbprintMismatch), "certbound_requests_denied_binding_failed");
-        assert_eq!(denied(Rejection::MissingToken), "certbound_requests_denied_missing_token");
+        assert_eq!(
+            denied(Rejection::ThumbprintMismatch),
+            "certbound_requests_denied_binding_failed"
+        );
+        assert_eq!(
+            denied(Rejection::MissingToken),
+            "certbound_requests_denied_missing_token"
+        );
     }
 }

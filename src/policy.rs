@@ -56,7 +56,11 @@ pub fn check_audience(claims: &Claims, required: &[String]) -> Result<(), Reject
 }
 
 /// RFC 8705 §3: the token's `cnf["x5t#S256"]` against the connection's certificate.
-pub fn check_binding(mode: PopMode, claims: &Claims, presented: Option<&Thumbprint>) -> Result<(), Rejection> {
+pub fn check_binding(
+    mode: PopMode,
+    claims: &Claims,
+    presented: Option<&Thumbprint>,
+) -> Result<(), Rejection> {
     if mode == PopMode::Off {
         return Ok(());
     }

@@ -92,7 +92,11 @@ impl Rejection {
         use Rejection::*;
         Some(match self {
             MissingToken => return None,
-            MultipleAuthorization | UnsupportedScheme | EmptyToken | MalformedAuthorization | TokenInQuery
+            MultipleAuthorization
+            | UnsupportedScheme
+            | EmptyToken
+            | MalformedAuthorization
+            | TokenInQuery
             | DuplicateIdentityHeader => ErrorCode::InvalidRequest,
             InsufficientScope => ErrorCode::InsufficientScope,
             KeysUnavailable | IntrospectionUnavailable => ErrorCode::TemporarilyUnavailable,
@@ -142,7 +146,9 @@ impl Rejection {
         match self {
             MissingToken => "missing_token",
             Expired | NotYetValid | IssuedInFuture => "token_expired",
-            CertificateRequired | ThumbprintMismatch | Unbound | UnsupportedConfirmation => "binding_failed",
+            CertificateRequired | ThumbprintMismatch | Unbound | UnsupportedConfirmation => {
+                "binding_failed"
+            }
             KeysUnavailable | IntrospectionUnavailable => "idp_unavailable",
             other => match other.error_code() {
                 Some(ErrorCode::InvalidRequest) => "invalid_request",
@@ -167,7 +173,9 @@ impl Rejection {
             NotAJwt => "the access token is not a JWT",
             MalformedJwt => "the access token is not a well-formed JWT",
             AlgorithmNotAllowed => "the token's signing algorithm is not accepted",
-            CriticalHeader => "the token has critical header parameters this gateway does not support",
+            CriticalHeader => {
+                "the token has critical header parameters this gateway does not support"
+            }
             TypeNotAllowed => "the token is not a JWT access token (typ at+jwt)",
             IssuerMismatch => "the token was issued by another issuer",
             MissingExpiry => "the token has no expiry",
@@ -178,13 +186,17 @@ impl Rejection {
             UnknownKey => "the token was signed with an unknown key",
             BadSignature => "the token signature is invalid",
             Inactive => "the token is not active",
-            CertificateRequired => "the token is bound to a client certificate; present it over mutual TLS",
+            CertificateRequired => {
+                "the token is bound to a client certificate; present it over mutual TLS"
+            }
             ThumbprintMismatch => "the token is bound to a different client certificate",
             Unbound => "the token is not bound to a client certificate",
             UnsupportedConfirmation => "the token is bound to a key this gateway cannot check",
             InsufficientScope => "the token lacks a required scope",
             KeysUnavailable => "the token signing keys could not be fetched; try again later",
-            IntrospectionUnavailable => "the token could not be checked with the authorization server; try again later",
+            IntrospectionUnavailable => {
+                "the token could not be checked with the authorization server; try again later"
+            }
         }
     }
 }

@@ -18,21 +18,32 @@ pub fn render(rejection: Rejection, realm: &str, required_scopes: &[String]) -> 
     let mut headers = vec![("cache-control".to_string(), "no-store".to_string())];
     let code = rejection.error_code();
     if code != Some(ErrorCode::TemporarilyUnavailable) {
-        headers.push(("www-authenticate".to_string(), challenge(rejection, realm, required_scopes)));
+        headers.push((
+            "www-authenticate".to_string(),
+            challenge(rejection, realm, required_scopes),
+        ));
     }
     let body = match code {
         None => json!({"error": "unauthorized", "error_description": rejection.description()}),
         Some(code) => json!({"error": code.as_str(), "error_description": rejection.description()}),
     };
     headers.push(("content-type".to_string(), "application/json".to_string()));
-    LocalResponse { status: rejection.status(), headers, body: body.to_string().into_bytes() }
+    LocalResponse {
+        status: rejection.status(),
+        headers,
+        body: body.to_string().into_bytes(),
+    }
 }
 
 fn challenge(rejection: Rejection, realm: &str, required_scopes: &[String]) -> String {
     // realm and scopes were checked at configure time to be safe inside quotes.
     let mut c = format!("Bearer realm=\"{realm}\"");
     if let Some(code) = rejection.error_code() {
-        c.push_str(&format!(", error=\"{}\", error_description=\"{}\"", code.as_str(), rejection.description()));
+        c.push_str(&format!(
+            ", error=\"{}\", error_description=\"{}\"",
+            code.as_str(),
+            rejection.description()
+        ));
         if code == ErrorCode::InsufficientScope && !required_scopes.is_empty() {
             c.push_str(&format!(", scope=\"{}\"", required_scopes.join(" ")));
         }
@@ -45,7 +56,10 @@ mod tests {
     use super::*;
 
     fn header<'a>(r: &'a LocalResponse, name: &str) -> Option<&'a str> {
-        r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -60,7 +74,10 @@ mod tests {
         let r = render(Rejection::ThumbprintMismatch, "api", &[]);
         assert_eq!(r.status, 401);
         let c = header(&r, "www-authenticate").unwrap();
-        assert!(c.starts_with("Bearer realm=\"api\", error=\"invalid_token\", error_description=\""), "{c}");
+        assert!(
+            c.starts_with("Bearer realm=\"api\", error=\"invalid_token\", error_description=\""),
+            "{c}"
+        );
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["error"], "invalid_token");
         assert_eq!(header(&r, "content-type"), Some("application/json"));
@@ -68,14 +85,25 @@ mod tests {
 
     #[test]
     fn insufficient_scope_advertises_the_scopes() {
-        let r = render(Rejection::InsufficientScope, "api", &["a:read".into(), "b".into()]);
+        let r = render(
+            Rejection::InsufficientScope,
+            "api",
+            &["a:read".into(), "b".into()],
+        );
         assert_eq!(r.status, 403);
-        assert!(header(&r, "www-authenticate").unwrap().ends_with(", scope=\"a:read b\""));
+        assert!(
+            header(&r, "www-authenticate")
+                .unwrap()
+                .ends_with(", scope=\"a:read b\"")
+        );
     }
 
     #[test]
     fn invalid_request_is_400_and_unavailable_is_503_without_challenge() {
-        assert_eq!(render(Rejection::MultipleAuthorization, "api", &[]).status, 400);
+        assert_eq!(
+            render(Rejection::MultipleAuthorization, "api", &[]).status,
+            400
+        );
         let r = render(Rejection::IntrospectionUnavailable, "api", &[]);
         assert_eq!(r.status, 503);
         assert_eq!(header(&r, "www-authenticate"), None);
@@ -86,14 +114,43 @@ mod tests {
     #[test]
     fn descriptions_are_safe_inside_quoted_strings() {
         use Rejection::*;
-        for r in [MissingToken, MultipleAuthorization, UnsupportedScheme, EmptyToken, MalformedAuthorization, TokenInQuery,
-            DuplicateIdentityHeader, TokenTooLong, NotAJwt, MalformedJwt, AlgorithmNotAllowed, CriticalHeader,
-            TypeNotAllowed, IssuerMismatch, MissingExpiry, Expired, NotYetValid, IssuedInFuture, AudienceMismatch,
-            UnknownKey, BadSignature, Inactive, CertificateRequired, ThumbprintMismatch, Unbound,
-            UnsupportedConfirmation, InsufficientScope, KeysUnavailable, IntrospectionUnavailable]
-        {
+        for r in [
+            MissingToken,
+            MultipleAuthorization,
+            UnsupportedScheme,
+            EmptyToken,
+            MalformedAuthorization,
+            TokenInQuery,
+            DuplicateIdentityHeader,
+            TokenTooLong,
+            NotAJwt,
+            MalformedJwt,
+            AlgorithmNotAllowed,
+            CriticalHeader,
+            TypeNotAllowed,
+            IssuerMismatch,
+            MissingExpiry,
+            Expired,
+            NotYetValid,
+            IssuedInFuture,
+            AudienceMismatch,
+            UnknownKey,
+            BadSignature,
+            Inactive,
+            CertificateRequired,
+            ThumbprintMismatch,
+            Unbound,
+            UnsupportedConfirmation,
+            InsufficientScope,
+            KeysUnavailable,
+            IntrospectionUnavailable,
+        ] {
             let d = r.description();
-            assert!(d.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'), "{d}");
+            assert!(
+                d.bytes()
+                    .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
+                "{d}"
+            );
             assert!(crate::rejection::METRIC_GROUPS.contains(&r.metric_group()));
         }
     }

@@ -1,6 +1,11 @@
 //! Certificate thumbprints (RFC 8705 §3.1 x5t#S256) checked against openssl's, from every
 //! form a host or a trusted proxy hands the certificate over in.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 
@@ -22,10 +27,31 @@ fn url_encode(s: &str) -> String {
 #[test]
 fn thumbprint_of_der_and_pem_equals_openssls_for_rsa_ec_and_ed25519_certificates() {
     for cert in all_certs() {
-        assert_eq!(Thumbprint::from_der(&cert.der).unwrap().to_x5t_s256(), cert.x5t_openssl, "{}", cert.name);
-        assert_eq!(Thumbprint::from_pem(cert.pem.as_bytes()).unwrap().to_x5t_s256(), cert.x5t_openssl, "{}", cert.name);
-        assert_eq!(Thumbprint::from_hex(cert.sha256_hex.as_bytes()).unwrap().to_x5t_s256(), cert.x5t_openssl);
-        assert_eq!(cert.x5t_openssl.len(), 43, "base64url of 32 bytes, no padding");
+        assert_eq!(
+            Thumbprint::from_der(&cert.der).unwrap().to_x5t_s256(),
+            cert.x5t_openssl,
+            "{}",
+            cert.name
+        );
+        assert_eq!(
+            Thumbprint::from_pem(cert.pem.as_bytes())
+                .unwrap()
+                .to_x5t_s256(),
+            cert.x5t_openssl,
+            "{}",
+            cert.name
+        );
+        assert_eq!(
+            Thumbprint::from_hex(cert.sha256_hex.as_bytes())
+                .unwrap()
+                .to_x5t_s256(),
+            cert.x5t_openssl
+        );
+        assert_eq!(
+            cert.x5t_openssl.len(),
+            43,
+            "base64url of 32 bytes, no padding"
+        );
     }
 }
 
@@ -33,14 +59,24 @@ fn thumbprint_of_der_and_pem_equals_openssls_for_rsa_ec_and_ed25519_certificates
 fn uppercase_hex_digest_is_the_same_thumbprint() {
     let cert = &pki().ec;
     let upper = cert.sha256_hex.to_uppercase();
-    assert_eq!(Thumbprint::from_hex(upper.as_bytes()).unwrap().to_x5t_s256(), cert.x5t_openssl);
+    assert_eq!(
+        Thumbprint::from_hex(upper.as_bytes())
+            .unwrap()
+            .to_x5t_s256(),
+        cert.x5t_openssl
+    );
 }
 
 #[test]
 fn pem_chain_uses_the_leaf() {
     let p = pki();
     let chain = format!("{}{}", p.ec.pem, p.rsa.pem);
-    assert_eq!(Thumbprint::from_pem(chain.as_bytes()).unwrap().to_x5t_s256(), p.ec.x5t_openssl);
+    assert_eq!(
+        Thumbprint::from_pem(chain.as_bytes())
+            .unwrap()
+            .to_x5t_s256(),
+        p.ec.x5t_openssl
+    );
 }
 
 #[test]
@@ -48,14 +84,30 @@ fn blobs_that_are_not_certificates_give_no_thumbprint() {
     let p = pki();
     // A private key PEM, a public key PEM, garbage inside a CERTIFICATE block, truncated DER.
     let key_pem = std::fs::read_to_string(p.dir.join("client-ec.key")).unwrap();
-    assert_eq!(Thumbprint::from_pem(key_pem.as_bytes()), Err(CertError::NotPem));
+    assert_eq!(
+        Thumbprint::from_pem(key_pem.as_bytes()),
+        Err(CertError::NotPem)
+    );
     let fake = "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n";
-    assert_eq!(Thumbprint::from_pem(fake.as_bytes()), Err(CertError::NotCertificate));
-    assert_eq!(Thumbprint::from_der(&p.ec.der[..p.ec.der.len() - 1]), Err(CertError::NotCertificate));
-    assert_eq!(Thumbprint::from_der(b"hello"), Err(CertError::NotCertificate));
+    assert_eq!(
+        Thumbprint::from_pem(fake.as_bytes()),
+        Err(CertError::NotCertificate)
+    );
+    assert_eq!(
+        Thumbprint::from_der(&p.ec.der[..p.ec.der.len() - 1]),
+        Err(CertError::NotCertificate)
+    );
+    assert_eq!(
+        Thumbprint::from_der(b"hello"),
+        Err(CertError::NotCertificate)
+    );
     assert_eq!(Thumbprint::from_pem(b""), Err(CertError::NotPem));
     for bad in ["", "abc", &"g".repeat(64), &"a".repeat(63), &"a".repeat(66)] {
-        assert_eq!(Thumbprint::from_hex(bad.as_bytes()), Err(CertError::BadDigest), "{bad}");
+        assert_eq!(
+            Thumbprint::from_hex(bad.as_bytes()),
+            Err(CertError::BadDigest),
+            "{bad}"
+        );
     }
 }
 
@@ -84,14 +136,24 @@ fn rfc9440_client_cert_header() {
         assert_eq!(tp.to_x5t_s256(), cert.x5t_openssl);
     }
     let bare = STANDARD.encode(&pki().ec.der);
-    assert_eq!(certificate::from_header(bare.as_bytes(), HeaderFormat::Rfc9440), Err(CertError::BadHeaderSyntax));
-    assert_eq!(certificate::from_header(b":!!!:", HeaderFormat::Rfc9440), Err(CertError::NotDer));
+    assert_eq!(
+        certificate::from_header(bare.as_bytes(), HeaderFormat::Rfc9440),
+        Err(CertError::BadHeaderSyntax)
+    );
+    assert_eq!(
+        certificate::from_header(b":!!!:", HeaderFormat::Rfc9440),
+        Err(CertError::NotDer)
+    );
 }
 
 #[test]
 fn base64_der_header() {
     let cert = &pki().ed25519;
-    let tp = certificate::from_header(STANDARD.encode(&cert.der).as_bytes(), HeaderFormat::Base64Der).unwrap();
+    let tp = certificate::from_header(
+        STANDARD.encode(&cert.der).as_bytes(),
+        HeaderFormat::Base64Der,
+    )
+    .unwrap();
     assert_eq!(tp.to_x5t_s256(), cert.x5t_openssl);
     assert!(certificate::from_header(b"bm90IGEgY2VydA==", HeaderFormat::Base64Der).is_err());
 }
@@ -99,7 +161,11 @@ fn base64_der_header() {
 #[test]
 fn url_encoded_pem_header_as_nginx_escapes_it() {
     let cert = &pki().rsa;
-    let tp = certificate::from_header(url_encode(&cert.pem).as_bytes(), HeaderFormat::UrlEncodedPem).unwrap();
+    let tp = certificate::from_header(
+        url_encode(&cert.pem).as_bytes(),
+        HeaderFormat::UrlEncodedPem,
+    )
+    .unwrap();
     assert_eq!(tp.to_x5t_s256(), cert.x5t_openssl);
     assert!(certificate::from_header(b"%2D%2D%2D", HeaderFormat::UrlEncodedPem).is_err());
 }
@@ -121,16 +187,33 @@ fn xfcc_uses_the_last_element_and_splits_quotes_correctly() {
 fn xfcc_with_only_a_hash_or_only_a_cert() {
     let p = pki();
     let hash_only = format!("Hash={};Subject=\"CN=a\"", p.rsa.sha256_hex);
-    assert_eq!(certificate::from_header(hash_only.as_bytes(), HeaderFormat::Xfcc).unwrap().to_x5t_s256(), p.rsa.x5t_openssl);
+    assert_eq!(
+        certificate::from_header(hash_only.as_bytes(), HeaderFormat::Xfcc)
+            .unwrap()
+            .to_x5t_s256(),
+        p.rsa.x5t_openssl
+    );
     let cert_only = format!("Cert=\"{}\"", url_encode(&p.ed25519.pem));
-    assert_eq!(certificate::from_header(cert_only.as_bytes(), HeaderFormat::Xfcc).unwrap().to_x5t_s256(), p.ed25519.x5t_openssl);
+    assert_eq!(
+        certificate::from_header(cert_only.as_bytes(), HeaderFormat::Xfcc)
+            .unwrap()
+            .to_x5t_s256(),
+        p.ed25519.x5t_openssl
+    );
 }
 
 #[test]
 fn xfcc_whose_hash_and_cert_disagree_is_refused() {
     let p = pki();
-    let value = format!("Hash={};Cert=\"{}\"", p.rsa.sha256_hex, url_encode(&p.ec.pem));
-    assert_eq!(certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc), Err(CertError::Inconsistent));
+    let value = format!(
+        "Hash={};Cert=\"{}\"",
+        p.rsa.sha256_hex,
+        url_encode(&p.ec.pem)
+    );
+    assert_eq!(
+        certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc),
+        Err(CertError::Inconsistent)
+    );
     assert!(certificate::from_header(b"Subject=\"CN=a\"", HeaderFormat::Xfcc).is_err());
     assert!(certificate::from_header(b"Hash=\"unterminated", HeaderFormat::Xfcc).is_err());
 }
@@ -139,18 +222,33 @@ fn xfcc_whose_hash_and_cert_disagree_is_refused() {
 fn source_address_parses_envoy_and_nginx_forms() {
     use std::net::IpAddr;
     let ip = |s: &str| certificate::parse_source_address(s.as_bytes());
-    assert_eq!(ip("10.1.2.3:45976"), Some("10.1.2.3".parse::<IpAddr>().unwrap()));
+    assert_eq!(
+        ip("10.1.2.3:45976"),
+        Some("10.1.2.3".parse::<IpAddr>().unwrap())
+    );
     assert_eq!(ip("10.1.2.3"), Some("10.1.2.3".parse::<IpAddr>().unwrap()));
-    assert_eq!(ip("[2001:db8::1]:443"), Some("2001:db8::1".parse::<IpAddr>().unwrap()));
-    assert_eq!(ip("2001:db8::1"), Some("2001:db8::1".parse::<IpAddr>().unwrap()));
+    assert_eq!(
+        ip("[2001:db8::1]:443"),
+        Some("2001:db8::1".parse::<IpAddr>().unwrap())
+    );
+    assert_eq!(
+        ip("2001:db8::1"),
+        Some("2001:db8::1".parse::<IpAddr>().unwrap())
+    );
     // An IPv4-mapped IPv6 peer matches an IPv4 range.
-    assert_eq!(ip("[::ffff:10.0.0.1]:1"), Some("10.0.0.1".parse::<IpAddr>().unwrap()));
+    assert_eq!(
+        ip("[::ffff:10.0.0.1]:1"),
+        Some("10.0.0.1".parse::<IpAddr>().unwrap())
+    );
     assert_eq!(ip("not an address"), None);
 }
 
 #[test]
 fn only_listed_proxies_are_trusted() {
-    let nets = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()];
+    let nets = vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
     let ip = |s: &str| certificate::parse_source_address(s.as_bytes());
     assert!(certificate::is_trusted(ip("10.9.8.7:1"), &nets));
     assert!(certificate::is_trusted(ip("2001:db8::5"), &nets));

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 //! `filter-config/certbound.schema.json` (Kong's `config_schema`, and the config reference of
 //! the docs) against the Rust config types: every example config in the repo passes both, the
 //! schema's fields, defaults, enums and bounds are the Rust ones, and the reference table in
@@ -10,7 +15,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use certbound::config::{
-    AuthMethod, CertSourceKind, ClientAuth, HeaderFormat, PopMode, RawCertSource, RawConfig, Settings,
+    AuthMethod, CertSourceKind, ClientAuth, HeaderFormat, PopMode, RawCertSource, RawConfig,
+    Settings,
 };
 use certbound::jwt::Alg;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -35,7 +41,10 @@ fn validator() -> jsonschema::Validator {
 }
 
 fn schema_errors(validator: &jsonschema::Validator, config: &Value) -> Vec<String> {
-    validator.iter_errors(config).map(|e| format!("{}: {e}", e.instance_path)).collect()
+    validator
+        .iter_errors(config)
+        .map(|e| format!("{}: {e}", e.instance_path))
+        .collect()
 }
 
 fn rust_load(config: &Value) -> Result<Settings, String> {
@@ -74,7 +83,10 @@ fn with(mut config: Value, field: &str, value: Value) -> Value {
 #[track_caller]
 fn assert_both_accept(what: &str, validator: &jsonschema::Validator, config: &Value) {
     let errors = schema_errors(validator, config);
-    assert!(errors.is_empty(), "{what}: refused by the schema: {errors:?}\n{config:#}");
+    assert!(
+        errors.is_empty(),
+        "{what}: refused by the schema: {errors:?}\n{config:#}"
+    );
     if let Err(e) = rust_load(config) {
         panic!("{what}: refused by Rust: {e}\n{config:#}");
     }
@@ -82,8 +94,14 @@ fn assert_both_accept(what: &str, validator: &jsonschema::Validator, config: &Va
 
 #[track_caller]
 fn assert_both_refuse(what: &str, validator: &jsonschema::Validator, config: &Value) {
-    assert!(validator.validate(config).is_err(), "{what}: accepted by the schema\n{config:#}");
-    assert!(rust_load(config).is_err(), "{what}: accepted by Rust\n{config:#}");
+    assert!(
+        validator.validate(config).is_err(),
+        "{what}: accepted by the schema\n{config:#}"
+    );
+    assert!(
+        rust_load(config).is_err(),
+        "{what}: accepted by Rust\n{config:#}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,9 +132,14 @@ const KEYWORDS: &[&str] = &[
 ];
 
 fn check_keywords(node: &Value, at: &str) {
-    let Value::Object(members) = node else { panic!("{at}: a schema must be an object") };
+    let Value::Object(members) = node else {
+        panic!("{at}: a schema must be an object")
+    };
     for (key, value) in members {
-        assert!(KEYWORDS.contains(&key.as_str()), "{at}: keyword {key:?} is not in the allowed draft-4 set");
+        assert!(
+            KEYWORDS.contains(&key.as_str()),
+            "{at}: keyword {key:?} is not in the allowed draft-4 set"
+        );
         match key.as_str() {
             "properties" | "definitions" => {
                 for (name, sub) in value.as_object().unwrap() {
@@ -124,8 +147,13 @@ fn check_keywords(node: &Value, at: &str) {
                 }
             }
             "items" => check_keywords(value, &format!("{at}/items")),
-            "additionalProperties" if value.is_object() => check_keywords(value, &format!("{at}/{key}")),
-            "$ref" => assert!(value.as_str().unwrap().starts_with("#/"), "{at}: only local $ref"),
+            "additionalProperties" if value.is_object() => {
+                check_keywords(value, &format!("{at}/{key}"))
+            }
+            "$ref" => assert!(
+                value.as_str().unwrap().starts_with("#/"),
+                "{at}: only local $ref"
+            ),
             _ => {}
         }
     }
@@ -142,7 +170,10 @@ fn schema_is_draft4_with_kong_compatible_keywords() {
     check_keywords(&schema, "#");
     assert_eq!(schema["type"], "object");
     assert_eq!(schema["additionalProperties"], false);
-    assert_eq!(schema["properties"]["client_certificate"]["additionalProperties"], false);
+    assert_eq!(
+        schema["properties"]["client_certificate"]["additionalProperties"],
+        false
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,21 +181,31 @@ fn schema_is_draft4_with_kong_compatible_keywords() {
 
 /// The e2e configs' placeholders, filled as `envoy/render.py` would.
 fn fill_placeholders(text: &str) -> String {
-    text.replace("${IDP_URL}", "https://idp.localhost:8443").replace("${IDP_AUTHORITY}", "idp.localhost:8443")
+    text.replace("${IDP_URL}", "https://idp.localhost:8443")
+        .replace("${IDP_AUTHORITY}", "idp.localhost:8443")
 }
 
 fn files_in(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut files: Vec<PathBuf> = entries
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| extensions.iter().any(|e| x == *e)))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|x| extensions.iter().any(|e| x == *e))
+        })
         .collect();
     files.sort();
     files
 }
 
 fn relative(path: &Path) -> String {
-    path.strip_prefix(root()).unwrap_or(path).display().to_string()
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 fn is_certbound_config(value: &Value) -> bool {
@@ -206,7 +247,9 @@ fn kong_configs() -> Vec<(String, Value)> {
         let text = fs::read_to_string(&file).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         for (n, line) in lines.iter().enumerate() {
-            let Some(rest) = line.trim_start_matches([' ', '-']).strip_prefix("config:") else { continue };
+            let Some(rest) = line.trim_start_matches([' ', '-']).strip_prefix("config:") else {
+                continue;
+            };
             let rest = rest.trim();
             let at = format!("{}:{}", relative(&file), n + 1);
             let block: Vec<&str> = lines
@@ -216,8 +259,10 @@ fn kong_configs() -> Vec<(String, Value)> {
                 .copied()
                 .collect();
             let json_text = if rest.starts_with('{') {
-                let from_here =
-                    std::iter::once(rest).chain(lines.iter().skip(n + 1).copied()).collect::<Vec<_>>().join("\n");
+                let from_here = std::iter::once(rest)
+                    .chain(lines.iter().skip(n + 1).copied())
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 match balanced_json(&from_here) {
                     Some(t) => t.to_string(),
                     None => panic!("{at}: unbalanced flow mapping after config:"),
@@ -225,7 +270,8 @@ fn kong_configs() -> Vec<(String, Value)> {
             } else if rest.starts_with('|') {
                 block.join("\n")
             } else {
-                let mentions = |l: &&str| l.contains("proof_of_possession_mtls") || l.contains("auth_methods");
+                let mentions =
+                    |l: &&str| l.contains("proof_of_possession_mtls") || l.contains("auth_methods");
                 assert!(
                     !(block.iter().any(mentions) || mentions(&rest)),
                     "{at}: write the certbound config as JSON (`config: {{...}}` or `config: |` + JSON) so \
@@ -235,7 +281,9 @@ fn kong_configs() -> Vec<(String, Value)> {
             };
             let value: Value = match serde_json::from_str(&fill_placeholders(&json_text)) {
                 Ok(v) => v,
-                Err(e) => panic!("{at}: config is not JSON ({e}); certbound configs in kong/ must be JSON"),
+                Err(e) => panic!(
+                    "{at}: config is not JSON ({e}); certbound configs in kong/ must be JSON"
+                ),
             };
             if is_certbound_config(&value) {
                 found.push((at, value));
@@ -248,7 +296,10 @@ fn kong_configs() -> Vec<(String, Value)> {
 /// JSON code blocks of the docs that are whole certbound configs. A fence whose info string
 /// says `no-check` is skipped (for a deliberately broken config).
 fn markdown_configs() -> Vec<(String, Value)> {
-    let mut docs = vec![root().join("README.md"), root().join("filter-config/README.md")];
+    let mut docs = vec![
+        root().join("README.md"),
+        root().join("filter-config/README.md"),
+    ];
     docs.extend(files_in(&root().join("docs"), &["md"]));
     docs.extend(files_in(&root().join("kong"), &["md"]));
     let mut found = Vec::new();
@@ -262,7 +313,8 @@ fn markdown_configs() -> Vec<(String, Value)> {
                 (Some(_), Some((start, skip, body))) => {
                     let body = body.join("\n");
                     let looks_like_config = body.trim_start().starts_with('{')
-                        && (body.contains("\"proof_of_possession_mtls\"") || body.contains("\"auth_methods\""));
+                        && (body.contains("\"proof_of_possession_mtls\"")
+                            || body.contains("\"auth_methods\""));
                     if looks_like_config && !skip {
                         let at = format!("{}:{start}", relative(&doc));
                         match serde_json::from_str(&fill_placeholders(&body)) {
@@ -307,14 +359,21 @@ fn every_example_config_passes_schema_and_rust() {
         "inline-jwks.json",
         "optional-binding.json",
     ] {
-        assert!(names.contains(&format!("filter-config/examples/{expected}")), "missing example {expected}");
+        assert!(
+            names.contains(&format!("filter-config/examples/{expected}")),
+            "missing example {expected}"
+        );
     }
     let e2e = json_files("tests/e2e/configs");
     assert!(!e2e.is_empty(), "tests/e2e/configs/*.json not found");
 
     let validator = validator();
-    let all: Vec<(String, Value)> =
-        examples.into_iter().chain(e2e).chain(kong_configs()).chain(markdown_configs()).collect();
+    let all: Vec<(String, Value)> = examples
+        .into_iter()
+        .chain(e2e)
+        .chain(kong_configs())
+        .chain(markdown_configs())
+        .collect();
     let mut failures = Vec::new();
     for (name, config) in &all {
         let errors = schema_errors(&validator, config);
@@ -325,13 +384,24 @@ fn every_example_config_passes_schema_and_rust() {
             failures.push(format!("{name}: Rust: {e}"));
         }
     }
-    assert!(failures.is_empty(), "example configs refused:\n{}", failures.join("\n"));
-    eprintln!("checked {} example configs: {:?}", all.len(), all.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    assert!(
+        failures.is_empty(),
+        "example configs refused:\n{}",
+        failures.join("\n")
+    );
+    eprintln!(
+        "checked {} example configs: {:?}",
+        all.len(),
+        all.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn the_example_finders_read_kong_and_markdown_forms() {
-    assert_eq!(balanced_json(r#"{"a": "}", "b": [1, {"c": 2}]} trailing"#), Some(r#"{"a": "}", "b": [1, {"c": 2}]}"#));
+    assert_eq!(
+        balanced_json(r#"{"a": "}", "b": [1, {"c": 2}]} trailing"#),
+        Some(r#"{"a": "}", "b": [1, {"c": 2}]}"#)
+    );
     assert_eq!(balanced_json(r#"{"a": "\"}"#), None);
     assert_eq!(indent_of("    - config: {}"), 6);
 }
@@ -341,9 +411,12 @@ fn the_example_finders_read_kong_and_markdown_forms() {
 
 fn strip_nulls(value: &Value) -> Value {
     match value {
-        Value::Object(m) => {
-            Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), strip_nulls(v))).collect())
-        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -352,7 +425,11 @@ fn strip_nulls(value: &Value) -> Value {
 fn object_pairs() -> Vec<(Value, Value, &'static str)> {
     let schema = schema();
     vec![
-        (schema.clone(), serde_json::to_value(RawConfig::default()).unwrap(), ""),
+        (
+            schema.clone(),
+            serde_json::to_value(RawConfig::default()).unwrap(),
+            "",
+        ),
         (
             schema["properties"]["client_certificate"].clone(),
             serde_json::to_value(RawCertSource::default()).unwrap(),
@@ -364,7 +441,8 @@ fn object_pairs() -> Vec<(Value, Value, &'static str)> {
 #[test]
 fn schema_properties_are_the_rust_fields() {
     for (schema, rust, prefix) in object_pairs() {
-        let in_schema: BTreeSet<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        let in_schema: BTreeSet<&String> =
+            schema["properties"].as_object().unwrap().keys().collect();
         let in_rust: BTreeSet<&String> = rust.as_object().unwrap().keys().collect();
         assert_eq!(in_schema, in_rust, "properties of {prefix:?}");
     }
@@ -376,15 +454,33 @@ fn schema_defaults_are_the_rust_defaults() {
         for (name, property) in schema["properties"].as_object().unwrap() {
             let field = format!("{prefix}{name}");
             let rust_default = &rust[name];
-            let description = property["description"].as_str().unwrap_or_else(|| panic!("{field}: no description"));
+            let description = property["description"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{field}: no description"));
             if rust_default.is_null() {
-                assert!(property.get("default").is_none(), "{field}: an Option field has no default");
-                assert!(description.contains("No default"), "{field}: description should say \"No default\"");
+                assert!(
+                    property.get("default").is_none(),
+                    "{field}: an Option field has no default"
+                );
+                assert!(
+                    description.contains("No default"),
+                    "{field}: description should say \"No default\""
+                );
             } else {
-                assert_eq!(property.get("default"), Some(&strip_nulls(rust_default)), "{field}: default");
-                assert!(description.contains("Default"), "{field}: description should state the default");
+                assert_eq!(
+                    property.get("default"),
+                    Some(&strip_nulls(rust_default)),
+                    "{field}: default"
+                );
+                assert!(
+                    description.contains("Default"),
+                    "{field}: description should state the default"
+                );
                 let own = jsonschema::draft4::new(property).unwrap();
-                assert!(own.is_valid(&property["default"]), "{field}: the default breaks its own schema");
+                assert!(
+                    own.is_valid(&property["default"]),
+                    "{field}: the default breaks its own schema"
+                );
             }
         }
     }
@@ -413,7 +509,9 @@ fn client_auths() -> Vec<Value> {
     [ClientAuth::ClientSecretBasic, ClientAuth::ClientSecretPost]
         .iter()
         .map(|v| match v {
-            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost => serde_json::to_value(v).unwrap(),
+            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost => {
+                serde_json::to_value(v).unwrap()
+            }
         })
         .collect()
 }
@@ -428,14 +526,20 @@ fn cert_sources() -> Vec<Value> {
 }
 
 fn header_formats() -> Vec<Value> {
-    [HeaderFormat::Rfc9440, HeaderFormat::Xfcc, HeaderFormat::UrlEncodedPem, HeaderFormat::Base64Der]
-        .iter()
-        .map(|v| match v {
-            HeaderFormat::Rfc9440 | HeaderFormat::Xfcc | HeaderFormat::UrlEncodedPem | HeaderFormat::Base64Der => {
-                serde_json::to_value(v).unwrap()
-            }
-        })
-        .collect()
+    [
+        HeaderFormat::Rfc9440,
+        HeaderFormat::Xfcc,
+        HeaderFormat::UrlEncodedPem,
+        HeaderFormat::Base64Der,
+    ]
+    .iter()
+    .map(|v| match v {
+        HeaderFormat::Rfc9440
+        | HeaderFormat::Xfcc
+        | HeaderFormat::UrlEncodedPem
+        | HeaderFormat::Base64Der => serde_json::to_value(v).unwrap(),
+    })
+    .collect()
 }
 
 fn algorithms() -> Vec<Value> {
@@ -474,7 +578,11 @@ fn config_with_source(v: &Value) -> Value {
     if v == "connection" {
         with(full(), "client_certificate", json!({"source": v}))
     } else {
-        with(full(), "client_certificate", with(header_source("rfc9440"), "source", v.clone()))
+        with(
+            full(),
+            "client_certificate",
+            with(header_source("rfc9440"), "source", v.clone()),
+        )
     }
 }
 
@@ -487,7 +595,11 @@ fn find_enums(node: &Value, at: String, out: &mut BTreeSet<String>) {
             if matches!(k.as_str(), "default" | "enum") {
                 continue;
             }
-            let child = if k == "properties" { at.clone() } else { format!("{at}/{k}") };
+            let child = if k == "properties" {
+                at.clone()
+            } else {
+                format!("{at}/{k}")
+            };
             find_enums(v, child, out);
         }
     }
@@ -497,26 +609,53 @@ fn find_enums(node: &Value, at: String, out: &mut BTreeSet<String>) {
 fn schema_enums_are_exactly_the_rust_variants() {
     type Make = fn(&Value) -> Value;
     let cases: Vec<(&str, Vec<Value>, Make)> = vec![
-        ("/proof_of_possession_mtls", pop_modes(), |v| with(full(), "proof_of_possession_mtls", v.clone())),
-        ("/auth_methods/items", auth_methods(), config_with_auth_method),
-        ("/jwt_algorithms/items", algorithms(), |v| with(full(), "jwt_algorithms", json!([v]))),
-        ("/client_auth", client_auths(), |v| with(full(), "client_auth", v.clone())),
-        ("/client_certificate/source", cert_sources(), config_with_source),
+        ("/proof_of_possession_mtls", pop_modes(), |v| {
+            with(full(), "proof_of_possession_mtls", v.clone())
+        }),
+        (
+            "/auth_methods/items",
+            auth_methods(),
+            config_with_auth_method,
+        ),
+        ("/jwt_algorithms/items", algorithms(), |v| {
+            with(full(), "jwt_algorithms", json!([v]))
+        }),
+        ("/client_auth", client_auths(), |v| {
+            with(full(), "client_auth", v.clone())
+        }),
+        (
+            "/client_certificate/source",
+            cert_sources(),
+            config_with_source,
+        ),
         ("/client_certificate/format", header_formats(), |v| {
-            with(full(), "client_certificate", header_source(v.as_str().unwrap()))
+            with(
+                full(),
+                "client_certificate",
+                header_source(v.as_str().unwrap()),
+            )
         }),
     ];
     let schema = schema();
     let mut in_schema = BTreeSet::new();
     find_enums(&schema, String::new(), &mut in_schema);
     let covered: BTreeSet<String> = cases.iter().map(|(p, _, _)| (*p).to_string()).collect();
-    assert_eq!(in_schema, covered, "every enum of the schema needs a case here");
+    assert_eq!(
+        in_schema, covered,
+        "every enum of the schema needs a case here"
+    );
 
     let validator = validator();
     for (pointer, rust_values, make) in cases {
         let property = pointer.replace("/client_certificate/", "/client_certificate/properties/");
-        let enum_values = schema["properties"].pointer(&property).unwrap()["enum"].as_array().unwrap().clone();
-        assert_eq!(enum_values, rust_values, "{pointer}: schema enum vs Rust variants (same order)");
+        let enum_values = schema["properties"].pointer(&property).unwrap()["enum"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            enum_values, rust_values,
+            "{pointer}: schema enum vs Rust variants (same order)"
+        );
         for v in &enum_values {
             assert_both_accept(&format!("{pointer} = {v}"), &validator, &make(v));
         }
@@ -542,19 +681,47 @@ fn numeric_bounds_agree() {
         let min = property["minimum"]
             .as_u64()
             .unwrap_or_else(|| panic!("{name}: integers are unsigned in Rust: set minimum"));
-        assert_both_accept(&format!("{name} = {min}"), &validator, &with(full(), name, json!(min)));
+        assert_both_accept(
+            &format!("{name} = {min}"),
+            &validator,
+            &with(full(), name, json!(min)),
+        );
         let below = min.checked_sub(1).map_or(json!(-1), |b| json!(b));
-        assert_both_refuse(&format!("{name} = {below}"), &validator, &with(full(), name, below.clone()));
+        assert_both_refuse(
+            &format!("{name} = {below}"),
+            &validator,
+            &with(full(), name, below.clone()),
+        );
         match property["maximum"].as_u64() {
             Some(max) => {
-                assert_both_accept(&format!("{name} = {max}"), &validator, &with(full(), name, json!(max)));
-                assert_both_refuse(&format!("{name} = {}", max + 1), &validator, &with(full(), name, json!(max + 1)));
+                assert_both_accept(
+                    &format!("{name} = {max}"),
+                    &validator,
+                    &with(full(), name, json!(max)),
+                );
+                assert_both_refuse(
+                    &format!("{name} = {}", max + 1),
+                    &validator,
+                    &with(full(), name, json!(max + 1)),
+                );
             }
             // No maximum in the schema: Rust must have none below the type's range either.
-            None => assert_both_accept(&format!("{name} large"), &validator, &with(full(), name, json!(u32::MAX))),
+            None => assert_both_accept(
+                &format!("{name} large"),
+                &validator,
+                &with(full(), name, json!(u32::MAX)),
+            ),
         }
-        assert_both_refuse(&format!("{name} = 1.5"), &validator, &with(full(), name, json!(1.5)));
-        assert_both_refuse(&format!("{name} = \"5\""), &validator, &with(full(), name, json!("5")));
+        assert_both_refuse(
+            &format!("{name} = 1.5"),
+            &validator,
+            &with(full(), name, json!(1.5)),
+        );
+        assert_both_refuse(
+            &format!("{name} = \"5\""),
+            &validator,
+            &with(full(), name, json!("5")),
+        );
         checked += 1;
     }
     assert_eq!(
@@ -569,22 +736,66 @@ fn list_and_string_rules_agree() {
     let ec_key = json!({"kty": "EC", "crv": "P-256", "x": "N4yMU6qWAeWZ-7eoDW4Pb2up8fO6TQR7jCTaW0q2BMM", "y": "fXHIKqhFV_O4xJ7kBrAo76fRMlncEO4EYI8sIJoWGxg"});
     let keys = |n: usize| json!({"keys": vec![ec_key.clone(); n]});
     let two_headers = |names: Value| {
-        with(with(full(), "upstream_headers_claims", json!(["sub", "client_id"])), "upstream_headers_names", names)
+        with(
+            with(
+                full(),
+                "upstream_headers_claims",
+                json!(["sub", "client_id"]),
+            ),
+            "upstream_headers_names",
+            names,
+        )
     };
     let accepted = [
-        ("auth_methods both", with(full(), "auth_methods", json!(["introspection", "bearer"]))),
+        (
+            "auth_methods both",
+            with(full(), "auth_methods", json!(["introspection", "bearer"])),
+        ),
         ("jwks 64 keys", with(full(), "jwks", keys(64))),
-        ("scope token", with(full(), "scopes_required", json!(["accounts:read", "a!#[]~"]))),
+        (
+            "scope token",
+            with(
+                full(),
+                "scopes_required",
+                json!(["accounts:read", "a!#[]~"]),
+            ),
+        ),
         ("realm with space", with(full(), "realm", json!("my api"))),
-        ("header name chars", two_headers(json!(["X-Sub", "x_client!#$%&'*+.^`|~"]))),
-        ("endpoint with query", with(full(), "jwks_endpoint", json!("http://idp.example:8080/jwks?x=1"))),
+        (
+            "header name chars",
+            two_headers(json!(["X-Sub", "x_client!#$%&'*+.^`|~"])),
+        ),
+        (
+            "endpoint with query",
+            with(
+                full(),
+                "jwks_endpoint",
+                json!("http://idp.example:8080/jwks?x=1"),
+            ),
+        ),
         (
             "cert header XFCC",
-            with(full(), "client_certificate", with(header_source("xfcc"), "header", json!("X-Forwarded-Client-Cert"))),
+            with(
+                full(),
+                "client_certificate",
+                with(
+                    header_source("xfcc"),
+                    "header",
+                    json!("X-Forwarded-Client-Cert"),
+                ),
+            ),
         ),
         (
             "trusted IPv6",
-            with(full(), "client_certificate", with(header_source("xfcc"), "trusted_ips", json!(["fd00::/8", "::1"]))),
+            with(
+                full(),
+                "client_certificate",
+                with(
+                    header_source("xfcc"),
+                    "trusted_ips",
+                    json!(["fd00::/8", "::1"]),
+                ),
+            ),
         ),
         ("upstreams empty", with(full(), "upstreams", json!({}))),
     ];
@@ -592,52 +803,138 @@ fn list_and_string_rules_agree() {
         assert_both_accept(what, &validator, config);
     }
     let refused = [
-        ("auth_methods empty", with(full(), "auth_methods", json!([]))),
-        ("auth_methods twice", with(full(), "auth_methods", json!(["bearer", "introspection", "bearer"]))),
-        ("auth_methods a string", with(full(), "auth_methods", json!("bearer"))),
-        ("jwt_algorithms empty", with(full(), "jwt_algorithms", json!([]))),
-        ("jwt_algorithms none", with(full(), "jwt_algorithms", json!(["none"]))),
-        ("jwt_algorithms HS256", with(full(), "jwt_algorithms", json!(["HS256"]))),
+        (
+            "auth_methods empty",
+            with(full(), "auth_methods", json!([])),
+        ),
+        (
+            "auth_methods twice",
+            with(
+                full(),
+                "auth_methods",
+                json!(["bearer", "introspection", "bearer"]),
+            ),
+        ),
+        (
+            "auth_methods a string",
+            with(full(), "auth_methods", json!("bearer")),
+        ),
+        (
+            "jwt_algorithms empty",
+            with(full(), "jwt_algorithms", json!([])),
+        ),
+        (
+            "jwt_algorithms none",
+            with(full(), "jwt_algorithms", json!(["none"])),
+        ),
+        (
+            "jwt_algorithms HS256",
+            with(full(), "jwt_algorithms", json!(["HS256"])),
+        ),
         ("jwks 65 keys", with(full(), "jwks", keys(65))),
         ("jwks without keys", with(full(), "jwks", json!({}))),
-        ("jwks a key that is not an object", with(full(), "jwks", json!({"keys": ["k"]}))),
-        ("jwks a string", with(full(), "jwks", json!("{\"keys\": []}"))),
+        (
+            "jwks a key that is not an object",
+            with(full(), "jwks", json!({"keys": ["k"]})),
+        ),
+        (
+            "jwks a string",
+            with(full(), "jwks", json!("{\"keys\": []}")),
+        ),
         ("issuer blank", with(full(), "issuer", json!("  "))),
         ("issuer a number", with(full(), "issuer", json!(1))),
         ("client_id empty", with(full(), "client_id", json!(""))),
-        ("client_secret blank", with(full(), "client_secret", json!(" "))),
-        ("audience empty string", with(full(), "audience_required", json!([""]))),
-        ("scope with space", with(full(), "scopes_required", json!(["a b"]))),
-        ("scope with quote", with(full(), "scopes_required", json!(["a\"b"]))),
+        (
+            "client_secret blank",
+            with(full(), "client_secret", json!(" ")),
+        ),
+        (
+            "audience empty string",
+            with(full(), "audience_required", json!([""])),
+        ),
+        (
+            "scope with space",
+            with(full(), "scopes_required", json!(["a b"])),
+        ),
+        (
+            "scope with quote",
+            with(full(), "scopes_required", json!(["a\"b"])),
+        ),
         ("scope empty", with(full(), "scopes_required", json!([""]))),
         ("realm empty", with(full(), "realm", json!(""))),
         ("realm with quote", with(full(), "realm", json!("a\"b"))),
         ("realm with backslash", with(full(), "realm", json!("a\\b"))),
         ("realm non-ASCII", with(full(), "realm", json!("apí"))),
-        ("endpoint not http", with(full(), "jwks_endpoint", json!("ftp://idp.example/jwks"))),
-        ("endpoint no scheme", with(full(), "introspection_endpoint", json!("idp.example/introspect"))),
+        (
+            "endpoint not http",
+            with(full(), "jwks_endpoint", json!("ftp://idp.example/jwks")),
+        ),
+        (
+            "endpoint no scheme",
+            with(
+                full(),
+                "introspection_endpoint",
+                json!("idp.example/introspect"),
+            ),
+        ),
         (
             "endpoint with credentials",
-            with(full(), "introspection_endpoint", json!("https://u:p@idp.example/introspect")),
+            with(
+                full(),
+                "introspection_endpoint",
+                json!("https://u:p@idp.example/introspect"),
+            ),
         ),
-        ("endpoint with fragment", with(full(), "jwks_endpoint", json!("https://idp.example/jwks#k"))),
-        ("upstream blank", with(full(), "upstreams", json!({"idp.example:8443": " "}))),
-        ("upstream not a string", with(full(), "upstreams", json!({"idp.example:8443": 1}))),
-        ("header name with space", two_headers(json!(["x-sub", "x client"]))),
+        (
+            "endpoint with fragment",
+            with(full(), "jwks_endpoint", json!("https://idp.example/jwks#k")),
+        ),
+        (
+            "upstream blank",
+            with(full(), "upstreams", json!({"idp.example:8443": " "})),
+        ),
+        (
+            "upstream not a string",
+            with(full(), "upstreams", json!({"idp.example:8443": 1})),
+        ),
+        (
+            "header name with space",
+            two_headers(json!(["x-sub", "x client"])),
+        ),
         ("header name twice", two_headers(json!(["x-sub", "x-sub"]))),
         ("header name pseudo", two_headers(json!(["x-sub", ":path"]))),
-        ("header claim empty", with(full(), "upstream_headers_claims", json!([""]))),
+        (
+            "header claim empty",
+            with(full(), "upstream_headers_claims", json!([""])),
+        ),
         (
             "cert header invalid",
-            with(full(), "client_certificate", with(header_source("xfcc"), "header", json!("client cert"))),
+            with(
+                full(),
+                "client_certificate",
+                with(header_source("xfcc"), "header", json!("client cert")),
+            ),
         ),
         (
             "trusted ip empty",
-            with(full(), "client_certificate", with(header_source("xfcc"), "trusted_ips", json!([""]))),
+            with(
+                full(),
+                "client_certificate",
+                with(header_source("xfcc"), "trusted_ips", json!([""])),
+            ),
         ),
-        ("shared_cache a string", with(full(), "shared_cache", json!("true"))),
-        ("jwt_typ_strict a number", with(full(), "jwt_typ_strict", json!(1))),
-        ("client_certificate a string", with(full(), "client_certificate", json!("connection"))),
+        (
+            "shared_cache a string",
+            with(full(), "shared_cache", json!("true")),
+        ),
+        (
+            "jwt_typ_strict a number",
+            with(full(), "jwt_typ_strict", json!(1)),
+        ),
+        (
+            "client_certificate a string",
+            with(full(), "client_certificate", json!("connection")),
+        ),
         ("not an object", json!(["bearer"])),
     ];
     for (what, config) in &refused {
@@ -652,7 +949,11 @@ fn unknown_fields_are_refused_by_both() {
     assert_both_refuse(
         "client_certificate",
         &validator,
-        &with(full(), "client_certificate", json!({"source": "connection", "hedaer": "x"})),
+        &with(
+            full(),
+            "client_certificate",
+            json!({"source": "connection", "hedaer": "x"}),
+        ),
     );
     assert_both_refuse("Kong's own wrapper", &validator, &json!({"config": full()}));
 }
@@ -666,14 +967,23 @@ fn rust_takes_an_empty_object_for_any_array() {
         if property["type"] == "array" && property.get("minItems").is_none() {
             let mut config = with(full(), name, json!({}));
             if name.starts_with("upstream_headers") {
-                config = with(with(config, "upstream_headers_claims", json!({})), "upstream_headers_names", json!({}));
+                config = with(
+                    with(config, "upstream_headers_claims", json!({})),
+                    "upstream_headers_names",
+                    json!({}),
+                );
             }
             if let Err(e) = rust_load(&config) {
                 panic!("{name}: {{}} refused: {e}");
             }
         }
     }
-    rust_load(&with(full(), "client_certificate", json!({"source": "connection", "trusted_ips": {}}))).unwrap();
+    rust_load(&with(
+        full(),
+        "client_certificate",
+        json!({"source": "connection", "trusted_ips": {}}),
+    ))
+    .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,26 +994,66 @@ fn rust_errors_name_the_field() {
     let cases = [
         (json!({"leeway": "x"}), "leeway"),
         (json!({"leewy": 5}), "leewy"),
-        (json!({"client_certificate": {"source": "header", "hedaer": "x"}}), "hedaer"),
-        (json!({"client_certificate": {"source": "file"}}), "client_certificate.source"),
+        (
+            json!({"client_certificate": {"source": "header", "hedaer": "x"}}),
+            "hedaer",
+        ),
+        (
+            json!({"client_certificate": {"source": "file"}}),
+            "client_certificate.source",
+        ),
         (json!({"auth_methods": ["bearr"]}), "auth_methods"),
         (with(full(), "leeway", json!(601)), "leeway"),
         (with(full(), "http_timeout", json!(0)), "http_timeout"),
-        (with(full(), "upstream_headers_claims", json!(["sub", "client_id"])), "upstream_headers_names"),
-        (with(full(), "upstream_headers_names", json!(["authorization"])), "upstream_headers_names[0]"),
-        (with(full(), "issuer", Value::Null), "issuer"),
-        (with(full(), "jwks", json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]})), "jwks.keys[0]"),
         (
-            with(full(), "client_certificate", with(header_source("rfc9440"), "trusted_ips", json!(["10.0.0.300"]))),
+            with(
+                full(),
+                "upstream_headers_claims",
+                json!(["sub", "client_id"]),
+            ),
+            "upstream_headers_names",
+        ),
+        (
+            with(full(), "upstream_headers_names", json!(["authorization"])),
+            "upstream_headers_names[0]",
+        ),
+        (with(full(), "issuer", Value::Null), "issuer"),
+        (
+            with(
+                full(),
+                "jwks",
+                json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}),
+            ),
+            "jwks.keys[0]",
+        ),
+        (
+            with(
+                full(),
+                "client_certificate",
+                with(
+                    header_source("rfc9440"),
+                    "trusted_ips",
+                    json!(["10.0.0.300"]),
+                ),
+            ),
             "client_certificate.trusted_ips[0]",
         ),
-        (with(full(), "client_certificate", json!({"source": "header"})), "client_certificate.header"),
-        (with(full(), "introspection_endpoint", json!("https://u@idp/x")), "introspection_endpoint"),
+        (
+            with(full(), "client_certificate", json!({"source": "header"})),
+            "client_certificate.header",
+        ),
+        (
+            with(full(), "introspection_endpoint", json!("https://u@idp/x")),
+            "introspection_endpoint",
+        ),
     ];
     for (config, field) in cases {
         match Settings::from_json(config.to_string().as_bytes()) {
             Ok(_) => panic!("accepted: {config}"),
-            Err(e) => assert!(e.to_string().contains(field), "error for {config} does not name {field}: {e}"),
+            Err(e) => assert!(
+                e.to_string().contains(field),
+                "error for {config} does not name {field}: {e}"
+            ),
         }
     }
     let empty = Settings::from_json(b" ").unwrap_err();
@@ -749,7 +1099,11 @@ impl<'de> Deserialize<'de> for Ordered {
 
 fn type_of(p: &Value) -> String {
     let code = |v: &Value| format!("`{}`", v.as_str().unwrap_or_default());
-    let one_of = |s: &Value| s["enum"].as_array().map(|e| e.iter().map(code).collect::<Vec<_>>().join(", "));
+    let one_of = |s: &Value| {
+        s["enum"]
+            .as_array()
+            .map(|e| e.iter().map(code).collect::<Vec<_>>().join(", "))
+    };
     let base = p["type"].as_str().unwrap_or("any");
     let mut text = match base {
         "array" => match one_of(&p["items"]) {
@@ -757,7 +1111,10 @@ fn type_of(p: &Value) -> String {
             None => format!("array of {}", p["items"]["type"].as_str().unwrap_or("any")),
         },
         "object" if p["additionalProperties"].is_object() => {
-            format!("object of {}", p["additionalProperties"]["type"].as_str().unwrap_or("any"))
+            format!(
+                "object of {}",
+                p["additionalProperties"]["type"].as_str().unwrap_or("any")
+            )
         }
         _ => one_of(p).unwrap_or_else(|| base.to_string()),
     };
@@ -776,11 +1133,21 @@ fn cell(text: &str) -> String {
 fn render_reference() -> String {
     let schema = schema();
     let names: Names = serde_json::from_str(&schema_text()).unwrap();
-    let mut rows = vec!["| Field | Type | Default | Description |".to_string(), "|---|---|---|---|".to_string()];
+    let mut rows = vec![
+        "| Field | Type | Default | Description |".to_string(),
+        "|---|---|---|---|".to_string(),
+    ];
     let mut row = |field: &str, p: &Value| {
-        let default = p.get("default").map_or("—".to_string(), |d| format!("`{d}`"));
+        let default = p
+            .get("default")
+            .map_or("—".to_string(), |d| format!("`{d}`"));
         let description = p["description"].as_str().unwrap_or_default();
-        rows.push(format!("| `{field}` | {} | {} | {} |", cell(&type_of(p)), cell(&default), cell(description)));
+        rows.push(format!(
+            "| `{field}` | {} | {} | {} |",
+            cell(&type_of(p)),
+            cell(&default),
+            cell(description)
+        ));
     };
     for (name, nested) in &names.properties.0 {
         let property = &schema["properties"][name];
@@ -793,25 +1160,27 @@ fn render_reference() -> String {
 }
 
 #[test]
-fn readme_config_reference_is_rendered_from_the_schema() {
-    let path = root().join("filter-config/README.md");
-    let readme = fs::read_to_string(&path).unwrap();
-    let (Some(start), Some(end)) = (readme.find(START), readme.find(END)) else {
-        panic!("filter-config/README.md lacks the {START} / {END} markers");
-    };
-    let inner_start = start + START.len();
-    assert!(inner_start <= end, "markers out of order");
+fn readme_config_references_are_rendered_from_the_schema() {
     let expected = format!("\n{}", render_reference());
-    if std::env::var("UPDATE_CONFIG_REFERENCE").is_ok_and(|v| v == "1") {
-        let updated = format!("{}{expected}{}", &readme[..inner_start], &readme[end..]);
-        fs::write(&path, updated).unwrap();
-        return;
+    for file in ["filter-config/README.md", "README.md"] {
+        let path = root().join(file);
+        let readme = fs::read_to_string(&path).unwrap();
+        let (Some(start), Some(end)) = (readme.find(START), readme.find(END)) else {
+            panic!("{file} lacks the {START} / {END} markers");
+        };
+        let inner_start = start + START.len();
+        assert!(inner_start <= end, "markers out of order in {file}");
+        if std::env::var("UPDATE_CONFIG_REFERENCE").is_ok_and(|v| v == "1") {
+            let updated = format!("{}{expected}{}", &readme[..inner_start], &readme[end..]);
+            fs::write(&path, updated).unwrap();
+            continue;
+        }
+        assert!(
+            readme[inner_start..end] == expected,
+            "the config reference in {file} is out of date with {SCHEMA_PATH}; \
+             run UPDATE_CONFIG_REFERENCE=1 cargo test --test config_schema"
+        );
     }
-    assert!(
-        readme[inner_start..end] == expected,
-        "the config reference in filter-config/README.md is out of date with {SCHEMA_PATH}; \
-         run UPDATE_CONFIG_REFERENCE=1 cargo test --test config_schema"
-    );
 }
 
 #[test]
@@ -819,16 +1188,23 @@ fn the_reference_has_a_row_per_field() {
     let table = render_reference();
     let rust = serde_json::to_value(RawConfig::default()).unwrap();
     let cert = serde_json::to_value(RawCertSource::default()).unwrap();
-    let fields = rust
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .chain(cert.as_object().unwrap().keys().map(|k| format!("client_certificate.{k}")));
+    let fields = rust.as_object().unwrap().keys().cloned().chain(
+        cert.as_object()
+            .unwrap()
+            .keys()
+            .map(|k| format!("client_certificate.{k}")),
+    );
     for field in fields {
-        assert!(table.contains(&format!("\n| `{field}` |")), "no row for {field}");
+        assert!(
+            table.contains(&format!("\n| `{field}` |")),
+            "no row for {field}"
+        );
     }
-    assert!(table.contains("| `client_certificate.format` | `rfc9440`, `xfcc`, `url_encoded_pem`, `base64_der` | — |"));
+    assert!(table.contains(
+        "| `client_certificate.format` | `rfc9440`, `xfcc`, `url_encoded_pem`, `base64_der` | — |"
+    ));
     assert!(table.contains("| `leeway` | integer, 0–600 | `60` |"));
-    assert!(table.contains("| `auth_methods` | array of `bearer`, `introspection` | `[\"bearer\"]` |"));
+    assert!(
+        table.contains("| `auth_methods` | array of `bearer`, `introspection` | `[\"bearer\"]` |")
+    );
 }

@@ -1,7 +1,12 @@
 //! The filter driven through a fake host shaped like Envoy 1.40 or Kong's ngx_wasm_module,
 //! with the property values and call outcomes recorded from those engines (shared/hosts.md):
 //! where the certificate comes from, IdP calls and their failures, headers, cache, replies.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 
@@ -77,10 +82,16 @@ fn kong_raw_cert_binds_the_token_and_envoy_properties_are_never_read_there() {
     let host = FakeHost::kong(Some(&cert.pem));
     host.bearer(&bound_jwt(cert));
     assert_eq!(run(&worker(&base_config()), &host).1, Flow::Continue);
-    assert_eq!(host.header_values("x-authenticated-client"), vec!["client-a"]);
+    assert_eq!(
+        host.header_values("x-authenticated-client"),
+        vec!["client-a"]
+    );
     // Each read of an unimplemented Envoy property logs an [alert] in nginx's error log.
     let reads = host.reads.borrow();
-    assert!(reads.iter().all(|r| !r.starts_with("connection.")), "{reads:?}");
+    assert!(
+        reads.iter().all(|r| !r.starts_with("connection.")),
+        "{reads:?}"
+    );
 }
 
 #[test]
@@ -91,8 +102,15 @@ fn kong_with_another_certificate_or_none_is_refused() {
         assert_eq!(run(&worker(&base_config()), &host).1, Flow::Pause);
         let r = host.last_response().unwrap();
         assert_eq!(r.status, 401);
-        assert!(r.header("www-authenticate").unwrap().contains("error=\"invalid_token\""));
-        assert!(r.body.is_some(), "replies from request headers carry a body on Kong too");
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .contains("error=\"invalid_token\"")
+        );
+        assert!(
+            r.body.is_some(),
+            "replies from request headers carry a body on Kong too"
+        );
     }
 }
 
@@ -109,7 +127,10 @@ fn a_stolen_token_replayed_without_a_certificate_on_envoy() {
 
 #[test]
 fn an_unreadable_certificate_property_counts_as_no_certificate() {
-    let host = FakeHost::envoy(Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), None);
+    let host = FakeHost::envoy(
+        Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+        None,
+    );
     host.bearer(&bound_jwt(&pki().ec));
     run(&worker(&base_config()), &host);
     assert_eq!(host.last_response().unwrap().status, 401);
@@ -119,31 +140,61 @@ fn an_unreadable_certificate_property_counts_as_no_certificate() {
 // --- certificate from a trusted proxy's header --------------------------------------------
 
 fn header_config(format: &str) -> Value {
-    with(base_config(), json!({"client_certificate": {"source": "header", "header": "Client-Cert", "format": format, "trusted_ips": ["10.0.0.0/8"]}}))
+    with(
+        base_config(),
+        json!({"client_certificate": {"source": "header", "header": "Client-Cert", "format": format, "trusted_ips": ["10.0.0.0/8"]}}),
+    )
 }
 
 #[test]
 fn header_from_a_trusted_proxy_is_believed_and_removed() {
     use base64::Engine;
     let cert = &pki().ec;
-    let value = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&cert.der));
+    let value = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&cert.der)
+    );
     let host = FakeHost::envoy(None, None);
     host.set_property("source.address", b"10.1.2.3:5555");
-    host.request("/x", &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("client-cert", &value)]);
-    assert_eq!(run(&worker(&header_config("rfc9440")), &host).1, Flow::Continue);
-    assert!(host.header_values("client-cert").is_empty(), "removed before the upstream");
+    host.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            ("client-cert", &value),
+        ],
+    );
+    assert_eq!(
+        run(&worker(&header_config("rfc9440")), &host).1,
+        Flow::Continue
+    );
+    assert!(
+        host.header_values("client-cert").is_empty(),
+        "removed before the upstream"
+    );
 }
 
 #[test]
 fn header_from_an_untrusted_peer_is_ignored_and_still_removed() {
     use base64::Engine;
     let cert = &pki().ec;
-    let value = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&cert.der));
+    let value = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&cert.der)
+    );
     // Kong's engine gives a bare IP; overwriting is how a header is dropped there.
     let host = FakeHost::kong(None);
     host.set_property("source.address", b"192.168.7.7");
-    host.request("/x", &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("client-cert", &value)]);
-    assert_eq!(run(&worker(&header_config("rfc9440")), &host).1, Flow::Pause);
+    host.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            ("client-cert", &value),
+        ],
+    );
+    assert_eq!(
+        run(&worker(&header_config("rfc9440")), &host).1,
+        Flow::Pause
+    );
     assert_eq!(host.last_response().unwrap().status, 401);
     assert_eq!(host.header_values("client-cert"), vec![""]);
 }
@@ -152,12 +203,19 @@ fn header_from_an_untrusted_peer_is_ignored_and_still_removed() {
 fn a_repeated_certificate_header_is_not_believed() {
     use base64::Engine;
     let cert = &pki().ec;
-    let value = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&cert.der));
+    let value = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&cert.der)
+    );
     let host = FakeHost::envoy(None, None);
     host.set_property("source.address", b"10.1.2.3:5555");
     host.request(
         "/x",
-        &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("client-cert", &value), ("client-cert", &value)],
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            ("client-cert", &value),
+            ("client-cert", &value),
+        ],
     );
     run(&worker(&header_config("rfc9440")), &host);
     assert_eq!(host.last_response().unwrap().status, 401);
@@ -168,9 +226,21 @@ fn xfcc_header_from_envoy_in_front() {
     let cert = &pki().rsa;
     let host = FakeHost::envoy(None, None);
     host.set_property("source.address", b"10.0.0.9:1234");
-    let xfcc = format!("By=spiffe://gw;Hash={};Subject=\"CN=client-rsa,O=certbound tests\"", cert.sha256_hex);
-    host.request("/x", &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("x-forwarded-client-cert", &xfcc)]);
-    let cfg = with(base_config(), json!({"client_certificate": {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["10.0.0.9"]}}));
+    let xfcc = format!(
+        "By=spiffe://gw;Hash={};Subject=\"CN=client-rsa,O=certbound tests\"",
+        cert.sha256_hex
+    );
+    host.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            ("x-forwarded-client-cert", &xfcc),
+        ],
+    );
+    let cfg = with(
+        base_config(),
+        json!({"client_certificate": {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["10.0.0.9"]}}),
+    );
     assert_eq!(run(&worker(&cfg), &host).1, Flow::Continue);
 }
 
@@ -195,14 +265,21 @@ fn two_authorization_headers_are_a_bad_request() {
     run(&worker(&base_config()), &host);
     let r = host.last_response().unwrap();
     assert_eq!(r.status, 400);
-    assert!(r.header("www-authenticate").unwrap().contains("error=\"invalid_request\""));
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_request\"")
+    );
 }
 
 #[test]
 fn a_query_token_is_refused_on_kong_where_path_has_no_query() {
     let cert = &pki().ec;
     let host = FakeHost::kong(Some(&cert.pem));
-    host.request("/x?access_token=abc", &[("authorization", &format!("Bearer {}", bound_jwt(cert)))]);
+    host.request(
+        "/x?access_token=abc",
+        &[("authorization", &format!("Bearer {}", bound_jwt(cert)))],
+    );
     // ngx_wasm_module's `:path` is nginx's $uri: no query string. `request.path` has it.
     host.headers.borrow_mut()[1].1 = b"/x".to_vec();
     run(&worker(&base_config()), &host);
@@ -213,7 +290,13 @@ fn a_query_token_is_refused_on_kong_where_path_has_no_query() {
 fn identity_headers_from_the_client_are_replaced_with_the_tokens_claims() {
     let cert = &pki().ec;
     let host = envoy_with(cert);
-    host.request("/x", &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("X-Authenticated-Sub", "admin")]);
+    host.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            ("X-Authenticated-Sub", "admin"),
+        ],
+    );
     assert_eq!(run(&worker(&base_config()), &host).1, Flow::Continue);
     assert_eq!(host.header_values("x-authenticated-sub"), vec!["client-a"]);
 }
@@ -224,7 +307,11 @@ fn a_repeated_identity_header_is_refused() {
     let host = envoy_with(cert);
     host.request(
         "/x",
-        &[("authorization", &format!("Bearer {}", bound_jwt(cert))), ("x-authenticated-sub", "a"), ("x-authenticated-sub", "b")],
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            ("x-authenticated-sub", "a"),
+            ("x-authenticated-sub", "b"),
+        ],
     );
     run(&worker(&base_config()), &host);
     assert_eq!(host.last_response().unwrap().status, 400);
@@ -237,12 +324,24 @@ fn an_absent_claim_clears_the_header_on_both_engines() {
     claims.remove("client_id");
     let token = mint(&claims);
     let envoy = envoy_with(cert);
-    envoy.request("/x", &[("authorization", &format!("Bearer {token}")), ("x-authenticated-client", "forged")]);
+    envoy.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("x-authenticated-client", "forged"),
+        ],
+    );
     run(&worker(&base_config()), &envoy);
     assert!(envoy.header_values("x-authenticated-client").is_empty());
     // On Kong a removed header would still be forwarded: it is overwritten with nothing.
     let kong = FakeHost::kong(Some(&cert.pem));
-    kong.request("/x", &[("authorization", &format!("Bearer {token}")), ("x-authenticated-client", "forged")]);
+    kong.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("x-authenticated-client", "forged"),
+        ],
+    );
     run(&worker(&base_config()), &kong);
     assert_eq!(kong.header_values("x-authenticated-client"), vec![""]);
 }
@@ -250,7 +349,10 @@ fn an_absent_claim_clears_the_header_on_both_engines() {
 // --- JWKS fetched from the IdP ------------------------------------------------------------
 
 fn remote_jwks_config() -> Value {
-    with(base_config(), json!({"jwks": null, "jwks_endpoint": "https://idp.example:8443/jwks"}))
+    with(
+        base_config(),
+        json!({"jwks": null, "jwks_endpoint": "https://idp.example:8443/jwks"}),
+    )
 }
 
 #[test]
@@ -263,7 +365,12 @@ fn first_request_fetches_the_jwks_waits_and_is_resumed() {
     assert_eq!(flow, Flow::Pause);
     let call = host.dispatched.borrow()[0].clone();
     assert_eq!(call.upstream, "idp");
-    let h = |k: &str| call.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let h = |k: &str| {
+        call.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(h(":method").as_deref(), Some("GET"));
     assert_eq!(h(":path").as_deref(), Some("/jwks"));
     assert_eq!(h(":authority").as_deref(), Some("idp.example:8443"));
@@ -307,7 +414,10 @@ fn unknown_kids_refetch_at_most_once_per_cooldown() {
     f.on_call_response(&host, 1, body.len());
 
     let random_kid = |kid: &str| {
-        unsigned(json!({"alg": "ES256", "typ": "at+jwt", "kid": kid}), &bound_claims(&cert.x5t_openssl))
+        unsigned(
+            json!({"alg": "ES256", "typ": "at+jwt", "kid": kid}),
+            &bound_claims(&cert.x5t_openssl),
+        )
     };
     // The cool-down (30 s by default) counts from the start-up fetch: a flood of random kids
     // now costs the IdP nothing.
@@ -317,7 +427,10 @@ fn unknown_kids_refetch_at_most_once_per_cooldown() {
         h.bearer(&random_kid(&format!("kid-{i}")));
         run(&w, &h);
         assert_eq!(h.last_response().unwrap().status, 401);
-        assert!(h.dispatched.borrow().is_empty(), "request {i} reached the IdP");
+        assert!(
+            h.dispatched.borrow().is_empty(),
+            "request {i} reached the IdP"
+        );
     }
     // After the cool-down one request may refetch; the unknown kid is then refused.
     let h = envoy_with(cert);
@@ -329,7 +442,11 @@ fn unknown_kids_refetch_at_most_once_per_cooldown() {
     f.on_call_response(&h, 1, body.len());
     let r = h.last_response().unwrap();
     assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").unwrap().contains("unknown key"));
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("unknown key")
+    );
     // And the next one within the new cool-down does not call.
     let h = envoy_with(cert);
     h.now.set(NOW + 35);
@@ -391,9 +508,17 @@ fn the_root_tick_refreshes_the_jwks_periodically_and_keeps_old_keys_on_failure()
     let w = worker(&remote_jwks_config());
     let host = FakeHost::envoy(None, None);
     w.on_tick(&host);
-    assert_eq!(host.dispatched.borrow().len(), 1, "no keys yet: fetch at the first tick");
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        1,
+        "no keys yet: fetch at the first tick"
+    );
     w.on_tick(&host);
-    assert_eq!(host.dispatched.borrow().len(), 1, "one fetch in flight at a time");
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        1,
+        "one fetch in flight at a time"
+    );
     let body = jwks().to_string();
     host.call_returns(&[(":status", "200")], body.as_bytes());
     w.on_root_call_response(&host, 1, body.len());
@@ -403,7 +528,11 @@ fn the_root_tick_refreshes_the_jwks_periodically_and_keeps_old_keys_on_failure()
     assert_eq!(host.dispatched.borrow().len(), 1);
     host.now.set(NOW + 600);
     w.on_tick(&host);
-    assert_eq!(host.dispatched.borrow().len(), 2, "refresh after jwks_refresh_interval");
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        2,
+        "refresh after jwks_refresh_interval"
+    );
     host.call_returns(&[(":status", "503")], b"");
     w.on_root_call_response(&host, 2, 0);
 
@@ -412,7 +541,11 @@ fn the_root_tick_refreshes_the_jwks_periodically_and_keeps_old_keys_on_failure()
     let mut claims = bound_claims(&cert.x5t_openssl);
     claims.insert("exp".into(), json!(NOW + 900));
     req.bearer(&mint(&claims));
-    assert_eq!(run(&w, &req).1, Flow::Continue, "a failed refresh keeps the keys we had");
+    assert_eq!(
+        run(&w, &req).1,
+        Flow::Continue,
+        "a failed refresh keeps the keys we had"
+    );
 }
 
 #[test]
@@ -428,7 +561,12 @@ fn a_root_call_response_for_another_call_is_ignored() {
 
 // --- introspection ------------------------------------------------------------------------
 
-fn introspect_once(w: &Rc<Worker>, host: &FakeHost, answer_headers: &[(&str, &str)], answer: &[u8]) -> RequestFilter {
+fn introspect_once(
+    w: &Rc<Worker>,
+    host: &FakeHost,
+    answer_headers: &[(&str, &str)],
+    answer: &[u8],
+) -> RequestFilter {
     host.bearer(OPAQUE);
     let before = host.dispatched.borrow().len();
     let (mut f, flow) = run(w, host);
@@ -442,15 +580,31 @@ fn introspect_once(w: &Rc<Worker>, host: &FakeHost, answer_headers: &[(&str, &st
 #[test]
 fn introspection_request_is_a_form_post_with_basic_client_auth() {
     let cert = &pki().ec;
-    let w = worker(&with(base_config(), json!({"client_id": "gate way", "client_secret": "p:ss&word"})));
+    let w = worker(&with(
+        base_config(),
+        json!({"client_id": "gate way", "client_secret": "p:ss&word"}),
+    ));
     let host = envoy_with(cert);
-    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 60));
+    introspect_once(
+        &w,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 60),
+    );
     let call = host.dispatched.borrow()[0].clone();
-    let h = |k: &str| call.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let h = |k: &str| {
+        call.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(call.upstream, "idp");
     assert_eq!(h(":method").as_deref(), Some("POST"));
     assert_eq!(h(":path").as_deref(), Some("/token/introspection"));
-    assert_eq!(h("content-type").as_deref(), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        h("content-type").as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
     // RFC 6749 §2.3.1: id and secret are form-encoded before base64.
     use base64::Engine;
     let expected = base64::engine::general_purpose::STANDARD.encode("gate+way:p%3Ass%26word");
@@ -463,24 +617,46 @@ fn introspection_request_is_a_form_post_with_basic_client_auth() {
 #[test]
 fn introspection_with_client_secret_post_puts_credentials_in_the_body() {
     let cert = &pki().ec;
-    let w = worker(&with(base_config(), json!({"client_auth": "client_secret_post"})));
+    let w = worker(&with(
+        base_config(),
+        json!({"client_auth": "client_secret_post"}),
+    ));
     let host = envoy_with(cert);
-    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 60));
+    introspect_once(
+        &w,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 60),
+    );
     let call = host.dispatched.borrow()[0].clone();
     assert!(call.headers.iter().all(|(k, _)| k != "authorization"));
     let body = String::from_utf8(call.body.unwrap()).unwrap();
-    assert!(body.ends_with("&client_id=gateway&client_secret=s3cret"), "{body}");
+    assert!(
+        body.ends_with("&client_id=gateway&client_secret=s3cret"),
+        "{body}"
+    );
 }
 
 #[test]
 fn an_active_bound_answer_lets_the_request_through_with_its_claims() {
     let cert = &pki().ec;
     let host = envoy_with(cert);
-    introspect_once(&worker(&base_config()), &host, &[(":status", "200")], &active_answer(cert, NOW + 60));
+    introspect_once(
+        &worker(&base_config()),
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 60),
+    );
     assert_eq!(host.resumed.get(), 1);
     assert!(host.responses.borrow().is_empty());
-    assert_eq!(host.header_values("x-authenticated-client"), vec!["client-a"]);
-    assert!(host.header_values("x-authenticated-sub").is_empty(), "no sub in the answer");
+    assert_eq!(
+        host.header_values("x-authenticated-client"),
+        vec!["client-a"]
+    );
+    assert!(
+        host.header_values("x-authenticated-sub").is_empty(),
+        "no sub in the answer"
+    );
     assert_eq!(host.metric(metrics::INTROSPECTION_CALLS), 1);
 }
 
@@ -488,16 +664,31 @@ fn an_active_bound_answer_lets_the_request_through_with_its_claims() {
 fn an_active_answer_for_another_certificate_or_unbound_is_refused() {
     let p = pki();
     let host = envoy_with(&p.other);
-    introspect_once(&worker(&base_config()), &host, &[(":status", "200")], &active_answer(&p.ec, NOW + 60));
+    introspect_once(
+        &worker(&base_config()),
+        &host,
+        &[(":status", "200")],
+        &active_answer(&p.ec, NOW + 60),
+    );
     assert_eq!(host.last_response().unwrap().status, 401);
     assert_eq!(host.resumed.get(), 0);
 
-    let unbound = json!({"active": true, "scope": "accounts:read", "aud": AUDIENCE, "exp": NOW + 60}).to_string();
+    let unbound =
+        json!({"active": true, "scope": "accounts:read", "aud": AUDIENCE, "exp": NOW + 60})
+            .to_string();
     let host = envoy_with(&p.ec);
-    introspect_once(&worker(&base_config()), &host, &[(":status", "200")], unbound.as_bytes());
+    introspect_once(
+        &worker(&base_config()),
+        &host,
+        &[(":status", "200")],
+        unbound.as_bytes(),
+    );
     assert_eq!(host.last_response().unwrap().status, 401);
     let host = envoy_with(&p.ec);
-    let optional = worker(&with(base_config(), json!({"proof_of_possession_mtls": "optional"})));
+    let optional = worker(&with(
+        base_config(),
+        json!({"proof_of_possession_mtls": "optional"}),
+    ));
     introspect_once(&optional, &host, &[(":status", "200")], unbound.as_bytes());
     assert_eq!(host.resumed.get(), 1);
 }
@@ -521,7 +712,12 @@ fn inactive_answers_and_mismatched_issuer_scope_or_audience_are_refused() {
     ];
     for (answer, status) in cases {
         let host = envoy_with(cert);
-        introspect_once(&worker(&base_config()), &host, &[(":status", "200")], &answer);
+        introspect_once(
+            &worker(&base_config()),
+            &host,
+            &[(":status", "200")],
+            &answer,
+        );
         let r = host.last_response().unwrap();
         assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&answer));
         assert_eq!(host.resumed.get(), 0);
@@ -531,7 +727,8 @@ fn inactive_answers_and_mismatched_issuer_scope_or_audience_are_refused() {
 #[test]
 fn idp_errors_never_let_the_request_through() {
     let cert = &pki().ec;
-    let cases: Vec<(Vec<(&str, &str)>, &[u8])> = vec![
+    type Answer<'a> = (Vec<(&'a str, &'a str)>, &'a [u8]);
+    let cases: Vec<Answer> = vec![
         (vec![(":status", "500")], b"{\"active\":true}"),
         (vec![(":status", "401")], b"{\"error\":\"invalid_client\"}"),
         (vec![(":status", "200")], b"not json"),
@@ -544,7 +741,12 @@ fn idp_errors_never_let_the_request_through() {
         let host = envoy_with(cert);
         introspect_once(&worker(&base_config()), &host, &headers, body);
         let r = host.last_response().unwrap();
-        assert_eq!(r.status, 503, "{headers:?} {}", String::from_utf8_lossy(body));
+        assert_eq!(
+            r.status,
+            503,
+            "{headers:?} {}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(r.json()["error"], "temporarily_unavailable");
         assert_eq!(host.resumed.get(), 0);
         assert_eq!(host.metric(metrics::INTROSPECTION_FAILURES), 1);
@@ -555,7 +757,12 @@ fn idp_errors_never_let_the_request_through() {
 fn kong_timeout_from_the_call_path_replies_503_without_a_body() {
     let cert = &pki().ec;
     let host = FakeHost::kong(Some(&cert.pem));
-    introspect_once(&worker(&base_config()), &host, &[(":dispatch_status", "timeout")], b"");
+    introspect_once(
+        &worker(&base_config()),
+        &host,
+        &[(":dispatch_status", "timeout")],
+        b"",
+    );
     let r = host.last_response().unwrap();
     assert_eq!(r.status, 503);
     assert_eq!(r.body, None);
@@ -593,7 +800,12 @@ fn a_cached_answer_is_rechecked_against_each_requests_certificate() {
     let p = pki();
     let w = worker(&with(base_config(), json!({"cache_introspection": 60})));
     let host = envoy_with(&p.ec);
-    introspect_once(&w, &host, &[(":status", "200")], &active_answer(&p.ec, NOW + 300));
+    introspect_once(
+        &w,
+        &host,
+        &[(":status", "200")],
+        &active_answer(&p.ec, NOW + 300),
+    );
 
     // Same token, same certificate: served from the cache.
     let again = envoy_with(&p.ec);
@@ -616,28 +828,48 @@ fn a_cached_answer_is_rechecked_against_each_requests_certificate() {
 fn the_cache_holds_only_a_hash_of_the_token_and_no_unneeded_claims() {
     let cert = &pki().ec;
     let host = envoy_with(cert);
-    introspect_once(&worker(&base_config()), &host, &[(":status", "200")], &active_answer(cert, NOW + 300));
+    introspect_once(
+        &worker(&base_config()),
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 300),
+    );
     let shared = host.shared.borrow();
     assert_eq!(shared.len(), 1);
     for (k, (v, _)) in shared.iter() {
         let text = format!("{k}{}", String::from_utf8_lossy(v));
         assert!(!text.contains(OPAQUE));
-        assert!(!text.contains("not cached"), "claims nobody reads are dropped");
+        assert!(
+            !text.contains("not cached"),
+            "claims nobody reads are dropped"
+        );
     }
 }
 
 #[test]
 fn cached_answers_expire_with_the_token() {
     let cert = &pki().ec;
-    let w = worker(&with(base_config(), json!({"cache_introspection": 600, "leeway": 0})));
+    let w = worker(&with(
+        base_config(),
+        json!({"cache_introspection": 600, "leeway": 0}),
+    ));
     let host = envoy_with(cert);
-    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 10));
+    introspect_once(
+        &w,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 10),
+    );
     let later = envoy_with(cert);
     later.shared.replace(host.shared.borrow().clone());
     later.now.set(NOW + 11);
     later.bearer(OPAQUE);
     run(&w, &later);
-    assert_eq!(later.dispatched.borrow().len(), 1, "entry gone at the token's exp, not after 600 s");
+    assert_eq!(
+        later.dispatched.borrow().len(),
+        1,
+        "entry gone at the token's exp, not after 600 s"
+    );
 }
 
 #[test]
@@ -670,11 +902,19 @@ fn with_shared_cache_off_no_shared_data_is_touched() {
     let w = worker(&with(base_config(), json!({"shared_cache": false})));
     assert!(w.startup_log().iter().any(|l| l.contains("per worker")));
     let host = FakeHost::kong(Some(&cert.pem));
-    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 300));
+    introspect_once(
+        &w,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 300),
+    );
     let again = FakeHost::kong(Some(&cert.pem));
     again.bearer(OPAQUE);
     assert_eq!(run(&w, &again).1, Flow::Continue);
-    assert!(again.dispatched.borrow().is_empty(), "served from the worker's own cache");
+    assert!(
+        again.dispatched.borrow().is_empty(),
+        "served from the worker's own cache"
+    );
     assert_eq!(host.shared_calls.get() + again.shared_calls.get(), 0);
 }
 
@@ -683,8 +923,18 @@ fn cache_introspection_zero_asks_every_time() {
     let cert = &pki().ec;
     let w = worker(&with(base_config(), json!({"cache_introspection": 0})));
     let host = envoy_with(cert);
-    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 300));
-    introspect_once(&w, &host, &[(":status", "200")], &active_answer(cert, NOW + 300));
+    introspect_once(
+        &w,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 300),
+    );
+    introspect_once(
+        &w,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 300),
+    );
     assert_eq!(host.dispatched.borrow().len(), 2);
     assert!(host.shared.borrow().is_empty());
 }
@@ -698,19 +948,34 @@ fn logs_carry_reasons_but_never_tokens_secrets_or_thumbprints() {
     let w = worker(&base_config());
     let all_logs = {
         let mut text = w.startup_log().join("\n");
-        for host in [envoy_with(&p.other), FakeHost::kong(None), envoy_with(&p.ec)] {
+        for host in [
+            envoy_with(&p.other),
+            FakeHost::kong(None),
+            envoy_with(&p.ec),
+        ] {
             host.bearer(&jwt);
             run(&w, &host);
             text.push_str(&host.log_text());
         }
         let host = envoy_with(&p.other);
-        introspect_once(&w, &host, &[(":status", "200")], &active_answer(&p.ec, NOW + 60));
+        introspect_once(
+            &w,
+            &host,
+            &[(":status", "200")],
+            &active_answer(&p.ec, NOW + 60),
+        );
         text.push_str(&host.log_text());
         text
     };
     assert!(all_logs.contains("thumbprint_mismatch"), "{all_logs}");
     assert!(all_logs.contains("certificate_required"));
-    for secret in [jwt.as_str(), OPAQUE, "s3cret", p.ec.x5t_openssl.as_str(), p.other.x5t_openssl.as_str()] {
+    for secret in [
+        jwt.as_str(),
+        OPAQUE,
+        "s3cret",
+        p.ec.x5t_openssl.as_str(),
+        p.other.x5t_openssl.as_str(),
+    ] {
         assert!(!all_logs.contains(secret), "log leaks {secret}");
     }
     // And the token's signature segment alone does not appear either.
@@ -789,5 +1054,9 @@ fn a_jwks_refresh_forgets_verified_signatures() {
     after.bearer(&bound_jwt(cert));
     run(&w, &after);
     assert_eq!(after.metric(metrics::JWT_CACHE_HITS), 0);
-    assert_eq!(after.last_response().unwrap().status, 401, "unknown key now");
+    assert_eq!(
+        after.last_response().unwrap().status,
+        401,
+        "unknown key now"
+    );
 }

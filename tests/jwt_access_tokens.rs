@@ -1,6 +1,11 @@
 //! JWT access tokens (RFC 9068) verified locally: every rule with an accept and a reject case,
 //! real RSA, EC and Ed25519 keys, and tokens signed by openssl rather than jwt-simple.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 
@@ -16,12 +21,23 @@ use serde_json::{Map, Value, json};
 use support::*;
 
 /// The full local decision for a token on a connection with `cert` (or none).
-fn decide_with(settings: &Settings, token: &str, cert: Option<&TestCert>) -> Result<Claims, Rejection> {
+fn decide_with(
+    settings: &Settings,
+    token: &str,
+    cert: Option<&TestCert>,
+) -> Result<Claims, Rejection> {
     let tp = cert.map(|c| Thumbprint::from_der(&c.der).unwrap());
     assert_eq!(authorizer::route(settings, token)?, Route::Jwt);
     let bearer = settings.bearer.as_ref().unwrap();
     let unverified = authorizer::precheck_jwt(settings, bearer, token, tp.as_ref(), NOW)?;
-    match authorizer::verify_jwt(settings, bearer, token, unverified, &[&bearer.inline_keys], NOW) {
+    match authorizer::verify_jwt(
+        settings,
+        bearer,
+        token,
+        unverified,
+        &[&bearer.inline_keys],
+        NOW,
+    ) {
         Signature::Valid(c) => Ok(c),
         Signature::Invalid(r) => Err(r),
         Signature::NoKey => Err(Rejection::UnknownKey),
@@ -60,9 +76,18 @@ fn a_bound_token_with_its_certificate_is_allowed_for_every_algorithm() {
 fn the_same_token_from_another_certificate_or_none_is_refused() {
     let p = pki();
     let token = mint(&claims_for(&p.ec));
-    assert_eq!(decide(&token, Some(&p.other)).unwrap_err(), Rejection::ThumbprintMismatch);
-    assert_eq!(decide(&token, Some(&p.rsa)).unwrap_err(), Rejection::ThumbprintMismatch);
-    assert_eq!(decide(&token, None).unwrap_err(), Rejection::CertificateRequired);
+    assert_eq!(
+        decide(&token, Some(&p.other)).unwrap_err(),
+        Rejection::ThumbprintMismatch
+    );
+    assert_eq!(
+        decide(&token, Some(&p.rsa)).unwrap_err(),
+        Rejection::ThumbprintMismatch
+    );
+    assert_eq!(
+        decide(&token, None).unwrap_err(),
+        Rejection::CertificateRequired
+    );
 }
 
 #[test]
@@ -71,7 +96,10 @@ fn binding_works_for_rsa_and_ed25519_client_certificates_too() {
     for cert in [&p.rsa, &p.ed25519] {
         let token = mint(&claims_for(cert));
         assert!(decide(&token, Some(cert)).is_ok(), "{}", cert.name);
-        assert_eq!(decide(&token, Some(&p.ec)).unwrap_err(), Rejection::ThumbprintMismatch);
+        assert_eq!(
+            decide(&token, Some(&p.ec)).unwrap_err(),
+            Rejection::ThumbprintMismatch
+        );
     }
 }
 
@@ -85,13 +113,22 @@ fn strict_optional_and_off_binding_modes() {
     let mode = |m: &str| settings(&with(base_config(), json!({"proof_of_possession_mtls": m})));
 
     // strict: cnf required and must match.
-    assert_eq!(decide_with(&mode("strict"), &unbound, Some(&p.ec)).unwrap_err(), Rejection::Unbound);
+    assert_eq!(
+        decide_with(&mode("strict"), &unbound, Some(&p.ec)).unwrap_err(),
+        Rejection::Unbound
+    );
     assert!(decide_with(&mode("strict"), &bound, Some(&p.ec)).is_ok());
     // optional: an unbound token passes, a bound one is still enforced.
     assert!(decide_with(&mode("optional"), &unbound, Some(&p.ec)).is_ok());
     assert!(decide_with(&mode("optional"), &unbound, None).is_ok());
-    assert_eq!(decide_with(&mode("optional"), &bound, Some(&p.other)).unwrap_err(), Rejection::ThumbprintMismatch);
-    assert_eq!(decide_with(&mode("optional"), &bound, None).unwrap_err(), Rejection::CertificateRequired);
+    assert_eq!(
+        decide_with(&mode("optional"), &bound, Some(&p.other)).unwrap_err(),
+        Rejection::ThumbprintMismatch
+    );
+    assert_eq!(
+        decide_with(&mode("optional"), &bound, None).unwrap_err(),
+        Rejection::CertificateRequired
+    );
     // off: no binding check at all.
     assert!(decide_with(&mode("off"), &bound, Some(&p.other)).is_ok());
     assert!(decide_with(&mode("off"), &unbound, None).is_ok());
@@ -100,10 +137,23 @@ fn strict_optional_and_off_binding_modes() {
 #[test]
 fn a_cnf_this_gateway_cannot_check_is_never_taken_as_bearer() {
     let p = pki();
-    let dpop = set(&claims_for(&p.ec), "cnf", json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
-    let optional = settings(&with(base_config(), json!({"proof_of_possession_mtls": "optional"})));
-    assert_eq!(decide_with(&optional, &mint(&dpop), Some(&p.ec)).unwrap_err(), Rejection::UnsupportedConfirmation);
-    assert_eq!(decide(&mint(&dpop), Some(&p.ec)).unwrap_err(), Rejection::UnsupportedConfirmation);
+    let dpop = set(
+        &claims_for(&p.ec),
+        "cnf",
+        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+    );
+    let optional = settings(&with(
+        base_config(),
+        json!({"proof_of_possession_mtls": "optional"}),
+    ));
+    assert_eq!(
+        decide_with(&optional, &mint(&dpop), Some(&p.ec)).unwrap_err(),
+        Rejection::UnsupportedConfirmation
+    );
+    assert_eq!(
+        decide(&mint(&dpop), Some(&p.ec)).unwrap_err(),
+        Rejection::UnsupportedConfirmation
+    );
 }
 
 #[test]
@@ -111,7 +161,10 @@ fn cnf_in_hex_or_padded_form_does_not_match() {
     let p = pki();
     for wrong in [p.ec.sha256_hex.clone(), format!("{}=", p.ec.x5t_openssl)] {
         let token = mint(&set(&claims_for(&p.ec), "cnf", json!({"x5t#S256": wrong})));
-        assert_eq!(decide(&token, Some(&p.ec)).unwrap_err(), Rejection::ThumbprintMismatch);
+        assert_eq!(
+            decide(&token, Some(&p.ec)).unwrap_err(),
+            Rejection::ThumbprintMismatch
+        );
     }
 }
 
@@ -119,11 +172,21 @@ fn cnf_in_hex_or_padded_form_does_not_match() {
 fn signature_from_another_key_or_a_tampered_payload_is_refused() {
     let cert = &pki().ec;
     let rogue = mint_with(Signer::Rogue, &claims_for(cert), Some("at+jwt"));
-    assert_eq!(decide(&rogue, Some(cert)).unwrap_err(), Rejection::BadSignature);
+    assert_eq!(
+        decide(&rogue, Some(cert)).unwrap_err(),
+        Rejection::BadSignature
+    );
 
     let genuine = mint(&claims_for(cert));
-    let widened = set(&claims_for(cert), "scope", json!("accounts:read accounts:write admin"));
-    assert_eq!(decide(&tamper(&genuine, &widened), Some(cert)).unwrap_err(), Rejection::BadSignature);
+    let widened = set(
+        &claims_for(cert),
+        "scope",
+        json!("accounts:read accounts:write admin"),
+    );
+    assert_eq!(
+        decide(&tamper(&genuine, &widened), Some(cert)).unwrap_err(),
+        Rejection::BadSignature
+    );
 }
 
 #[test]
@@ -131,10 +194,19 @@ fn a_forged_token_from_the_wrong_certificate_fails_on_binding_before_any_signatu
     // Junk signature, claims bound to `ec`, presented with `other`: the refusal is the
     // binding, so no signature arithmetic ran for it.
     let p = pki();
-    let forged = unsigned(json!({"alg": "RS256", "typ": "at+jwt", "kid": "rsa-1"}), &claims_for(&p.ec));
-    assert_eq!(decide(&forged, Some(&p.other)).unwrap_err(), Rejection::ThumbprintMismatch);
+    let forged = unsigned(
+        json!({"alg": "RS256", "typ": "at+jwt", "kid": "rsa-1"}),
+        &claims_for(&p.ec),
+    );
+    assert_eq!(
+        decide(&forged, Some(&p.other)).unwrap_err(),
+        Rejection::ThumbprintMismatch
+    );
     // With the right certificate the same forgery reaches the signature check and fails there.
-    assert_eq!(decide(&forged, Some(&p.ec)).unwrap_err(), Rejection::BadSignature);
+    assert_eq!(
+        decide(&forged, Some(&p.ec)).unwrap_err(),
+        Rejection::BadSignature
+    );
 }
 
 #[test]
@@ -142,20 +214,45 @@ fn alg_none_hmac_and_unlisted_algorithms_are_refused() {
     let cert = &pki().ec;
     let claims = claims_for(cert);
     for alg in ["none", "HS256", "HS512", "ES256K", "RS1", ""] {
-        let token = unsigned(json!({"alg": alg, "typ": "at+jwt", "kid": "rsa-1"}), &claims);
-        assert_eq!(decide(&token, Some(cert)).unwrap_err(), Rejection::AlgorithmNotAllowed, "{alg}");
+        let token = unsigned(
+            json!({"alg": alg, "typ": "at+jwt", "kid": "rsa-1"}),
+            &claims,
+        );
+        assert_eq!(
+            decide(&token, Some(cert)).unwrap_err(),
+            Rejection::AlgorithmNotAllowed,
+            "{alg}"
+        );
     }
     // The classic key-confusion attack: HMAC keyed with the RSA public key's bytes.
     let pub_pem = support::keys().rsa.public_key().to_pem().unwrap();
     let key = jwt_simple::prelude::HS256Key::from_bytes(pub_pem.as_bytes());
     use jwt_simple::prelude::MACLike;
-    let hs = key.authenticate(jwt_simple::prelude::Claims::with_custom_claims(claims.clone(), jwt_simple::prelude::Duration::from_secs(60))).unwrap();
-    assert_eq!(decide(&hs, Some(cert)).unwrap_err(), Rejection::AlgorithmNotAllowed);
+    let hs = key
+        .authenticate(jwt_simple::prelude::Claims::with_custom_claims(
+            claims.clone(),
+            jwt_simple::prelude::Duration::from_secs(60),
+        ))
+        .unwrap();
+    assert_eq!(
+        decide(&hs, Some(cert)).unwrap_err(),
+        Rejection::AlgorithmNotAllowed
+    );
     // An algorithm we support but the config does not allow.
     let es_only = settings(&with(base_config(), json!({"jwt_algorithms": ["ES256"]})));
     let rs = mint(&claims);
-    assert_eq!(decide_with(&es_only, &rs, Some(cert)).unwrap_err(), Rejection::AlgorithmNotAllowed);
-    assert!(decide_with(&es_only, &mint_with(Signer::ES256, &claims, Some("at+jwt")), Some(cert)).is_ok());
+    assert_eq!(
+        decide_with(&es_only, &rs, Some(cert)).unwrap_err(),
+        Rejection::AlgorithmNotAllowed
+    );
+    assert!(
+        decide_with(
+            &es_only,
+            &mint_with(Signer::ES256, &claims, Some("at+jwt")),
+            Some(cert)
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -165,8 +262,18 @@ fn an_rsa_key_is_not_usable_with_an_alg_its_jwk_excludes() {
     let mut jwk: Value = serde_json::from_str(&support::keys().rsa.public_key().to_jwk()).unwrap();
     jwk["alg"] = json!("PS256");
     let s = settings(&with(base_config(), json!({"jwks": {"keys": [jwk]}})));
-    assert_eq!(decide_with(&s, &mint(&claims_for(cert)), Some(cert)).unwrap_err(), Rejection::UnknownKey);
-    assert!(decide_with(&s, &mint_with(Signer::PS256, &claims_for(cert), Some("at+jwt")), Some(cert)).is_ok());
+    assert_eq!(
+        decide_with(&s, &mint(&claims_for(cert)), Some(cert)).unwrap_err(),
+        Rejection::UnknownKey
+    );
+    assert!(
+        decide_with(
+            &s,
+            &mint_with(Signer::PS256, &claims_for(cert), Some("at+jwt")),
+            Some(cert)
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -175,35 +282,63 @@ fn typ_is_at_jwt_unless_relaxed() {
     let claims = claims_for(cert);
     let lenient = settings(&with(base_config(), json!({"jwt_typ_strict": false})));
     for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
-        assert!(decide(&mint_with(Signer::ES256, &claims, Some(typ)), Some(cert)).is_ok(), "{typ}");
+        assert!(
+            decide(&mint_with(Signer::ES256, &claims, Some(typ)), Some(cert)).is_ok(),
+            "{typ}"
+        );
     }
     // jwt-simple writes typ "JWT" when none is given.
     let plain = mint_with(Signer::ES256, &claims, None);
-    assert_eq!(decide(&plain, Some(cert)).unwrap_err(), Rejection::TypeNotAllowed);
+    assert_eq!(
+        decide(&plain, Some(cert)).unwrap_err(),
+        Rejection::TypeNotAllowed
+    );
     assert!(decide_with(&lenient, &plain, Some(cert)).is_ok());
     // Other JWT types (an ID token, a DPoP proof) are never access tokens.
     for typ in ["dpop+jwt", "id_token+jwt", "secevent+jwt"] {
         let t = unsigned(json!({"alg": "ES256", "typ": typ, "kid": "ec-1"}), &claims);
-        assert_eq!(decide_with(&lenient, &t, Some(cert)).unwrap_err(), Rejection::TypeNotAllowed, "{typ}");
+        assert_eq!(
+            decide_with(&lenient, &t, Some(cert)).unwrap_err(),
+            Rejection::TypeNotAllowed,
+            "{typ}"
+        );
     }
     let no_typ = unsigned(json!({"alg": "ES256", "kid": "ec-1"}), &claims);
-    assert_eq!(decide(&no_typ, Some(cert)).unwrap_err(), Rejection::TypeNotAllowed);
+    assert_eq!(
+        decide(&no_typ, Some(cert)).unwrap_err(),
+        Rejection::TypeNotAllowed
+    );
 }
 
 #[test]
 fn crit_header_parameters_are_refused() {
     let cert = &pki().ec;
-    let t = unsigned(json!({"alg": "ES256", "typ": "at+jwt", "kid": "ec-1", "crit": ["exp"]}), &claims_for(cert));
-    assert_eq!(decide(&t, Some(cert)).unwrap_err(), Rejection::CriticalHeader);
+    let t = unsigned(
+        json!({"alg": "ES256", "typ": "at+jwt", "kid": "ec-1", "crit": ["exp"]}),
+        &claims_for(cert),
+    );
+    assert_eq!(
+        decide(&t, Some(cert)).unwrap_err(),
+        Rejection::CriticalHeader
+    );
 }
 
 #[test]
 fn issuer_must_match_exactly() {
     let cert = &pki().ec;
     let c = claims_for(cert);
-    for iss in [json!("https://idp.example:8443/"), json!("https://evil.example"), json!(null), json!(5)] {
+    for iss in [
+        json!("https://idp.example:8443/"),
+        json!("https://evil.example"),
+        json!(null),
+        json!(5),
+    ] {
         let t = mint_with(Signer::ES256, &set(&c, "iss", iss.clone()), Some("at+jwt"));
-        assert_eq!(decide(&t, Some(cert)).unwrap_err(), Rejection::IssuerMismatch, "{iss}");
+        assert_eq!(
+            decide(&t, Some(cert)).unwrap_err(),
+            Rejection::IssuerMismatch,
+            "{iss}"
+        );
     }
 }
 
@@ -215,17 +350,35 @@ fn exp_nbf_iat_with_leeway_at_the_edges() {
     let at = |k: &str, v: u64| mint_with(Signer::ES256, &set(&c, k, json!(v)), Some("at+jwt"));
     // exp: valid through now + leeway past it, expired one second later.
     assert!(decide(&at("exp", NOW - leeway), Some(cert)).is_ok());
-    assert_eq!(decide(&at("exp", NOW - leeway - 1), Some(cert)).unwrap_err(), Rejection::Expired);
+    assert_eq!(
+        decide(&at("exp", NOW - leeway - 1), Some(cert)).unwrap_err(),
+        Rejection::Expired
+    );
     // nbf and iat: up to leeway in the future.
     assert!(decide(&at("nbf", NOW + leeway), Some(cert)).is_ok());
-    assert_eq!(decide(&at("nbf", NOW + leeway + 1), Some(cert)).unwrap_err(), Rejection::NotYetValid);
+    assert_eq!(
+        decide(&at("nbf", NOW + leeway + 1), Some(cert)).unwrap_err(),
+        Rejection::NotYetValid
+    );
     assert!(decide(&at("iat", NOW + leeway), Some(cert)).is_ok());
-    assert_eq!(decide(&at("iat", NOW + leeway + 1), Some(cert)).unwrap_err(), Rejection::IssuedInFuture);
+    assert_eq!(
+        decide(&at("iat", NOW + leeway + 1), Some(cert)).unwrap_err(),
+        Rejection::IssuedInFuture
+    );
     // exp is required (RFC 9068 §2.2); a non-numeric time is malformed.
     let no_exp = mint_with(Signer::ES256, &set(&c, "exp", json!(null)), Some("at+jwt"));
-    assert_eq!(decide(&no_exp, Some(cert)).unwrap_err(), Rejection::MissingExpiry);
-    let text_exp = unsigned(json!({"alg": "ES256", "typ": "at+jwt", "kid": "ec-1"}), &set(&c, "exp", json!("tomorrow")));
-    assert_eq!(decide(&text_exp, Some(cert)).unwrap_err(), Rejection::MalformedJwt);
+    assert_eq!(
+        decide(&no_exp, Some(cert)).unwrap_err(),
+        Rejection::MissingExpiry
+    );
+    let text_exp = unsigned(
+        json!({"alg": "ES256", "typ": "at+jwt", "kid": "ec-1"}),
+        &set(&c, "exp", json!("tomorrow")),
+    );
+    assert_eq!(
+        decide(&text_exp, Some(cert)).unwrap_err(),
+        Rejection::MalformedJwt
+    );
 }
 
 #[test]
@@ -233,22 +386,48 @@ fn zero_leeway_is_exact() {
     let cert = &pki().ec;
     let s = settings(&with(base_config(), json!({"leeway": 0})));
     let c = claims_for(cert);
-    assert!(decide_with(&s, &mint_with(Signer::ES256, &set(&c, "exp", json!(NOW)), Some("at+jwt")), Some(cert)).is_ok());
-    let expired = mint_with(Signer::ES256, &set(&c, "exp", json!(NOW - 1)), Some("at+jwt"));
-    assert_eq!(decide_with(&s, &expired, Some(cert)).unwrap_err(), Rejection::Expired);
+    assert!(
+        decide_with(
+            &s,
+            &mint_with(Signer::ES256, &set(&c, "exp", json!(NOW)), Some("at+jwt")),
+            Some(cert)
+        )
+        .is_ok()
+    );
+    let expired = mint_with(
+        Signer::ES256,
+        &set(&c, "exp", json!(NOW - 1)),
+        Some("at+jwt"),
+    );
+    assert_eq!(
+        decide_with(&s, &expired, Some(cert)).unwrap_err(),
+        Rejection::Expired
+    );
 }
 
 #[test]
 fn audience_any_of_the_required() {
     let cert = &pki().ec;
     let c = claims_for(cert);
-    let two = settings(&with(base_config(), json!({"audience_required": ["https://other.example", AUDIENCE]})));
+    let two = settings(&with(
+        base_config(),
+        json!({"audience_required": ["https://other.example", AUDIENCE]}),
+    ));
     let aud = |v: Value| mint_with(Signer::ES256, &set(&c, "aud", v), Some("at+jwt"));
     assert!(decide_with(&two, &aud(json!(AUDIENCE)), Some(cert)).is_ok());
     assert!(decide_with(&two, &aud(json!(["x", AUDIENCE])), Some(cert)).is_ok());
-    assert_eq!(decide(&aud(json!("https://other.example")), Some(cert)).unwrap_err(), Rejection::AudienceMismatch);
-    assert_eq!(decide(&aud(json!(["a", "b"])), Some(cert)).unwrap_err(), Rejection::AudienceMismatch);
-    assert_eq!(decide(&aud(json!(null)), Some(cert)).unwrap_err(), Rejection::AudienceMismatch);
+    assert_eq!(
+        decide(&aud(json!("https://other.example")), Some(cert)).unwrap_err(),
+        Rejection::AudienceMismatch
+    );
+    assert_eq!(
+        decide(&aud(json!(["a", "b"])), Some(cert)).unwrap_err(),
+        Rejection::AudienceMismatch
+    );
+    assert_eq!(
+        decide(&aud(json!(null)), Some(cert)).unwrap_err(),
+        Rejection::AudienceMismatch
+    );
     // No audience_required: any audience passes.
     let any = settings(&with(base_config(), json!({"audience_required": []})));
     assert!(decide_with(&any, &aud(json!("https://other.example")), Some(cert)).is_ok());
@@ -258,20 +437,48 @@ fn audience_any_of_the_required() {
 fn scopes_all_of_the_required_from_scope_or_scp() {
     let cert = &pki().ec;
     let c = claims_for(cert);
-    let need_two = settings(&with(base_config(), json!({"scopes_required": ["accounts:read", "accounts:write"]})));
+    let need_two = settings(&with(
+        base_config(),
+        json!({"scopes_required": ["accounts:read", "accounts:write"]}),
+    ));
     let scoped = |k: &str, v: Value| {
         let mut m = set(&c, "scope", json!(null));
         m.insert(k.to_string(), v);
         mint_with(Signer::ES256, &m, Some("at+jwt"))
     };
-    assert!(decide_with(&need_two, &scoped("scope", json!("accounts:write accounts:read")), Some(cert)).is_ok());
-    assert!(decide_with(&need_two, &scoped("scp", json!(["accounts:read", "accounts:write"])), Some(cert)).is_ok());
+    assert!(
+        decide_with(
+            &need_two,
+            &scoped("scope", json!("accounts:write accounts:read")),
+            Some(cert)
+        )
+        .is_ok()
+    );
+    assert!(
+        decide_with(
+            &need_two,
+            &scoped("scp", json!(["accounts:read", "accounts:write"])),
+            Some(cert)
+        )
+        .is_ok()
+    );
     assert_eq!(
-        decide_with(&need_two, &scoped("scope", json!("accounts:read")), Some(cert)).unwrap_err(),
+        decide_with(
+            &need_two,
+            &scoped("scope", json!("accounts:read")),
+            Some(cert)
+        )
+        .unwrap_err(),
         Rejection::InsufficientScope
     );
-    assert_eq!(decide(&scoped("scope", json!("accounts:readonly")), Some(cert)).unwrap_err(), Rejection::InsufficientScope);
-    assert_eq!(decide(&scoped("other", json!(1)), Some(cert)).unwrap_err(), Rejection::InsufficientScope);
+    assert_eq!(
+        decide(&scoped("scope", json!("accounts:readonly")), Some(cert)).unwrap_err(),
+        Rejection::InsufficientScope
+    );
+    assert_eq!(
+        decide(&scoped("other", json!(1)), Some(cert)).unwrap_err(),
+        Rejection::InsufficientScope
+    );
 }
 
 #[test]
@@ -280,7 +487,10 @@ fn an_insufficient_scope_is_reported_only_for_an_authentic_token() {
     let cert = &pki().ec;
     let c = set(&claims_for(cert), "scope", json!("other"));
     let forged = unsigned(json!({"alg": "ES256", "typ": "at+jwt", "kid": "ec-1"}), &c);
-    assert_eq!(decide(&forged, Some(cert)).unwrap_err(), Rejection::BadSignature);
+    assert_eq!(
+        decide(&forged, Some(cert)).unwrap_err(),
+        Rejection::BadSignature
+    );
 }
 
 #[test]
@@ -293,7 +503,10 @@ fn unknown_kid_and_kidless_tokens() {
     let k = &support::keys().ec256;
     let kidless = jwt_simple::prelude::ES256KeyPair::from_bytes(&k.to_bytes()).unwrap();
     use jwt_simple::prelude::ECDSAP256KeyPairLike;
-    let mut jwt = jwt_simple::prelude::Claims::with_custom_claims(Map::new(), jwt_simple::prelude::Duration::from_secs(1));
+    let mut jwt = jwt_simple::prelude::Claims::with_custom_claims(
+        Map::new(),
+        jwt_simple::prelude::Duration::from_secs(1),
+    );
     jwt.custom = c.clone();
     jwt.issuer = Some(ISSUER.into());
     jwt.audiences = Some(jwt_simple::prelude::Audiences::AsString(AUDIENCE.into()));
@@ -303,7 +516,10 @@ fn unknown_kid_and_kidless_tokens() {
     for key in ["iss", "aud", "iat", "exp", "nbf"] {
         jwt.custom.remove(key);
     }
-    let opts = jwt_simple::prelude::HeaderOptions { signature_type: Some("at+jwt".into()), ..Default::default() };
+    let opts = jwt_simple::prelude::HeaderOptions {
+        signature_type: Some("at+jwt".into()),
+        ..Default::default()
+    };
     let token = kidless.sign_with_options(jwt, &opts).unwrap();
     assert!(decide(&token, Some(cert)).is_ok());
 }
@@ -314,10 +530,20 @@ fn malformed_jwts_are_invalid_tokens() {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","typ":"at+jwt","kid":"ec-1"}"#);
     for payload in ["", "bm90IGpzb24", "WzFd", "!!!"] {
         let t = format!("{header}.{payload}.c2ln");
-        assert_eq!(decide(&t, Some(cert)).unwrap_err(), Rejection::MalformedJwt, "{payload}");
+        assert_eq!(
+            decide(&t, Some(cert)).unwrap_err(),
+            Rejection::MalformedJwt,
+            "{payload}"
+        );
     }
-    let empty_sig = format!("{header}.{}.", URL_SAFE_NO_PAD.encode(Value::Object(claims_for(cert)).to_string()));
-    assert_eq!(decide(&empty_sig, Some(cert)).unwrap_err(), Rejection::MalformedJwt);
+    let empty_sig = format!(
+        "{header}.{}.",
+        URL_SAFE_NO_PAD.encode(Value::Object(claims_for(cert)).to_string())
+    );
+    assert_eq!(
+        decide(&empty_sig, Some(cert)).unwrap_err(),
+        Rejection::MalformedJwt
+    );
 }
 
 #[test]
@@ -326,12 +552,21 @@ fn bearer_only_refuses_opaque_tokens_and_introspection_only_takes_jwts_too() {
         base_config(),
         json!({"auth_methods": ["bearer"], "introspection_endpoint": null, "client_id": null, "client_secret": null}),
     ));
-    assert_eq!(authorizer::route(&bearer_only, "opaque-token-value"), Err(Rejection::NotAJwt));
+    assert_eq!(
+        authorizer::route(&bearer_only, "opaque-token-value"),
+        Err(Rejection::NotAJwt)
+    );
     let s = settings(&base_config());
-    assert_eq!(authorizer::route(&s, "opaque-token-value"), Ok(Route::Introspect));
+    assert_eq!(
+        authorizer::route(&s, "opaque-token-value"),
+        Ok(Route::Introspect)
+    );
     let jwt = mint(&claims_for(&pki().ec));
     assert_eq!(authorizer::route(&s, &jwt), Ok(Route::Jwt));
-    let intro_only = settings(&with(base_config(), json!({"auth_methods": ["introspection"], "jwks": null})));
+    let intro_only = settings(&with(
+        base_config(),
+        json!({"auth_methods": ["introspection"], "jwks": null}),
+    ));
     assert_eq!(authorizer::route(&intro_only, &jwt), Ok(Route::Introspect));
 }
 
@@ -340,12 +575,25 @@ fn bearer_only_refuses_opaque_tokens_and_introspection_only_takes_jwts_too() {
 fn openssl_jwt(alg: &str, sign_args: &[&str], claims: &Map<String, Value>) -> String {
     let dir = &pki().dir;
     let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let input = format!("{}.{}", enc(json!({"alg": alg, "typ": "at+jwt", "kid": "openssl-1"})), enc(Value::Object(claims.clone())));
+    let input = format!(
+        "{}.{}",
+        enc(json!({"alg": alg, "typ": "at+jwt", "kid": "openssl-1"})),
+        enc(Value::Object(claims.clone()))
+    );
     let input_file = dir.join(format!("input-{alg}"));
     std::fs::write(&input_file, &input).unwrap();
     let input_path = input_file.to_string_lossy().into_owned();
     // "INPUT" in the arguments stands for the signing-input file.
-    let args: Vec<&str> = sign_args.iter().map(|a| if *a == "INPUT" { input_path.as_str() } else { a }).collect();
+    let args: Vec<&str> = sign_args
+        .iter()
+        .map(|a| {
+            if *a == "INPUT" {
+                input_path.as_str()
+            } else {
+                a
+            }
+        })
+        .collect();
     let sig = openssl(&args, dir);
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
@@ -353,36 +601,93 @@ fn openssl_jwt(alg: &str, sign_args: &[&str], claims: &Map<String, Value>) -> St
 #[test]
 fn tokens_signed_by_openssl_verify() {
     let dir = &pki().dir;
-    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "idp-rsa.key"], dir);
-    openssl(&["genpkey", "-algorithm", "ED25519", "-out", "idp-ed.key"], dir);
-    let rsa_pub = String::from_utf8(openssl(&["pkey", "-in", "idp-rsa.key", "-pubout"], dir)).unwrap();
-    let ed_pub_der = openssl(&["pkey", "-in", "idp-ed.key", "-pubout", "-outform", "DER"], dir);
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "idp-rsa.key",
+        ],
+        dir,
+    );
+    openssl(
+        &["genpkey", "-algorithm", "ED25519", "-out", "idp-ed.key"],
+        dir,
+    );
+    let rsa_pub =
+        String::from_utf8(openssl(&["pkey", "-in", "idp-rsa.key", "-pubout"], dir)).unwrap();
+    let ed_pub_der = openssl(
+        &["pkey", "-in", "idp-ed.key", "-pubout", "-outform", "DER"],
+        dir,
+    );
     // The last 32 bytes of an Ed25519 SubjectPublicKeyInfo are the key.
     let ed_x = URL_SAFE_NO_PAD.encode(&ed_pub_der[ed_pub_der.len() - 32..]);
-    let rsa_jwk: Value = serde_json::from_str(&jwt_simple::prelude::RS256PublicKey::from_pem(&rsa_pub).unwrap().to_jwk()).unwrap();
+    let rsa_jwk: Value = serde_json::from_str(
+        &jwt_simple::prelude::RS256PublicKey::from_pem(&rsa_pub)
+            .unwrap()
+            .to_jwk(),
+    )
+    .unwrap();
     let mut rsa_jwk = rsa_jwk.as_object().unwrap().clone();
     rsa_jwk.remove("alg");
     rsa_jwk.insert("kid".into(), json!("openssl-1"));
     let ed_jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": ed_x, "kid": "openssl-1"});
-    let s = settings(&with(base_config(), json!({"jwks": {"keys": [rsa_jwk, ed_jwk]}})));
+    let s = settings(&with(
+        base_config(),
+        json!({"jwks": {"keys": [rsa_jwk, ed_jwk]}}),
+    ));
 
     let cert = &pki().ec;
     let claims = claims_for(cert);
     let rsa_key = dir.join("idp-rsa.key").to_string_lossy().into_owned();
     let ed_key = dir.join("idp-ed.key").to_string_lossy().into_owned();
-    let rs256 = openssl_jwt("RS256", &["dgst", "-sha256", "-sign", &rsa_key, "INPUT"], &claims);
-    let pss = ["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32", "-sign", &rsa_key, "INPUT"];
+    let rs256 = openssl_jwt(
+        "RS256",
+        &["dgst", "-sha256", "-sign", &rsa_key, "INPUT"],
+        &claims,
+    );
+    let pss = [
+        "dgst",
+        "-sha256",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:32",
+        "-sign",
+        &rsa_key,
+        "INPUT",
+    ];
     let ps256 = openssl_jwt("PS256", &pss, &claims);
-    let eddsa = openssl_jwt("EdDSA", &["pkeyutl", "-sign", "-rawin", "-inkey", &ed_key, "-in", "INPUT"], &claims);
+    let eddsa = openssl_jwt(
+        "EdDSA",
+        &[
+            "pkeyutl", "-sign", "-rawin", "-inkey", &ed_key, "-in", "INPUT",
+        ],
+        &claims,
+    );
     for (name, token) in [("RS256", &rs256), ("PS256", &ps256), ("EdDSA", &eddsa)] {
-        assert!(decide_with(&s, token, Some(cert)).is_ok(), "{name}: {:?}", decide_with(&s, token, Some(cert)));
-        assert_eq!(decide_with(&s, token, Some(&pki().other)).unwrap_err(), Rejection::ThumbprintMismatch, "{name}");
+        assert!(
+            decide_with(&s, token, Some(cert)).is_ok(),
+            "{name}: {:?}",
+            decide_with(&s, token, Some(cert))
+        );
+        assert_eq!(
+            decide_with(&s, token, Some(&pki().other)).unwrap_err(),
+            Rejection::ThumbprintMismatch,
+            "{name}"
+        );
     }
     // A one-bit change in an openssl signature fails.
     let mut bad = eddsa.clone().into_bytes();
     let last = bad.len() - 2;
     bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
-    assert_eq!(decide_with(&s, &String::from_utf8(bad).unwrap(), Some(cert)).unwrap_err(), Rejection::BadSignature);
+    assert_eq!(
+        decide_with(&s, &String::from_utf8(bad).unwrap(), Some(cert)).unwrap_err(),
+        Rejection::BadSignature
+    );
 }
 
 #[test]
@@ -398,15 +703,31 @@ fn jwks_parsing_keeps_signature_keys_and_refuses_broken_ones() {
     assert_eq!(only_es.len(), 1);
 
     let mut with_enc = jwks.clone();
-    with_enc["keys"].as_array_mut().unwrap().push(json!({"kty": "RSA", "use": "enc", "n": "x", "e": "AQAB"}));
-    with_enc["keys"].as_array_mut().unwrap().push(json!({"kty": "oct", "k": "c2VjcmV0"}));
-    assert_eq!(KeySet::from_jwks(&with_enc, &Alg::ALL).unwrap().len(), 9, "encryption and symmetric keys skipped");
+    with_enc["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "RSA", "use": "enc", "n": "x", "e": "AQAB"}));
+    with_enc["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "oct", "k": "c2VjcmV0"}));
+    assert_eq!(
+        KeySet::from_jwks(&with_enc, &Alg::ALL).unwrap().len(),
+        9,
+        "encryption and symmetric keys skipped"
+    );
 
-    let broken = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA", "kid": "bad"}]});
+    let broken =
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA", "kid": "bad"}]});
     let err = KeySet::from_jwks(&broken, &Alg::ALL).unwrap_err();
     assert_eq!(err.path, ".keys[0]");
     assert!(KeySet::from_jwks(&json!({"nokeys": []}), &Alg::ALL).is_err());
-    assert!(KeySet::from_jwks(&json!({"keys": {}}), &Alg::ALL).unwrap().is_empty(), "Kong's {{}} for []");
+    assert!(
+        KeySet::from_jwks(&json!({"keys": {}}), &Alg::ALL)
+            .unwrap()
+            .is_empty(),
+        "Kong's {{}} for []"
+    );
     // A JWK carrying a long x5c chain still loads (extras are dropped before jwt-simple's size limit).
     let mut big = jwks.clone();
     big["keys"][1]["x5c"] = json!(["A".repeat(9000)]);

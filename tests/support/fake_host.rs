@@ -17,7 +17,10 @@ pub struct SentResponse {
 
 impl SentResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(self.body.as_deref().unwrap_or_default()).unwrap()
@@ -49,7 +52,10 @@ pub struct FakeHost {
 impl FakeHost {
     /// Envoy 1.40 with a client certificate: hex digest and PEM properties, `ip:port` source.
     pub fn envoy(cert_pem: Option<&str>, cert_hex: Option<&str>) -> FakeHost {
-        let h = FakeHost { now: Cell::new(super::NOW), ..Default::default() };
+        let h = FakeHost {
+            now: Cell::new(super::NOW),
+            ..Default::default()
+        };
         if let Some(hex) = cert_hex {
             h.set_property("connection.sha256_peer_certificate_digest", hex.as_bytes());
         }
@@ -63,10 +69,20 @@ impl FakeHost {
     /// Kong's engine: nginx variables under `ngx.*` as UTF-8 strings, bare-IP source address,
     /// and none of Envoy's certificate properties.
     pub fn kong(cert_pem: Option<&str>) -> FakeHost {
-        let h = FakeHost { now: Cell::new(super::NOW), ..Default::default() };
+        let h = FakeHost {
+            now: Cell::new(super::NOW),
+            ..Default::default()
+        };
         h.set_property("ngx.server_port", b"8443");
         h.set_property("source.address", b"127.0.0.1");
-        h.set_property("connection.mtls", if cert_pem.is_some() { b"true" } else { b"false" });
+        h.set_property(
+            "connection.mtls",
+            if cert_pem.is_some() {
+                b"true"
+            } else {
+                b"false"
+            },
+        );
         match cert_pem {
             Some(pem) => {
                 h.set_property("ngx.ssl_client_raw_cert", pem.as_bytes());
@@ -78,7 +94,9 @@ impl FakeHost {
     }
 
     pub fn set_property(&self, dotted: &str, value: &[u8]) {
-        self.properties.borrow_mut().insert(dotted.to_string(), value.to_vec());
+        self.properties
+            .borrow_mut()
+            .insert(dotted.to_string(), value.to_vec());
     }
 
     pub fn request(&self, path: &str, headers: &[(&str, &str)]) {
@@ -87,18 +105,28 @@ impl FakeHost {
             (":path".to_string(), path.as_bytes().to_vec()),
             (":authority".to_string(), b"api.example".to_vec()),
         ];
-        all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
+        all.extend(
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
+        );
         *self.headers.borrow_mut() = all;
         self.set_property("request.path", path.as_bytes());
     }
 
     pub fn bearer(&self, token: &str) {
-        self.request("/accounts", &[("authorization", &format!("Bearer {token}"))]);
+        self.request(
+            "/accounts",
+            &[("authorization", &format!("Bearer {token}"))],
+        );
     }
 
     /// The response the host hands to `on_http_call_response`.
     pub fn call_returns(&self, headers: &[(&str, &str)], body: &[u8]) {
-        *self.call_headers.borrow_mut() = headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+        *self.call_headers.borrow_mut() = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
         *self.call_body.borrow_mut() = body.to_vec();
     }
 
@@ -120,7 +148,12 @@ impl FakeHost {
     }
 
     pub fn log_text(&self) -> String {
-        self.logs.borrow().iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("\n")
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -145,13 +178,18 @@ impl Host for FakeHost {
     }
 
     fn remove_request_header(&self, name: &str) {
-        self.headers.borrow_mut().retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers
+            .borrow_mut()
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
     }
 
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: Option<&[u8]>) {
         self.responses.borrow_mut().push(SentResponse {
             status,
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             body: body.map(<[u8]>::to_vec),
         });
     }

@@ -1,6 +1,12 @@
 //! Shared test fixtures: real certificates made with `openssl`, real signing keys made with
 //! jwt-simple, token minting, and a fake proxy-wasm host.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod fake_host;
 
@@ -20,8 +26,16 @@ pub const AUDIENCE: &str = "https://api.example";
 
 /// Runs openssl, failing the test with its stderr.
 pub fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -55,8 +69,18 @@ fn make_cert(dir: &Path, name: &str, keygen: &[&str]) -> TestCert {
     args.extend_from_slice(&["-out", &key]);
     openssl(&args, dir);
     let subj = format!("/CN={name}/O=certbound tests");
-    openssl(&["req", "-new", "-x509", "-key", &key, "-subj", &subj, "-days", "30", "-out", &pem_path], dir);
-    openssl(&["x509", "-in", &pem_path, "-outform", "DER", "-out", &der_path], dir);
+    openssl(
+        &[
+            "req", "-new", "-x509", "-key", &key, "-subj", &subj, "-days", "30", "-out", &pem_path,
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "x509", "-in", &pem_path, "-outform", "DER", "-out", &der_path,
+        ],
+        dir,
+    );
     let digest = openssl(&["dgst", "-sha256", "-binary", &der_path], dir);
     let hex_out = String::from_utf8(openssl(&["dgst", "-sha256", "-r", &der_path], dir)).unwrap();
     TestCert {
@@ -79,10 +103,22 @@ pub fn pki() -> &'static Pki {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Pki {
-            rsa: make_cert(&dir, "client-rsa", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
-            ec: make_cert(&dir, "client-ec", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+            rsa: make_cert(
+                &dir,
+                "client-rsa",
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            ),
+            ec: make_cert(
+                &dir,
+                "client-ec",
+                &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            ),
             ed25519: make_cert(&dir, "client-ed25519", &["-algorithm", "ED25519"]),
-            other: make_cert(&dir, "client-ec", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+            other: make_cert(
+                &dir,
+                "client-ec",
+                &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            ),
             dir,
         }
     })
@@ -169,31 +205,64 @@ pub const ALL_SIGNERS: [Signer; 9] = [
 /// Signs `claims` (registered claims taken from the map, exactly as given) with a real key.
 pub fn mint_with(signer: Signer, claims: &Map<String, Value>, typ: Option<&str>) -> String {
     let mut custom = claims.clone();
-    let take = |c: &mut Map<String, Value>, k: &str| c.remove(k).and_then(|v| v.as_u64()).map(UnixTimeStamp::from_secs);
-    let mut jwt: JWTClaims<Map<String, Value>> = Claims::with_custom_claims(Map::new(), Duration::from_secs(1));
+    let take = |c: &mut Map<String, Value>, k: &str| {
+        c.remove(k)
+            .and_then(|v| v.as_u64())
+            .map(UnixTimeStamp::from_secs)
+    };
+    let mut jwt: JWTClaims<Map<String, Value>> =
+        Claims::with_custom_claims(Map::new(), Duration::from_secs(1));
     jwt.issued_at = take(&mut custom, "iat");
     jwt.expires_at = take(&mut custom, "exp");
     jwt.invalid_before = take(&mut custom, "nbf");
-    jwt.issuer = custom.remove("iss").and_then(|v| v.as_str().map(str::to_string));
-    jwt.subject = custom.remove("sub").and_then(|v| v.as_str().map(str::to_string));
-    jwt.jwt_id = custom.remove("jti").and_then(|v| v.as_str().map(str::to_string));
+    jwt.issuer = custom
+        .remove("iss")
+        .and_then(|v| v.as_str().map(str::to_string));
+    jwt.subject = custom
+        .remove("sub")
+        .and_then(|v| v.as_str().map(str::to_string));
+    jwt.jwt_id = custom
+        .remove("jti")
+        .and_then(|v| v.as_str().map(str::to_string));
     jwt.audiences = match custom.remove("aud") {
         Some(Value::String(s)) => Some(Audiences::AsString(s)),
-        Some(Value::Array(a)) => Some(Audiences::AsSet(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())),
+        Some(Value::Array(a)) => Some(Audiences::AsSet(
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        )),
         _ => None,
     };
     jwt.custom = custom;
-    let opts = HeaderOptions { signature_type: typ.map(str::to_string), ..Default::default() };
+    let opts = HeaderOptions {
+        signature_type: typ.map(str::to_string),
+        ..Default::default()
+    };
     let k = keys();
     // The one RSA key of the JWKS signs with every RSA algorithm.
     let der = k.rsa.to_der().unwrap();
     match signer {
         Signer::RS256 => k.rsa.sign_with_options(jwt, &opts),
-        Signer::RS384 => RS384KeyPair::from_der(&der).unwrap().with_key_id("rsa-1").sign_with_options(jwt, &opts),
-        Signer::RS512 => RS512KeyPair::from_der(&der).unwrap().with_key_id("rsa-1").sign_with_options(jwt, &opts),
-        Signer::PS256 => PS256KeyPair::from_der(&der).unwrap().with_key_id("rsa-1").sign_with_options(jwt, &opts),
-        Signer::PS384 => PS384KeyPair::from_der(&der).unwrap().with_key_id("rsa-1").sign_with_options(jwt, &opts),
-        Signer::PS512 => PS512KeyPair::from_der(&der).unwrap().with_key_id("rsa-1").sign_with_options(jwt, &opts),
+        Signer::RS384 => RS384KeyPair::from_der(&der)
+            .unwrap()
+            .with_key_id("rsa-1")
+            .sign_with_options(jwt, &opts),
+        Signer::RS512 => RS512KeyPair::from_der(&der)
+            .unwrap()
+            .with_key_id("rsa-1")
+            .sign_with_options(jwt, &opts),
+        Signer::PS256 => PS256KeyPair::from_der(&der)
+            .unwrap()
+            .with_key_id("rsa-1")
+            .sign_with_options(jwt, &opts),
+        Signer::PS384 => PS384KeyPair::from_der(&der)
+            .unwrap()
+            .with_key_id("rsa-1")
+            .sign_with_options(jwt, &opts),
+        Signer::PS512 => PS512KeyPair::from_der(&der)
+            .unwrap()
+            .with_key_id("rsa-1")
+            .sign_with_options(jwt, &opts),
         Signer::ES256 => k.ec256.sign_with_options(jwt, &opts),
         Signer::ES384 => k.ec384.sign_with_options(jwt, &opts),
         Signer::EdDSA => k.ed.sign_with_options(jwt, &opts),
@@ -211,13 +280,23 @@ pub fn mint(claims: &Map<String, Value>) -> String {
 /// fire before any signature is looked at.
 pub fn unsigned(header: Value, claims: &Map<String, Value>) -> String {
     let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    format!("{}.{}.{}", enc(&header), enc(&Value::Object(claims.clone())), URL_SAFE_NO_PAD.encode(b"not a signature"))
+    format!(
+        "{}.{}.{}",
+        enc(&header),
+        enc(&Value::Object(claims.clone())),
+        URL_SAFE_NO_PAD.encode(b"not a signature")
+    )
 }
 
 /// Replaces the payload of a signed token, keeping header and signature.
 pub fn tamper(token: &str, claims: &Map<String, Value>) -> String {
     let parts: Vec<&str> = token.split('.').collect();
-    format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string()), parts[2])
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string()),
+        parts[2]
+    )
 }
 
 /// The base config for tests: JWT + introspection, strict binding, inline JWKS.
@@ -255,5 +334,6 @@ pub fn with(base: Value, changes: Value) -> Value {
 }
 
 pub fn settings(config: &Value) -> certbound::config::Settings {
-    certbound::config::Settings::from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    certbound::config::Settings::from_json(config.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
