@@ -1060,3 +1060,65 @@ fn a_jwks_refresh_forgets_verified_signatures() {
         "unknown key now"
     );
 }
+
+// --- Kong's engine: configuration and IdP calls -------------------------------------------
+
+/// The config as Kong hands it over: its Lua JSON encoder escapes `/` and turns empty arrays
+/// into `{}`; no `upstreams` map (the URL's host:port is dialled).
+const KONG_ENCODED_CONFIG: &str = r#"{"auth_methods":["bearer","introspection"],"issuer":"https:\/\/idp.example:8443","audience_required":{},"scopes_required":["accounts:read"],"jwks_endpoint":"https:\/\/idp.example:8443\/jwks","introspection_endpoint":"https:\/\/idp.example:8443\/token\/introspection","client_id":"gateway","client_secret":"s3cret","upstream_headers_claims":{},"upstream_headers_names":{},"shared_cache":false}"#;
+
+#[test]
+fn kong_dispatches_to_host_port_with_https_scheme_and_the_host_name_as_authority() {
+    let cert = &pki().ec;
+    let w = Rc::new(Worker::new(
+        certbound::config::Settings::from_json(KONG_ENCODED_CONFIG.as_bytes()).unwrap(),
+    ));
+    let host = FakeHost::kong(Some(&cert.pem));
+    host.bearer(OPAQUE);
+    let (mut f, flow) = run(&w, &host);
+    assert_eq!(flow, Flow::Pause);
+    let call = host.dispatched.borrow()[0].clone();
+    let h = |k: &str| {
+        call.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    // Kong's engine wants IP/host:port as upstream and the name in :authority (Host and SNI).
+    assert_eq!(call.upstream, "idp.example:8443");
+    assert_eq!(h(":authority").as_deref(), Some("idp.example:8443"));
+    assert_eq!(h(":scheme").as_deref(), Some("https"));
+    assert_eq!(h(":path").as_deref(), Some("/token/introspection"));
+    assert_eq!(call.timeout.as_millis(), 2000);
+    // The answer comes back with Kong's :dispatch_status "ok" next to :status.
+    let answer = active_answer(cert, NOW + 60);
+    host.call_returns(&[(":status", "200"), (":dispatch_status", "ok")], &answer);
+    f.on_call_response(&host, 1, answer.len());
+    assert_eq!(host.resumed.get(), 1);
+    assert_eq!(
+        host.shared_calls.get(),
+        0,
+        "shared_cache false: no shared data on Kong"
+    );
+}
+
+#[test]
+fn kong_broken_connection_or_tls_failure_on_jwks_is_503() {
+    let cert = &pki().ec;
+    for why in [
+        "broken connection",
+        "tls handshake failure",
+        "resolver failure",
+    ] {
+        let w = worker(&remote_jwks_config());
+        let host = FakeHost::kong(Some(&cert.pem));
+        host.bearer(&bound_jwt(cert));
+        let (mut f, _) = run(&w, &host);
+        host.call_returns(&[(":dispatch_status", why)], b"");
+        f.on_call_response(&host, 1, 0);
+        let r = host.last_response().unwrap();
+        assert_eq!(r.status, 503, "{why}");
+        assert_eq!(r.body, None);
+        assert!(host.log_text().contains(why));
+    }
+}
