@@ -12,6 +12,18 @@ Python stdlib only. No token or secret is ever printed: responses are shown reda
 Order matters: the short-lived token is fetched first and checked near the end (its expiry
 passes while the other cases and the broken-config Envoys run), and the IdP outage comes last
 (followed by the IdP's restart).
+
+External mode runs the same cases against gateways and an IdP that are already running (the
+docker-compose harness, tests/compose/), once per gateway, and starts nothing:
+
+    python3 tests/e2e/run_tests.py --external --pki DIR --idp https://idp:8443 \
+        --gateway envoy=https://envoy:8443 --gateway kong-chain=https://kong:8443/chain [--resolve HOST=ADDR] [--wait S]
+
+Every gateway must be strict-mode with the settings of configs/strict.json. Cases that start or
+stop processes, need the optional-mode Envoy or read Envoy's admin are listed as not applicable
+(N/A) and not run; counters are not checked. A gateway named kong* may answer nginx's own 400 to a
+certificate from another CA and to two Authorization lines. Output: the cases per gateway, a
+per-gateway summary, then the total line.
 """
 
 import argparse
@@ -46,13 +58,19 @@ class Skipped(Exception):
 
 # ---- the cases ------------------------------------------------------------------------------
 CASES = []  # (name, function), in run order
+NATIVE_ONLY = {}  # name -> why the case cannot run against gateways someone else started (--external)
 
 
-def case(name):
+def case(name, native_only=None):
     def register(fn):
         CASES.append((name, fn))
+        if native_only:
+            NATIVE_ONLY[name] = native_only
         return fn
     return register
+
+
+OPTIONAL_ENVOY = "needs the optional-mode Envoy"
 
 
 def expect(cond, reason):
@@ -61,11 +79,15 @@ def expect(cond, reason):
 
 
 class Run:
-    """What the cases share: the stack, the tokens (never printed), helpers to look at responses."""
+    """What the cases share: the stack, the tokens (never printed), helpers to look at responses.
+    external: the gateway runs elsewhere (stack.External): no counters to read. kind: "envoy",
+    or "kong" for nginx's own answers that come before any filter runs."""
 
-    def __init__(self, s, full_run=True):
+    def __init__(self, s, full_run=True, external=False, kind="envoy"):
         self.s = s
         self.full_run = full_run
+        self.external = external
+        self.kind = kind
         self.started = time.monotonic()
         self.tokens = {}  # name -> token
         self.later = {}  # state for cases that finish later (broken-config Envoys)
@@ -140,7 +162,10 @@ class Run:
 
     def counted(self, envoy, action, **want):
         """Runs action() and checks that the named counters moved by exactly these amounts
-        (names without the wasmcustom.certbound_ prefix, e.g. requests_denied_binding_failed=1)."""
+        (names without the wasmcustom.certbound_ prefix, e.g. requests_denied_binding_failed=1).
+        External gateways: only runs action() (their counters are not ours to read)."""
+        if self.external:
+            return action()
         before = self.stats(envoy)
         result = action()
         after = self.stats(envoy)
@@ -218,9 +243,14 @@ def _(t):
     t.expect_denied(r, 401, "invalid_token")
 
 
-@case("cert C (other CA) -> TLS handshake refused, no HTTP response")
+@case("cert C (other CA) -> TLS handshake refused (Kong: nginx's 400), never reaches the filter")
 def _(t):
     r = t.s.request("strict", cert="c", token=t.token("jwt"))
+    if t.kind == "kong" and r.status == 400:
+        # nginx's `ssl_verify_client optional` completes the handshake and answers 400 itself
+        # ("The SSL certificate error"): neither the filter (no challenge) nor the upstream.
+        expect(r.header("www-authenticate") is None, f"a 400 with a challenge came from the filter, not nginx: {t.show(r)}")
+        return
     expect(r.status is None, f"expected the handshake to fail, got {t.show(r)}")
 
 
@@ -241,7 +271,7 @@ def _(t):
     t.expect_denied(r, 401, "invalid_token")
 
 
-@case("optional: opaque token introspected with client_secret_post -> 200")
+@case("optional: opaque token introspected with client_secret_post -> 200", native_only=OPTIONAL_ENVOY)
 def _(t):
     # The IdP refuses Basic for gateway-post: a 200 proves the secret went in the form body.
     r = t.counted("optional", lambda: t.s.request("optional", cert="a", token=t.token("opaque", resource=RES_OPAQUE)),
@@ -257,18 +287,18 @@ def _(t):
     t.expect_denied(r, 401, "invalid_token")
 
 
-@case("optional: unbound JWT with cert A -> 200")
+@case("optional: unbound JWT with cert A -> 200", native_only=OPTIONAL_ENVOY)
 def _(t):
     seen = t.upstream(t.s.request("optional", cert="a", token=t.token("unbound", client="client-unbound")))
     expect(seen.get("x-authenticated-client") == ["client-unbound"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}")
 
 
-@case("optional: unbound JWT without a client certificate -> 200")
+@case("optional: unbound JWT without a client certificate -> 200", native_only=OPTIONAL_ENVOY)
 def _(t):
     t.upstream(t.s.request("optional", cert=None, token=t.token("unbound", client="client-unbound")))
 
 
-@case("optional: JWT bound to A replayed with cert B -> 401 (a cnf is still enforced)")
+@case("optional: JWT bound to A replayed with cert B -> 401 (a cnf is still enforced)", native_only=OPTIONAL_ENVOY)
 def _(t):
     r = t.counted("optional", lambda: t.s.request("optional", cert="b", token=t.token("jwt")), requests_denied_binding_failed=1)
     t.expect_denied(r, 401, "invalid_token")
@@ -326,6 +356,8 @@ def _(t):
 def _(t):
     seen = t.upstream(t.s.request("strict", cert="a", token=t.token("opaque", resource=RES_OPAQUE),
                                   headers=[("x-authenticated-sub", "admin")]))
+    if t.kind == "kong" and seen.get("x-authenticated-sub") == [""]:
+        return  # on Kong's engine the filter blanks the header (a removal does not stop nginx forwarding it)
     expect("x-authenticated-sub" not in seen, f"x-authenticated-sub {seen.get('x-authenticated-sub')!r} reached the upstream")
 
 
@@ -341,6 +373,8 @@ def _(t):
     tok = t.token("jwt")
     r = t.counted("strict", lambda: t.s.request("strict", cert="a", headers=[("Authorization", f"Bearer {tok}"), ("Authorization", f"Bearer {tok}")]),
                   requests_denied_invalid_request=1, requests_allowed=0)
+    if t.kind == "kong" and r.status == 400 and r.header("www-authenticate") is None:
+        return  # nginx refuses a repeated Authorization line itself, before any filter runs
     t.expect_denied(r, 400, "invalid_request")
 
 
@@ -386,7 +420,8 @@ def _(t):
     t.expect_denied(t.s.request("strict", cert="a", token=none), 401, "invalid_token")
 
 
-@case("broken filter configs: Envoy refuses to start and its log names the field")
+@case("broken filter configs: Envoy refuses to start and its log names the field",
+      native_only="starts Envoys of its own")
 def _(t):
     base = json.loads((stack.CONFIGS / "strict.json").read_text())
     broken = {
@@ -432,7 +467,7 @@ def _(t):
     t.expect_denied(r, 401, "invalid_token")
 
 
-@case("stats: counters of both Envoys moved as expected")
+@case("stats: counters of both Envoys moved as expected", native_only="reads Envoy's admin /stats")
 def _(t):
     if not t.full_run:
         raise Skipped("its thresholds assume the full run")
@@ -449,7 +484,7 @@ def _(t):
         expect(op.get(name, 0) >= low, f"optional: {name} = {op.get(name)}, expected >= {low}")
 
 
-@case("IdP down: JWT still verified with the JWKS already fetched -> 200")
+@case("IdP down: JWT still verified with the JWKS already fetched -> 200", native_only="stops the IdP")
 def _(t):
     t.later["opaque_before_outage"] = t.token("opaque", resource=RES_OPAQUE)
     jwt = t.token("jwt")
@@ -464,7 +499,8 @@ def _(t):
         expect(r.status == 200, f"request {i + 1}/6: expected 200, got {t.show(r)}")
 
 
-@case("IdP down: opaque token -> 503 temporarily_unavailable, nothing forwarded upstream")
+@case("IdP down: opaque token -> 503 temporarily_unavailable, nothing forwarded upstream",
+      native_only="stops the IdP, reads the upstream's log")
 def _(t):
     if not t.later.get("idp_stopped"):
         t.s.stop_service("idp")
@@ -484,7 +520,7 @@ def _(t):
     expect(not reached, f"the echo upstream logged the request: {reached}")
 
 
-@case("IdP back: a new opaque token is introspected again -> 200")
+@case("IdP back: a new opaque token is introspected again -> 200", native_only="restarts the IdP")
 def _(t):
     if t.later.get("idp_stopped"):
         t.s.start_idp()  # same port and signing key; opaque tokens issued before are gone
@@ -517,24 +553,75 @@ def new_filter_lines(s, sizes, limit=12):
     return out[-limit:]
 
 
+def run_cases(run, selected, results):
+    """Runs the cases in order, one PASS/FAIL/SKIP line each; appends (name, True|False|None) to
+    results as it goes (so an interrupted run keeps what it has). On a failure: the reason, and
+    for a stack of our own the filter's log lines of that case."""
+    logs = run.s.logs is not None
+    width = max((len(n) for n, _ in selected), default=0)
+    for name, fn in selected:
+        c0 = time.monotonic()
+        sizes = envoy_log_sizes(run.s) if logs else {}
+        try:
+            fn(run)
+            results.append((name, True))
+            print(f"PASS  {name:<{width}}  {time.monotonic() - c0:5.2f}s", flush=True)
+        except Skipped as e:
+            results.append((name, None))
+            print(f"SKIP  {name:<{width}}  ({e})", flush=True)
+        except Failed as e:
+            results.append((name, False))
+            print(f"FAIL  {name:<{width}}  {time.monotonic() - c0:5.2f}s\n      {run.redact(str(e))}", flush=True)
+            for line in new_filter_lines(run.s, sizes) if logs else []:
+                print(f"      | {run.redact(line)}")
+        except Exception as e:  # a harness or environment problem, not an expectation
+            results.append((name, False))
+            print(f"FAIL  {name:<{width}}  error: {run.redact(f'{type(e).__name__}: {e}')}", flush=True)
+            tb = traceback.format_exc().strip().splitlines()
+            for line in tb[-6:]:
+                print(f"      | {run.redact(line)}")
+
+
+def count(results):
+    return (sum(1 for _, ok in results if ok), sum(1 for _, ok in results if ok is False),
+            sum(1 for _, ok in results if ok is None))
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="External mode (--external): see the module docstring or tests/compose/README.md.")
     ap.add_argument("-k", action="append", default=[], metavar="SUBSTRING",
                     help="run only cases whose name contains this (repeatable; case-insensitive)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--wasm", default=str(stack.DEFAULT_WASM))
     ap.add_argument("--state", default=str(stack.DEFAULT_STATE))
     ap.add_argument("-v", "--verbose", action="store_true", help="show the stack's start/stop lines")
+    ext = ap.add_argument_group("external mode: the cases against gateways and an IdP already running (e.g. tests/compose)")
+    ext.add_argument("--external", action="store_true", help="start nothing; needs --pki, --idp and --gateway")
+    ext.add_argument("--pki", metavar="DIR", help="the directory tests/e2e/pki.sh made for that IdP and those gateways")
+    ext.add_argument("--idp", metavar="URL", help="the IdP's issuer URL, e.g. https://idp:8443")
+    ext.add_argument("--gateway", action="append", default=[], metavar="NAME=URL",
+                     help="a strict-mode gateway with the settings of configs/strict.json, e.g. "
+                          "envoy=https://envoy:8443 or kong-chain=https://kong:8443/chain (request paths go "
+                          "below the URL's path); a NAME starting with 'kong' allows nginx's own answers "
+                          "(400 to a certificate from another CA or to two Authorization lines); repeatable")
+    ext.add_argument("--resolve", action="append", default=[], metavar="HOST=ADDRESS",
+                     help="dial ADDRESS for HOST (its name is still sent as SNI and verified), "
+                          "e.g. idp.localhost=127.0.0.1; repeatable")
+    ext.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                     help="how long to wait for the IdP and each gateway to answer (default 30)")
     args = ap.parse_args(argv)
 
     selected = [(n, f) for n, f in CASES if not args.k or any(k.lower() in n.lower() for k in args.k)]
     if args.list:
         for n, _ in selected:
-            print(n)
+            print(n + (f"   [native only: {NATIVE_ONLY[n]}]" if args.external and n in NATIVE_ONLY else ""))
         return 0
     if not selected:
         print("no case matches", file=sys.stderr)
         return 2
+    if args.external:
+        return main_external(ap, args, selected)
 
     t0 = time.monotonic()
     results = []  # (name, ok or None for skipped)
@@ -552,40 +639,126 @@ def main(argv=None):
         else:
             print(f"e2e: up in {time.monotonic() - t0:.1f}s: IdP {s.idp_url}, Envoy strict :{s.ports['envoy-strict']}, "
                   f"optional :{s.ports['envoy-optional']}, logs in {s.logs}", flush=True)
-        run = Run(s, full_run=len(selected) == len(CASES))
-        width = max((len(n) for n, _ in selected), default=0)
-        for name, fn in selected:
-            c0 = time.monotonic()
-            sizes = envoy_log_sizes(s)
-            try:
-                fn(run)
-                results.append((name, True))
-                print(f"PASS  {name:<{width}}  {time.monotonic() - c0:5.2f}s", flush=True)
-            except Skipped as e:
-                results.append((name, None))
-                print(f"SKIP  {name:<{width}}  ({e})", flush=True)
-            except Failed as e:
-                results.append((name, False))
-                print(f"FAIL  {name:<{width}}  {time.monotonic() - c0:5.2f}s\n      {run.redact(str(e))}", flush=True)
-                for line in new_filter_lines(s, sizes):
-                    print(f"      | {run.redact(line)}")
-            except Exception as e:  # a harness or environment problem, not an expectation
-                results.append((name, False))
-                print(f"FAIL  {name:<{width}}  error: {run.redact(f'{type(e).__name__}: {e}')}", flush=True)
-                tb = traceback.format_exc().strip().splitlines()
-                for line in tb[-6:]:
-                    print(f"      | {run.redact(line)}")
+        run_cases(Run(s, full_run=len(selected) == len(CASES)), selected, results)
     except KeyboardInterrupt:
         interrupted = True
         print("\ne2e: interrupted")
     finally:
         s.stop()
-    passed = sum(1 for _, ok in results if ok)
-    failed = sum(1 for _, ok in results if ok is False)
-    skipped = sum(1 for _, ok in results if ok is None)
+    passed, failed, skipped = count(results)
     extra = f", {skipped} skipped" if skipped else ""
     print(f"{passed} passed, {failed} failed{extra} in {time.monotonic() - t0:.1f}s"
           + (f"  (logs: {s.logs})" if failed else ""))
+    if interrupted:
+        return 130
+    return 1 if failed else 0
+
+
+# ---- external mode --------------------------------------------------------------------------
+def gateway_kind(name):
+    return "kong" if name.lower().startswith("kong") else "envoy"
+
+
+def wait_ready(ext, names, timeout):
+    """Polls the IdP (discovery answers 200) and each gateway (a request with cert A and no token
+    gets any answer but 404/502/503/504, which a gateway still starting gives) until `timeout`
+    s. Prints one line each; returns the names of the gateways that answered (and whether the IdP did)."""
+    deadline = time.monotonic() + timeout
+    idp_ready = False
+    ready, last = set(), {}
+    while True:
+        if not idp_ready:
+            try:
+                r = ext.idp("GET", "/.well-known/openid-configuration")
+                idp_ready = r.status == 200
+                last["IdP"] = ext.idp_url, (r.status or r.error)
+            except OSError as e:
+                last["IdP"] = ext.idp_url, f"{type(e).__name__}: {e}"
+            if idp_ready:
+                print(f"e2e: IdP {ext.idp_url} ready", flush=True)
+        for name in names:
+            if name in ready:
+                continue
+            try:
+                r = ext.request(name, "/", cert="a")
+                answer = r.status or r.error
+            except OSError as e:
+                r, answer = None, f"{type(e).__name__}: {e}"
+            last[name] = ext.gateway_url(name), answer
+            if r is not None and r.status is not None and r.status not in (404, 502, 503, 504):
+                ready.add(name)
+                print(f"e2e: gateway {name} {ext.gateway_url(name)} ready (cert A, no token: {r.status})", flush=True)
+        if (idp_ready and len(ready) == len(names)) or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    for what, (url, answer) in last.items():
+        if (what == "IdP" and not idp_ready) or (what != "IdP" and what not in ready):
+            print(f"e2e: {what} {url} not ready after {timeout:.0f}s (last: {answer})", flush=True)
+    return idp_ready, ready
+
+
+def main_external(ap, args, selected):
+    """The cases against gateways someone else started: each applicable case once per gateway."""
+    if not (args.pki and args.idp and args.gateway):
+        ap.error("--external needs --pki DIR, --idp URL and at least one --gateway NAME=URL")
+    gateways, resolve = {}, {}
+    for spec in args.gateway:
+        name, sep, url = spec.partition("=")
+        if not sep or not name or name in gateways:
+            ap.error(f"--gateway {spec!r}: expected NAME=URL with a name not used before")
+        gateways[name] = url
+    for spec in args.resolve:
+        host, sep, addr = spec.partition("=")
+        if not sep or not host or not addr:
+            ap.error(f"--resolve {spec!r}: expected HOST=ADDRESS")
+        resolve[host] = addr
+    try:
+        probe = stack.External(args.pki, args.idp, gateways, resolve)
+    except ValueError as e:
+        ap.error(str(e))
+    if not (probe.pki / "thumbprints.txt").is_file():
+        ap.error(f"--pki {args.pki}: no thumbprints.txt there (the directory tests/e2e/pki.sh makes)")
+
+    t0 = time.monotonic()
+    applicable = [(n, f) for n, f in selected if n not in NATIVE_ONLY]
+    not_applicable = [n for n, _ in selected if n in NATIVE_ONLY]
+    print(f"e2e (external): IdP {probe.idp_url}, PKI {probe.pki}, gateways: "
+          + ", ".join(f"{n} {probe.gateway_url(n)}" for n in gateways), flush=True)
+    if not_applicable:
+        print(f"e2e: {len(not_applicable)} case(s) not applicable in external mode (they need processes of their own, "
+              "the optional-mode Envoy or Envoy's admin interface; `run_tests.py` without --external runs them):")
+        width = max(len(n) for n in not_applicable)
+        for n in not_applicable:
+            print(f"N/A   {n:<{width}}  ({NATIVE_ONLY[n]})")
+    print("e2e: counter checks (Envoy's /stats) inside the cases run in native mode only", flush=True)
+
+    idp_ready, ready = wait_ready(probe, list(gateways), args.wait)
+    per_gateway = {}  # name -> results
+    interrupted = False
+    try:
+        for name, url in gateways.items():
+            kind = gateway_kind(name)
+            print(f"\n== {name}: {probe.gateway_url(name)} ({kind}, strict) ==", flush=True)
+            results = per_gateway.setdefault(name, [])
+            if not (idp_ready and name in ready):
+                print(f"FAIL  {name}: {'the IdP' if not idp_ready else 'the gateway'} was not ready (see above); its cases were not run")
+                results.append(("ready", False))
+                continue
+            # The gateway under test is "strict" to the cases: every external gateway is strict-mode.
+            ext = stack.External(args.pki, args.idp, {"strict": url}, resolve)
+            run_cases(Run(ext, full_run=False, external=True, kind=kind), applicable, results)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ne2e: interrupted")
+    print("\nsummary:")
+    width = max(len(n) for n in gateways)
+    for name in gateways:
+        passed, failed, skipped = count(per_gateway.get(name, []))
+        print(f"  {name:<{width}}  {passed} passed, {failed} failed"
+              + (f", {skipped} skipped" if skipped else "") + f", {len(not_applicable)} not applicable")
+    passed, failed, skipped = count([r for res in per_gateway.values() for r in res])
+    extra = f", {skipped} skipped" if skipped else ""
+    print(f"{passed} passed, {failed} failed{extra} in {time.monotonic() - t0:.1f}s")
     if interrupted:
         return 130
     return 1 if failed else 0

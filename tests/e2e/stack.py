@@ -17,6 +17,8 @@ Library:
         r = s.request("strict", cert="a", token=t)   # Response(status, headers, body, error)
 start() = prepare() + start_echo() + start_idp() + start_envoy() per Envoy (demo.py calls them one by
 one); Stack(say=...) takes the progress lines. tests/e2e/run_tests.py and demo.py build on this.
+External(pki, idp_url, {name: gateway_url}) has the same helpers for gateways and an IdP that run
+elsewhere (run_tests.py --external, the docker-compose harness).
 """
 
 import argparse
@@ -97,10 +99,11 @@ def decode_jwt(token):
 
 
 class _Conn(http.client.HTTPSConnection):
-    """Dials 127.0.0.1 but sends SNI and checks the certificate for `sni`: nothing resolves idp.localhost."""
+    """Dials `host` (default 127.0.0.1) but sends SNI and checks the certificate for `sni`:
+    nothing resolves idp.localhost."""
 
-    def __init__(self, port, sni, **kw):
-        super().__init__(LOCAL, port, **kw)
+    def __init__(self, port, sni, host=LOCAL, **kw):
+        super().__init__(host, port, **kw)
         self.sni = sni
 
     def connect(self):
@@ -108,12 +111,13 @@ class _Conn(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(self.sock, server_hostname=self.sni)
 
 
-def https(port, method, path, *, sni, ca, cert=None, headers=None, body=None, timeout=10.0):
-    """One HTTPS/1.1 request to 127.0.0.1:port, verifying the server as `sni`. cert: (pem, key) or None."""
+def https(port, method, path, *, sni, ca, cert=None, headers=None, body=None, timeout=10.0, host=LOCAL):
+    """One HTTPS/1.1 request to host:port (default 127.0.0.1), verifying the server as `sni`.
+    cert: (pem, key) or None."""
     ctx = ssl.create_default_context(cafile=str(ca))
     if cert:
         ctx.load_cert_chain(str(cert[0]), str(cert[1]))
-    conn = _Conn(port, sni, context=ctx, timeout=timeout)
+    conn = _Conn(port, sni, host, context=ctx, timeout=timeout)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         hdrs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
@@ -391,8 +395,13 @@ class Stack:
             # RFC 6749 2.3.1: form-encode id and secret before Basic.
             user, pw = (urllib.parse.quote_plus(x) for x in basic)
             hdrs["Authorization"] = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
-        return https(self.ports["idp"], method, path, sni=IDP_HOST, ca=self.pki / "ca.pem",
+        host, port, sni = self.idp_endpoint()
+        return https(port, method, path, sni=sni, host=host, ca=self.pki / "ca.pem",
                      cert=self.cert(cert), headers=hdrs, body=body)
+
+    def idp_endpoint(self):
+        """(address to dial, port, TLS name) of the IdP."""
+        return LOCAL, self.ports["idp"], IDP_HOST
 
     def _client_auth(self, client, form, auth="basic"):
         """Adds client authentication for `client`: its cert (mTLS clients) or its secret."""
@@ -450,6 +459,64 @@ class Stack:
             return Response(r.status, [(n.lower(), v) for n, v in r.getheaders()], r.read())
         finally:
             conn.close()
+
+
+class External(Stack):
+    """Gateways and an IdP that run elsewhere (e.g. the docker-compose harness): Stack's helpers
+    (tokens, introspection, revocation, requests through a gateway) and nothing that starts,
+    stops or reads logs.
+        ext = External("/pki", "https://idp:8443", {"kong-chain": "https://kong:8443/chain"})
+        ext.request("kong-chain", "/accounts", cert="a", token=t)  # GET https://kong:8443/chain/accounts
+    pki: the directory pki.sh made (ca.pem, client certificates, thumbprints.txt). A gateway URL
+    may end in a path prefix; request paths go below it. resolve: {host name: address to dial
+    instead}, like curl --resolve (e.g. {"idp.localhost": "127.0.0.1"} for a native stack);
+    the name is still the one sent as SNI and verified in the server's certificate."""
+
+    def __init__(self, pki, idp_url, gateways, resolve=None):
+        super().__init__(say=lambda msg: None)
+        self.pki = Path(pki).resolve()
+        self.logs = None  # not ours to read
+        self.resolve = dict(resolve or {})
+        self._idp = _https_url(idp_url, "IdP")
+        if self._idp[2]:
+            raise ValueError(f"IdP URL {idp_url!r}: expected no path (the issuer)")
+        self.gateways = {name: _https_url(url, f"gateway {name}") for name, url in gateways.items()}
+
+    def start(self):
+        raise RuntimeError("External: the gateways and the IdP run elsewhere; nothing to start")
+
+    @property
+    def idp_url(self):
+        host, port, _ = self._idp
+        return f"https://{host}" + ("" if port == 443 else f":{port}")
+
+    def gateway_url(self, name):
+        host, port, prefix = self.gateways[name]
+        return f"https://{host}" + ("" if port == 443 else f":{port}") + prefix
+
+    def idp_endpoint(self):
+        host, port, _ = self._idp
+        return self.resolve.get(host, host), port, host
+
+    def request(self, envoy="strict", path="/", *, cert=None, token=None, method="GET", headers=None, body=None, scheme="Bearer"):
+        """A request through gateway `envoy` (a name given to the constructor), as Stack.request."""
+        host, port, prefix = self.gateways[envoy]
+        hdrs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+        if token is not None:
+            hdrs.append(("Authorization", f"{scheme} {token}"))
+        return https(port, method, prefix + path, sni=host, host=self.resolve.get(host, host), ca=self.pki / "ca.pem",
+                     cert=self.cert(cert), headers=hdrs, body=body)
+
+    def admin(self, envoy, path):
+        raise RuntimeError("External: no access to a gateway's admin interface")
+
+
+def _https_url(url, what):
+    """(host, port, path prefix without a trailing /) of an https:// URL."""
+    u = urllib.parse.urlsplit(url)
+    if u.scheme != "https" or not u.hostname or u.query or u.fragment:
+        raise ValueError(f"{what}: expected https://HOST[:PORT][/PREFIX], got {url!r}")
+    return u.hostname, u.port or 443, u.path.rstrip("/")
 
 
 def _tcp_open(port):
