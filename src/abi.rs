@@ -1,7 +1,8 @@
 //! The proxy-wasm host layer (wasm builds only): implements `Host` with the raw hostcalls and
-//! maps the SDK's callbacks onto `filter`. Host calls are made through `hostcalls` rather
-//! than the SDK's trait helpers, which `unwrap()` host errors: a panic here would take the
-//! whole VM down, and with `FAIL_CLOSED` every later request on that worker gets a 503.
+//! maps the SDK's callbacks onto `filter`. Host calls go through `hostcalls`, whose errors
+//! (NotFound, BadArgument, ...) are handled here rather than unwrapped as the SDK's trait
+//! helpers do: a panic takes the whole VM down, and with `FAIL_CLOSED` every later request on
+//! that worker gets a 503. (The SDK still panics on a status no host documents for a call.)
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -80,8 +81,6 @@ impl Host for AbiHost {
                 LogLevel::Error,
                 &format!("local reply failed: {}", status_text(s)),
             );
-            // Without a reply the request must still not pass: reset it.
-            let _ = hostcalls::reset_http_request();
         }
     }
 

@@ -113,6 +113,13 @@ pub fn check_introspected(
         Answer::Inactive => return Err(Rejection::Inactive),
         Answer::Active(claims) => claims,
     };
+    // The hint says access_token, but an IdP may still find and describe a refresh token.
+    if claims
+        .str("token_type")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("refresh_token"))
+    {
+        return Err(Rejection::NotAnAccessToken);
+    }
     if let Some(issuer) = settings
         .introspection
         .as_ref()

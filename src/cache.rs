@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 /// Largest payload stored; bigger answers are simply not cached.
-pub const MAX_PAYLOAD: usize = 4 * 1024;
+pub const MAX_PAYLOAD: usize = 2 * 1024;
 const MAGIC: &[u8; 4] = b"cb1\0";
 const HEADER: usize = MAGIC.len() + 32 + 8;
 
@@ -87,6 +87,25 @@ impl SlotCache {
 
     pub fn get(&self, store: &dyn Store, hash: &TokenHash, now: u64) -> Option<Vec<u8>> {
         decode(&store.load(&self.key(hash))?, hash, now)
+    }
+
+    /// Like `put`, but leaves a slot alone that holds another token's live entry.
+    pub fn put_if_free(
+        &self,
+        store: &dyn Store,
+        hash: &TokenHash,
+        expires_at: u64,
+        payload: &[u8],
+        now: u64,
+    ) -> bool {
+        let occupied = store.load(&self.key(hash)).is_some_and(|entry| {
+            entry
+                .strip_prefix(MAGIC.as_slice())
+                .and_then(|rest| rest.split_first_chunk::<32>())
+                .and_then(|(h, rest)| rest.split_first_chunk::<8>().map(|(e, _)| (*h, *e)))
+                .is_some_and(|(h, e)| h != hash.0 && now < u64::from_be_bytes(e))
+        });
+        !occupied && self.put(store, hash, expires_at, payload)
     }
 
     /// Stores `payload` until `expires_at`; returns false if it was too large to cache.

@@ -94,6 +94,9 @@ impl Thumbprint {
             return Err(CertError::BadDigest);
         }
         let mut out = [0u8; 32];
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(CertError::BadDigest);
+        }
         for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
             let s = std::str::from_utf8(pair).map_err(|_| CertError::BadDigest)?;
             *byte = u8::from_str_radix(s, 16).map_err(|_| CertError::BadDigest)?;
@@ -156,26 +159,32 @@ pub fn from_header(value: &[u8], format: HeaderFormat) -> Result<Thumbprint, Cer
     }
 }
 
-/// Envoy XFCC: `,`-separated elements of `;`-separated `key=value` pairs, values possibly
-/// quoted (and then containing `,` or `;`). The last element is the nearest proxy's.
+/// Envoy XFCC: `,`-separated elements of `;`-separated `key=value` pairs. The last element is
+/// the nearest proxy's. Parsed strictly, because the client controls what came before it: a
+/// quote that does not open a value, an unterminated quote or a repeated `Hash`/`Cert` key
+/// (an unescaped SAN value can inject one) makes the whole header unusable.
 fn from_xfcc(text: &str) -> Result<Thumbprint, CertError> {
-    let elements = split_quoted(text, b',');
+    let elements = parse_xfcc(text)?;
     let last = elements.last().ok_or(CertError::BadHeaderSyntax)?;
     let mut hash = None;
     let mut cert = None;
-    for pair in split_quoted(last, b';') {
-        let (key, value) = pair.split_once('=').ok_or(CertError::BadHeaderSyntax)?;
-        let value = unquote(value.trim())?;
-        match key.trim().to_ascii_lowercase().as_str() {
-            "hash" => hash = Some(Thumbprint::from_hex(value.as_bytes())?),
-            "cert" => {
-                cert = Some(Thumbprint::from_pem(
-                    &percent_decode_str(&value).collect::<Vec<u8>>(),
-                )?)
-            }
-            _ => {}
+    for (key, value) in last {
+        let slot = match key.to_ascii_lowercase().as_str() {
+            "hash" => &mut hash,
+            "cert" => &mut cert,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(CertError::BadHeaderSyntax);
         }
+        *slot = Some(value.as_str());
     }
+    let hash = hash
+        .map(|h| Thumbprint::from_hex(h.as_bytes()))
+        .transpose()?;
+    let cert = cert
+        .map(|c| Thumbprint::from_pem(&percent_decode_str(c).collect::<Vec<u8>>()))
+        .transpose()?;
     match (cert, hash) {
         (Some(c), Some(h)) if c != h => Err(CertError::Inconsistent),
         (Some(c), _) => Ok(c),
@@ -184,45 +193,53 @@ fn from_xfcc(text: &str) -> Result<Thumbprint, CertError> {
     }
 }
 
-/// Splits on `sep` outside double quotes (a backslash escapes inside quotes).
-fn split_quoted(s: &str, sep: u8) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, b) in s.bytes().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            _ if b == sep && !quoted => {
-                parts.push(s.get(start..i).unwrap_or_default());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(s.get(start..).unwrap_or_default());
-    parts
-        .into_iter()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect()
-}
+type XfccElement = Vec<(String, String)>;
 
-fn unquote(v: &str) -> Result<String, CertError> {
-    let Some(inner) = v.strip_prefix('"') else {
-        return Ok(v.to_string());
-    };
-    let inner = inner.strip_suffix('"').ok_or(CertError::BadHeaderSyntax)?;
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            out.push(chars.next().ok_or(CertError::BadHeaderSyntax)?);
+/// Elements of `key=value` pairs; a value is a token (no `"`, `;`, `,`) or a quoted string
+/// (backslash escapes).
+fn parse_xfcc(text: &str) -> Result<Vec<XfccElement>, CertError> {
+    let bad = CertError::BadHeaderSyntax;
+    let mut elements = Vec::new();
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| !matches!(c, '=' | ';' | ',' | '"')) {
+            key.push(c);
+        }
+        if chars.next() != Some('=') || key.trim().is_empty() {
+            return Err(bad);
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next().ok_or(bad)? {
+                    '"' => break,
+                    '\\' => value.push(chars.next().ok_or(bad)?),
+                    c => value.push(c),
+                }
+            }
         } else {
-            out.push(c);
+            while let Some(c) = chars.next_if(|c| !matches!(c, ';' | ',')) {
+                if c == '"' {
+                    return Err(bad);
+                }
+                value.push(c);
+            }
+        }
+        pairs.push((key.trim().to_string(), value.trim().to_string()));
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        match chars.next() {
+            Some(';') => {}
+            Some(',') => elements.push(std::mem::take(&mut pairs)),
+            None => {
+                elements.push(pairs);
+                return Ok(elements);
+            }
+            Some(_) => return Err(bad),
         }
     }
-    Ok(out)
 }
 
 /// The peer address from `source.address`: `ip:port` on Envoy, a bare `ip` on Kong's engine.

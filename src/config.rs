@@ -420,7 +420,13 @@ impl RawConfig {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { String::new() } else { path };
-            ConfigError::new(field, e.into_inner().to_string())
+            // serde quotes the offending value; a secret must not reach the host's log.
+            let message = if field.starts_with("client_secret") {
+                "must be a string".to_string()
+            } else {
+                e.into_inner().to_string()
+            };
+            ConfigError::new(field, message)
         })
     }
 }

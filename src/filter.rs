@@ -10,7 +10,7 @@ use crate::authorizer::{self, Route, Signature};
 use crate::cache::{LocalStore, SlotCache, Store, TokenHash};
 use crate::certificate::{self, Thumbprint};
 use crate::claims::Claims;
-use crate::config::{CertSource, Settings};
+use crate::config::{CertSource, PopMode, Settings};
 use crate::credentials;
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::host::{self, Engine, Host, LogLevel, NoCertificate, SharedStore};
@@ -43,9 +43,17 @@ pub struct Worker {
 impl Worker {
     pub fn new(settings: Settings) -> Worker {
         let slots = settings.introspection.as_ref().map(|i| {
+            // Everything that could make another configuration's answer wrong here: the IdP
+            // endpoint (tenants share hosts), the client, the issuer, and the claims kept.
             let scope = format!(
-                "{}|{}|{}",
-                i.endpoint.upstream, i.endpoint.authority, i.client_id
+                "{}://{}{}|{}|{}|{:?}|{:?}",
+                i.endpoint.scheme,
+                i.endpoint.authority,
+                i.endpoint.path,
+                i.endpoint.upstream,
+                i.client_id,
+                i.issuer,
+                settings.upstream_headers
             );
             SlotCache::new(&scope, settings.cache_max_entries)
         });
@@ -65,6 +73,13 @@ impl Worker {
     /// What to log once at configure time; no secrets.
     pub fn startup_log(&self) -> Vec<String> {
         let mut lines = vec![format!("configured: {}", self.describe())];
+        if self.settings.audience_required.is_empty() {
+            lines.push(
+                "audience_required is empty: tokens for any audience of the IdP are accepted \
+                 (RFC 9068 section 4 asks resource servers to check aud)"
+                    .to_string(),
+            );
+        }
         if !self.settings.shared_cache && self.settings.introspection.is_some() {
             lines.push(
                 "shared_cache is off: introspection results are cached per worker".to_string(),
@@ -73,9 +88,10 @@ impl Worker {
         lines
     }
 
-    /// A one-line summary for the configure log; no secrets.
+    /// A one-line summary for the configure log; no secrets (and no URL query strings).
     fn describe(&self) -> String {
         let s = &self.settings;
+        let path = |p: &str| p.split('?').next().unwrap_or_default().to_string();
         let mut parts = vec![format!("proof_of_possession_mtls={:?}", s.pop).to_lowercase()];
         if let Some(b) = &s.bearer {
             parts.push(format!(
@@ -86,7 +102,10 @@ impl Worker {
                     .as_ref()
                     .map_or("none".to_string(), |e| format!(
                         "{}://{}{} via {}",
-                        e.scheme, e.authority, e.path, e.upstream
+                        e.scheme,
+                        e.authority,
+                        path(&e.path),
+                        e.upstream
                     ))
             ));
         }
@@ -95,7 +114,7 @@ impl Worker {
                 "introspection(endpoint={}://{}{} via {}, cache={}s, {})",
                 i.endpoint.scheme,
                 i.endpoint.authority,
-                i.endpoint.path,
+                path(&i.endpoint.path),
                 i.endpoint.upstream,
                 i.cache_ttl,
                 if s.shared_cache {
@@ -187,17 +206,23 @@ impl Worker {
         };
         let now = host.now();
         let parsed = match (outcome.status, &outcome.failure) {
-            (Some(200), _) => KeySet::from_json_bytes(&outcome.body, &bearer.algorithms)
+            (Some(200), _) => KeySet::from_fetched(&outcome.body, &bearer.algorithms)
                 .map_err(|e| format!("{}{}", e.message, e.path)),
             (Some(status), _) => Err(format!("HTTP {status}")),
             (None, why) => Err(why.clone().unwrap_or_else(|| "no response".into())),
         };
         match parsed {
-            Ok(keys) => {
+            Ok((keys, skipped)) => {
                 host.log(
                     LogLevel::Info,
                     &format!("JWKS refreshed, {} usable keys", keys.len()),
                 );
+                if skipped > 0 {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("JWKS: skipped {skipped} keys that could not be read"),
+                    );
+                }
                 self.keys.borrow_mut().fetch_finished(now, Some(keys));
                 self.verified.clear();
             }
@@ -266,19 +291,10 @@ impl RequestFilter {
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .unwrap_or_default();
 
-        self.thumbprint = self.client_thumbprint(host, &headers);
-        // Identity headers we set must arrive at most once: on Kong's engine a second copy
-        // would survive our overwrite and reach the upstream.
-        for (_, name) in &settings.upstream_headers {
-            if headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .count()
-                > 1
-            {
-                return self.deny(host, Rejection::DuplicateIdentityHeader, false);
-            }
+        if reserved_header_abused(settings, &headers) {
+            return self.deny(host, Rejection::DuplicateIdentityHeader, false);
         }
+        self.thumbprint = self.client_thumbprint(host, &headers);
         self.token = match credentials::bearer_token(&headers, &path) {
             Ok(Some(token)) => token,
             Ok(None) => return self.deny(host, Rejection::MissingToken, false),
@@ -347,9 +363,7 @@ impl RequestFilter {
                 }
                 // Whatever happens next, the header does not travel upstream.
                 self.strip_header(host, name);
-                let peer = host
-                    .property(&["source", "address"])
-                    .and_then(|a| certificate::parse_source_address(&a));
+                let peer = self.peer_address(host);
                 if !certificate::is_trusted(peer, trusted) {
                     host.log(
                         LogLevel::Info,
@@ -373,6 +387,21 @@ impl RequestFilter {
                 }
             }
         }
+    }
+
+    /// The address of the peer that connected to us. On nginx, `source.address` is
+    /// `$remote_addr`, which the realip module may have rewritten from a client header;
+    /// `$realip_remote_addr` is the connection's own. (On Envoy `source.address` follows
+    /// X-Forwarded-For unless `use_remote_address: true`, as envoy/envoy.yaml sets it.)
+    fn peer_address(&self, host: &impl Host) -> Option<std::net::IpAddr> {
+        let raw = match self.worker.engine(host) {
+            Engine::Nginx => host
+                .property(&["ngx", "realip_remote_addr"])
+                .filter(|v| !v.is_empty())
+                .or_else(|| host.property(&["source", "address"])),
+            Engine::Envoy => host.property(&["source", "address"]),
+        };
+        raw.and_then(|a| certificate::parse_source_address(&a))
     }
 
     /// Removing a header does not stop nginx from forwarding the client's copy; overwriting
@@ -498,6 +527,10 @@ impl RequestFilter {
         let (Some(intro), Some(slots)) = (&settings.introspection, &worker.slots) else {
             return self.deny(host, Rejection::NotAJwt, false);
         };
+        // In strict mode no token passes without a certificate: refuse before asking the IdP.
+        if settings.pop == PopMode::Strict && self.thumbprint.is_none() {
+            return self.deny(host, Rejection::CertificateRequired, false);
+        }
         let now = host.now();
         let hash = TokenHash::of(&self.token);
         if intro.cache_ttl > 0 {
@@ -553,12 +586,14 @@ impl RequestFilter {
         if let (Some(intro), Some(slots)) = (&settings.introspection, &worker.slots) {
             let kept = introspection::cacheable(&answer, &settings.upstream_headers);
             if let Some(until) = introspection::cache_until(&kept, now, intro.cache_ttl) {
-                slots.put(
-                    worker.cache_store(host).as_ref(),
-                    &hash,
-                    until,
-                    &introspection::encode(&kept),
-                );
+                let store = worker.cache_store(host);
+                let payload = introspection::encode(&kept);
+                // Random tokens (all inactive) must not flush the answers of real clients.
+                if kept == introspection::Answer::Inactive {
+                    slots.put_if_free(store.as_ref(), &hash, until, &payload, now);
+                } else {
+                    slots.put(store.as_ref(), &hash, until, &payload);
+                }
             }
         }
         self.finish(
@@ -610,14 +645,15 @@ impl RequestFilter {
             &format!("denied {} {}", reply.status, rejection.reason()),
         );
         host.count(metrics::denied(rejection));
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         // Kong's engine was seen aborting a worker on a local reply with a body sent from the
         // call-response path after a timed-out call; there the reply goes without a body.
         let body_ok = !(resumed && self.worker.engine(host) == Engine::Nginx);
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .filter(|(k, _)| body_ok || k != "content-type")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         host.send_response(
             reply.status,
             &headers,
@@ -626,4 +662,30 @@ impl RequestFilter {
         self.token.clear();
         Flow::Pause
     }
+}
+
+/// Headers this gateway sets or reads as trusted must reach it at most once, and not as a
+/// look-alike: on Kong a second copy survives our overwrite and reaches the upstream, and many
+/// upstream frameworks (CGI, WSGI, Rack, PHP) read `x_authenticated_sub` as
+/// `x-authenticated-sub`, which Envoy forwards by default.
+fn reserved_header_abused(settings: &Settings, headers: &[(String, Vec<u8>)]) -> bool {
+    let cert_header = match &settings.cert_source {
+        CertSource::Header { name, .. } => Some(name.as_str()),
+        CertSource::Connection => None,
+    };
+    let reserved = settings
+        .upstream_headers
+        .iter()
+        .map(|(_, n)| n.as_str())
+        .chain(cert_header);
+    reserved.into_iter().any(|name| {
+        let same = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count();
+        let look_alike = headers
+            .iter()
+            .any(|(k, _)| k.contains('_') && k.replace('_', "-").eq_ignore_ascii_case(name));
+        same > 1 || look_alike
+    })
 }

@@ -126,8 +126,17 @@ pub fn parse(outcome: &CallOutcome) -> Result<Answer, Failure> {
 /// The claims a cached answer needs: those the checks read and those forwarded upstream.
 /// Everything else an IdP returns stays out of the cache.
 pub fn cacheable(answer: &Answer, forwarded: &[(String, String)]) -> Answer {
-    const CHECKED: [&str; 9] = [
-        "active", "exp", "nbf", "iat", "iss", "aud", "scope", "scp", "cnf",
+    const CHECKED: [&str; 10] = [
+        "active",
+        "exp",
+        "nbf",
+        "iat",
+        "iss",
+        "aud",
+        "scope",
+        "scp",
+        "cnf",
+        "token_type",
     ];
     match answer {
         Answer::Inactive => Answer::Inactive,

@@ -144,13 +144,7 @@ impl KeySet {
     /// Encryption keys and key types we do not verify with are skipped; a signature key that
     /// is malformed is an error, because silently dropping it would turn a typo into 401s.
     pub fn from_jwks(jwks: &Value, allowed: &[Alg]) -> Result<KeySet, JwksError> {
-        // `{}` is an empty array that went through Kong's Lua JSON encoding.
-        let empty = Vec::new();
-        let keys = match jwks.get("keys") {
-            Some(Value::Array(keys)) => keys,
-            Some(Value::Object(o)) if o.is_empty() => &empty,
-            _ => return Err(jwks_error("", "must be an object with a \"keys\" array")),
-        };
+        let keys = key_list(jwks)?;
         if keys.len() > MAX_KEYS {
             return Err(jwks_error(
                 ".keys",
@@ -159,54 +153,32 @@ impl KeySet {
         }
         let mut entries = Vec::new();
         for (i, jwk) in keys.iter().enumerate() {
-            let path = format!(".keys[{i}]");
-            let obj = jwk
-                .as_object()
-                .ok_or_else(|| jwks_error(&path, "is not a JSON object"))?;
-            if obj
-                .get("use")
-                .and_then(Value::as_str)
-                .is_some_and(|u| u != "sig")
-            {
-                continue;
-            }
-            let kid = match obj.get("kid") {
-                None => None,
-                Some(Value::String(k)) => Some(k.clone()),
-                Some(_) => return Err(jwks_error(format!("{path}.kid"), "must be a string")),
-            };
-            let trimmed: Map<String, Value> = obj
-                .iter()
-                .filter(|(k, _)| KEY_MEMBERS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let text = Value::Object(trimmed).to_string();
-            for alg in algorithms_for(obj)
-                .into_iter()
-                .filter(|a| allowed.contains(a))
-            {
-                let key = VerifyKey::from_jwk(&text, alg).map_err(|e| {
-                    jwks_error(
-                        &path,
-                        format!("is not a valid {} public key: {e}", alg.name()),
-                    )
-                })?;
-                entries.push(Entry {
-                    kid: kid.clone(),
-                    key,
-                });
-            }
+            entries.extend(
+                parse_jwk(jwk, allowed)
+                    .map_err(|(sub, m)| jwks_error(format!(".keys[{i}]{sub}"), m))?,
+            );
         }
         Ok(KeySet { entries })
     }
 
-    pub fn from_json_bytes(body: &[u8], allowed: &[Alg]) -> Result<KeySet, JwksError> {
+    /// A JWKS fetched from the IdP. Unlike configuration, one key we cannot read (or keys
+    /// past `MAX_KEYS`) must not cost the others: those are skipped and counted.
+    pub fn from_fetched(body: &[u8], allowed: &[Alg]) -> Result<(KeySet, usize), JwksError> {
         if body.len() > MAX_JWKS_BYTES {
             return Err(jwks_error("", "response too large"));
         }
         let value: Value =
             serde_json::from_slice(body).map_err(|_| jwks_error("", "response is not JSON"))?;
-        KeySet::from_jwks(&value, allowed)
+        let keys = key_list(&value)?;
+        let mut entries = Vec::new();
+        let mut skipped = keys.len().saturating_sub(MAX_KEYS);
+        for jwk in keys.iter().take(MAX_KEYS) {
+            match parse_jwk(jwk, allowed) {
+                Ok(found) => entries.extend(found),
+                Err(_) => skipped += 1,
+            }
+        }
+        Ok((KeySet { entries }, skipped))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -235,6 +207,58 @@ impl KeySet {
     }
 }
 
+/// The `keys` array; `{}` is an empty array that went through Kong's Lua JSON encoding.
+fn key_list(jwks: &Value) -> Result<&[Value], JwksError> {
+    match jwks.get("keys") {
+        Some(Value::Array(keys)) => Ok(keys),
+        Some(Value::Object(o)) if o.is_empty() => Ok(&[]),
+        _ => Err(jwks_error("", "must be an object with a \"keys\" array")),
+    }
+}
+
+/// The verification keys of one JWK: none for an encryption key or a key type we do not
+/// verify with, one per allowed algorithm otherwise. `Err((sub-path, message))` if malformed.
+fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Vec<Entry>, (String, String)> {
+    let obj = jwk
+        .as_object()
+        .ok_or_else(|| (String::new(), "is not a JSON object".to_string()))?;
+    if obj
+        .get("use")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u != "sig")
+    {
+        return Ok(Vec::new());
+    }
+    let kid = match obj.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err((".kid".into(), "must be a string".into())),
+    };
+    let trimmed: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| KEY_MEMBERS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let text = Value::Object(trimmed).to_string();
+    algorithms_for(obj)
+        .into_iter()
+        .filter(|a| allowed.contains(a))
+        .map(|alg| {
+            VerifyKey::from_jwk(&text, alg)
+                .map(|key| Entry {
+                    kid: kid.clone(),
+                    key,
+                })
+                .map_err(|e| {
+                    (
+                        String::new(),
+                        format!("is not a valid {} public key: {e}", alg.name()),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// What the request should do about keys it does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refetch {
@@ -253,23 +277,28 @@ pub struct RemoteKeys {
     fetched_at: Option<u64>,
     last_attempt: Option<u64>,
     last_failure: Option<u64>,
-    /// Until when a started fetch counts as in flight. A deadline rather than a flag: a call
-    /// whose request context went away never reports back.
-    in_flight_until: Option<u64>,
+    /// Deadlines of the fetches in flight. Deadlines rather than a count: a call whose
+    /// request context went away never reports back.
+    in_flight: Vec<u64>,
 }
+
+/// Fetches at once while a worker has no keys at all (start-up): enough for the first
+/// requests not to wait for the next tick, few enough that a burst never floods the IdP.
+/// A request cannot wait for another context's call (Kong's engine cannot resume it).
+pub const MAX_STARTUP_FETCHES: usize = 2;
 
 impl RemoteKeys {
     pub fn keys(&self) -> Option<&KeySet> {
         self.keys.as_ref()
     }
 
-    /// Whether the periodic refresh (on the tick) is due.
-    fn in_flight(&self, now: u64) -> bool {
-        self.in_flight_until.is_some_and(|until| now < until)
+    fn in_flight(&self, now: u64) -> usize {
+        self.in_flight.iter().filter(|&&until| now < until).count()
     }
 
+    /// Whether the periodic refresh (on the tick) is due.
     pub fn refresh_due(&self, now: u64, interval: u64, cooldown: u64) -> bool {
-        if self.in_flight(now) {
+        if self.in_flight(now) > 0 {
             return false;
         }
         match (self.fetched_at, self.last_failure) {
@@ -279,34 +308,41 @@ impl RemoteKeys {
         }
     }
 
-    /// Decides for a request whose key is missing. A fetch is allowed when the last attempt
-    /// is older than the cool-down; with no keys at all, also while another fetch is in
-    /// flight (start-up), unless the IdP just failed.
+    /// Decides for a request whose key is missing. With keys, a fetch is allowed when none
+    /// is in flight and the last attempt is older than the cool-down. With no keys at all,
+    /// up to `MAX_STARTUP_FETCHES` at once, unless the IdP failed within the cool-down.
     pub fn on_missing_key(&self, now: u64, cooldown: u64) -> Refetch {
         let cooled = |t: Option<u64>| t.is_none_or(|t| now >= t.saturating_add(cooldown));
         if self.keys.is_none() {
-            if cooled(self.last_failure) {
+            if cooled(self.last_failure) && self.in_flight(now) < MAX_STARTUP_FETCHES {
                 Refetch::Fetch
             } else {
                 Refetch::Unavailable
             }
-        } else if cooled(self.last_attempt) && !self.in_flight(now) {
+        } else if cooled(self.last_attempt) && self.in_flight(now) == 0 {
             Refetch::Fetch
         } else {
             Refetch::UnknownKey
         }
     }
 
-    /// `timeout` is the call's timeout in whole seconds, rounded up.
+    /// `timeout` is the call's timeout in whole seconds, rounded up. Kong's engine applies it
+    /// to connect, send and read separately, so a call may take three times that.
     pub fn fetch_started(&mut self, now: u64, timeout: u64) {
         self.last_attempt = Some(now);
-        self.in_flight_until = Some(now.saturating_add(timeout).saturating_add(1));
+        self.in_flight.retain(|&until| now < until);
+        self.in_flight.push(
+            now.saturating_add(timeout.saturating_mul(3))
+                .saturating_add(1),
+        );
     }
 
     /// Records a fetch's result. A failed refresh keeps the keys we had: an IdP outage
     /// must not turn into refusing every valid token.
     pub fn fetch_finished(&mut self, now: u64, result: Option<KeySet>) {
-        self.in_flight_until = None;
+        if !self.in_flight.is_empty() {
+            self.in_flight.remove(0);
+        }
         match result {
             Some(keys) => {
                 self.keys = Some(keys);
@@ -327,8 +363,11 @@ mod tests {
         let mut r = RemoteKeys::default();
         assert_eq!(r.on_missing_key(100, 30), Refetch::Fetch, "no keys yet");
         r.fetch_started(100, 2);
-        // Start-up: with no keys at all, requests may still fetch while one is in flight.
+        // Start-up: with no keys at all, a second request may fetch too, not a third.
         assert_eq!(r.on_missing_key(100, 30), Refetch::Fetch);
+        r.fetch_started(100, 2);
+        assert_eq!(r.on_missing_key(100, 30), Refetch::Unavailable);
+        r.fetch_finished(101, Some(KeySet::default()));
         r.fetch_finished(101, Some(KeySet::default()));
         assert_eq!(
             r.on_missing_key(110, 30),

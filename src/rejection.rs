@@ -32,6 +32,7 @@ pub enum Rejection {
     UnknownKey,
     BadSignature,
     Inactive,
+    NotAnAccessToken,
 
     // 401 invalid_token: the certificate binding (RFC 8705 §3)
     CertificateRequired,
@@ -130,6 +131,7 @@ impl Rejection {
             UnknownKey => "unknown_key",
             BadSignature => "bad_signature",
             Inactive => "inactive",
+            NotAnAccessToken => "not_an_access_token",
             CertificateRequired => "certificate_required",
             ThumbprintMismatch => "thumbprint_mismatch",
             Unbound => "unbound_token",
@@ -168,7 +170,9 @@ impl Rejection {
             EmptyToken => "the Bearer token is empty",
             MalformedAuthorization => "the Authorization header is not a valid Bearer credential",
             TokenInQuery => "access tokens are accepted only in the Authorization header",
-            DuplicateIdentityHeader => "the request repeats a header this gateway sets",
+            DuplicateIdentityHeader => {
+                "the request repeats, or imitates with underscores, a header this gateway reserves"
+            }
             TokenTooLong => "the access token is too long",
             NotAJwt => "the access token is not a JWT",
             MalformedJwt => "the access token is not a well-formed JWT",
@@ -186,6 +190,7 @@ impl Rejection {
             UnknownKey => "the token was signed with an unknown key",
             BadSignature => "the token signature is invalid",
             Inactive => "the token is not active",
+            NotAnAccessToken => "the token is not an access token",
             CertificateRequired => {
                 "the token is bound to a client certificate; present it over mutual TLS"
             }

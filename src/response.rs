@@ -137,6 +137,7 @@ mod tests {
             UnknownKey,
             BadSignature,
             Inactive,
+            NotAnAccessToken,
             CertificateRequired,
             ThumbprintMismatch,
             Unbound,

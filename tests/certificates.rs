@@ -256,3 +256,45 @@ fn only_listed_proxies_are_trusted() {
     assert!(!certificate::is_trusted(ip("192.168.1.1"), &nets));
     assert!(!certificate::is_trusted(None, &nets));
 }
+
+#[test]
+fn xfcc_quote_smuggling_by_the_client_is_refused() {
+    // The client sends `Hash=<victim>;Subject="` and a front Envoy (APPEND_FORWARD) appends its
+    // own element: the unbalanced quote would swallow the proxy's comma.
+    let p = pki();
+    let value = format!(
+        "Hash={};Subject=\",By=spiffe://gw;Hash={};Subject=\"CN=client-b\"",
+        p.ec.sha256_hex, p.rsa.sha256_hex
+    );
+    assert_eq!(
+        certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc),
+        Err(CertError::BadHeaderSyntax)
+    );
+    // A quote inside an unquoted value, a dangling escape.
+    for bad in ["Hash=ab\"c", "Cert=\"abc\\", "Hash=\"abc"] {
+        assert!(
+            certificate::from_header(bad.as_bytes(), HeaderFormat::Xfcc).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn xfcc_with_a_second_hash_injected_through_an_unescaped_san_is_refused() {
+    // Envoy writes URI/DNS SANs unescaped: a SAN `x;Hash=<victim>` adds a second Hash key.
+    let p = pki();
+    let value = format!("Hash={};URI=x;Hash={}", p.rsa.sha256_hex, p.ec.sha256_hex);
+    assert_eq!(
+        certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc),
+        Err(CertError::BadHeaderSyntax)
+    );
+}
+
+#[test]
+fn hex_digest_accepts_only_hex_digits() {
+    let tricky = format!("+a{}", "0".repeat(62));
+    assert_eq!(
+        Thumbprint::from_hex(tricky.as_bytes()),
+        Err(CertError::BadDigest)
+    );
+}

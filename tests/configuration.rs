@@ -421,6 +421,7 @@ fn the_error_message_never_echoes_the_client_secret() {
         json!({"client_secret": 12345, "leeway": 9999}),
     ));
     assert!(msg.contains("client_secret"));
+    assert!(!msg.contains("12345"), "{msg}");
     let msg = refused(&with(
         base_config(),
         json!({"client_secret": "hunter2", "leeway": 9999}),

@@ -200,7 +200,7 @@ fn header_from_an_untrusted_peer_is_ignored_and_still_removed() {
 }
 
 #[test]
-fn a_repeated_certificate_header_is_not_believed() {
+fn a_repeated_certificate_header_is_refused() {
     use base64::Engine;
     let cert = &pki().ec;
     let value = format!(
@@ -218,7 +218,8 @@ fn a_repeated_certificate_header_is_not_believed() {
         ],
     );
     run(&worker(&header_config("rfc9440")), &host);
-    assert_eq!(host.last_response().unwrap().status, 401);
+    // On Kong a second copy would survive our overwrite and reach the upstream.
+    assert_eq!(host.last_response().unwrap().status, 400);
 }
 
 #[test]
@@ -1121,4 +1122,242 @@ fn kong_broken_connection_or_tls_failure_on_jwks_is_503() {
         assert_eq!(r.body, None);
         assert!(host.log_text().contains(why));
     }
+}
+
+// --- hardening: look-alike headers, peers behind realip, IdP amplification, cache scope ---
+
+#[test]
+fn an_underscore_look_alike_of_an_identity_header_is_refused() {
+    // CGI/WSGI/Rack/PHP upstreams read x_authenticated_sub as x-authenticated-sub.
+    let cert = &pki().ec;
+    let host = envoy_with(cert);
+    host.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            ("x_authenticated_sub", "admin"),
+        ],
+    );
+    run(&worker(&base_config()), &host);
+    assert_eq!(host.last_response().unwrap().status, 400);
+    // Headers that merely contain underscores are fine.
+    let ok = envoy_with(cert);
+    ok.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            ("x_trace_id", "1"),
+        ],
+    );
+    assert_eq!(run(&worker(&base_config()), &ok).1, Flow::Continue);
+}
+
+#[test]
+fn on_kong_the_trusted_peer_is_the_connection_not_the_realip_address() {
+    use base64::Engine;
+    let cert = &pki().ec;
+    let value = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&cert.der)
+    );
+    let request = |host: &FakeHost| {
+        host.request(
+            "/x",
+            &[
+                ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+                ("client-cert", &value),
+            ],
+        );
+    };
+    // realip rewrote $remote_addr to a trusted-looking address taken from a client header.
+    let spoofed = FakeHost::kong(None);
+    spoofed.set_property("source.address", b"10.0.0.7");
+    spoofed.set_property("ngx.realip_remote_addr", b"203.0.113.9");
+    request(&spoofed);
+    run(&worker(&header_config("rfc9440")), &spoofed);
+    assert_eq!(spoofed.last_response().unwrap().status, 401);
+    // The proxy's own connection is trusted.
+    let proxy = FakeHost::kong(None);
+    proxy.set_property("source.address", b"203.0.113.9");
+    proxy.set_property("ngx.realip_remote_addr", b"10.0.0.7");
+    request(&proxy);
+    assert_eq!(
+        run(&worker(&header_config("rfc9440")), &proxy).1,
+        Flow::Continue
+    );
+}
+
+#[test]
+fn strict_mode_refuses_an_opaque_token_without_a_certificate_before_asking_the_idp() {
+    let host = FakeHost::envoy(None, None);
+    host.bearer(OPAQUE);
+    run(&worker(&base_config()), &host);
+    assert_eq!(host.last_response().unwrap().status, 401);
+    assert!(host.dispatched.borrow().is_empty());
+    // In optional mode an unbound token may still be fine: the IdP is asked.
+    let host = FakeHost::envoy(None, None);
+    host.bearer(OPAQUE);
+    run(
+        &worker(&with(
+            base_config(),
+            json!({"proof_of_possession_mtls": "optional"}),
+        )),
+        &host,
+    );
+    assert_eq!(host.dispatched.borrow().len(), 1);
+}
+
+#[test]
+fn refresh_tokens_described_by_the_idp_are_not_access_tokens() {
+    let cert = &pki().ec;
+    let mut answer: Value = serde_json::from_slice(&active_answer(cert, NOW + 60)).unwrap();
+    answer["token_type"] = json!("refresh_token");
+    let host = envoy_with(cert);
+    introspect_once(
+        &worker(&base_config()),
+        &host,
+        &[(":status", "200")],
+        answer.to_string().as_bytes(),
+    );
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("not an access token")
+    );
+}
+
+#[test]
+fn inactive_answers_never_evict_a_live_answer_from_the_cache() {
+    let cert = &pki().ec;
+    // One slot: every token collides.
+    let w = worker(&with(base_config(), json!({"cache_max_entries": 1})));
+    let host = envoy_with(cert);
+    introspect_once(
+        &w,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 300),
+    );
+    let shared = host.shared.borrow().clone();
+    // A flood of random tokens, all inactive.
+    let junk = envoy_with(cert);
+    junk.shared.replace(shared);
+    junk.request("/x", &[("authorization", "Bearer random-junk-token")]);
+    let (mut f, _) = run(&w, &junk);
+    junk.call_returns(&[(":status", "200")], br#"{"active":false}"#);
+    f.on_call_response(&junk, 1, 16);
+    assert_eq!(junk.last_response().unwrap().status, 401);
+    // The real client's answer is still served from the cache.
+    let again = envoy_with(cert);
+    again.shared.replace(junk.shared.borrow().clone());
+    again.bearer(OPAQUE);
+    assert_eq!(run(&w, &again).1, Flow::Continue);
+    assert!(again.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn two_tenants_on_one_idp_host_do_not_share_cached_answers() {
+    let cert = &pki().ec;
+    let tenant = |realm: &str| {
+        worker(&with(
+            base_config(),
+            json!({"introspection_endpoint": format!("https://idp.example:8443/realms/{realm}/introspect")}),
+        ))
+    };
+    let (a, b) = (tenant("a"), tenant("b"));
+    let host = envoy_with(cert);
+    introspect_once(
+        &a,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 300),
+    );
+    let other = envoy_with(cert);
+    other.shared.replace(host.shared.borrow().clone());
+    other.bearer(OPAQUE);
+    assert_eq!(run(&b, &other).1, Flow::Pause);
+    assert_eq!(
+        other.dispatched.borrow().len(),
+        1,
+        "realm b asks its own endpoint"
+    );
+}
+
+#[test]
+fn at_start_up_at_most_two_requests_fetch_the_jwks_at_once() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let h = envoy_with(cert);
+        h.bearer(&bound_jwt(cert));
+        let (f, flow) = run(&w, &h);
+        assert_eq!(flow, Flow::Pause);
+        waiting.push((f, h));
+    }
+    for _ in 0..20 {
+        let h = envoy_with(cert);
+        h.bearer(&bound_jwt(cert));
+        run(&w, &h);
+        assert_eq!(h.last_response().unwrap().status, 503);
+        assert!(h.dispatched.borrow().is_empty());
+    }
+    let body = jwks().to_string();
+    for (mut f, h) in waiting {
+        h.call_returns(&[(":status", "200")], body.as_bytes());
+        f.on_call_response(&h, 1, body.len());
+        assert_eq!(h.resumed.get(), 1);
+    }
+}
+
+#[test]
+fn a_fetched_jwks_with_an_unreadable_key_still_serves_the_others() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let mut set = jwks();
+    set["keys"].as_array_mut().unwrap().insert(
+        0,
+        json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}),
+    );
+    let body = set.to_string();
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    let (mut f, _) = run(&w, &host);
+    host.call_returns(&[(":status", "200")], body.as_bytes());
+    f.on_call_response(&host, 1, body.len());
+    assert_eq!(host.resumed.get(), 1);
+    assert!(host.log_text().contains("skipped 1 keys"));
+}
+
+#[test]
+fn an_empty_audience_list_is_warned_about_at_start() {
+    let w = worker(&with(base_config(), json!({"audience_required": []})));
+    assert!(
+        w.startup_log()
+            .iter()
+            .any(|l| l.contains("audience_required is empty"))
+    );
+    assert!(
+        !worker(&base_config())
+            .startup_log()
+            .iter()
+            .any(|l| l.contains("audience"))
+    );
+}
+
+#[test]
+fn a_body_less_reply_on_kong_claims_no_content_type() {
+    let cert = &pki().ec;
+    let host = FakeHost::kong(Some(&cert.pem));
+    introspect_once(
+        &worker(&base_config()),
+        &host,
+        &[(":dispatch_status", "timeout")],
+        b"",
+    );
+    let r = host.last_response().unwrap();
+    assert_eq!(r.body, None);
+    assert_eq!(r.header("content-type"), None);
 }

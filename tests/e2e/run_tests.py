@@ -30,6 +30,7 @@ import argparse
 import base64
 import json
 import re
+import subprocess
 import sys
 import time
 import traceback
@@ -451,6 +452,35 @@ def _(t):
             expect(want in log, f"{name}: exit {rc} but no '{want}' in its log (logs/envoy-{name}.log)")
     finally:
         for name in broken:
+            t.s.stop_service(f"envoy-{name}")
+            t.s.envoy_configs.pop(name, None)
+
+
+@case("header source: X-Forwarded-For cannot make a client a trusted proxy; the proxy's own address can",
+      native_only="starts Envoys of its own")
+def _(t):
+    # A client connects with its own certificate (B) and claims, through a certificate header
+    # and a forged X-Forwarded-For, to be the trusted proxy forwarding A's certificate.
+    der = subprocess.run(["openssl", "x509", "-in", str(t.s.pki / "client-a.pem"), "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    cert_a = f":{base64.b64encode(der).decode()}:"
+    base = json.loads((stack.CONFIGS / "strict.json").read_text())
+    envoys = {"hdr-untrusted": "10.0.0.5", "hdr-trusted": "127.0.0.1"}
+    for name, trusted in envoys.items():
+        path = t.s.state / f"{name}.json"
+        source = {"source": "header", "header": "client-cert", "format": "rfc9440", "trusted_ips": [trusted]}
+        path.write_text(json.dumps({**base, "client_certificate": source}, indent=1))
+        t.s.start_envoy(name, path)
+    try:
+        forged = t.s.request("hdr-untrusted", cert="b", token=t.token("jwt"),
+                             headers=[("x-forwarded-for", "10.0.0.5"), ("client-cert", cert_a)])
+        t.expect_denied(forged, 401, "invalid_token")
+        # The same header from a peer that is in trusted_ips is believed (and A's token passes).
+        trusted = t.s.request("hdr-trusted", cert="b", token=t.token("jwt"), headers=[("client-cert", cert_a)])
+        seen = t.upstream(trusted)
+        expect("client-cert" not in seen, f"the certificate header reached the upstream: {t.show(trusted)}")
+    finally:
+        for name in envoys:
             t.s.stop_service(f"envoy-{name}")
             t.s.envoy_configs.pop(name, None)
 
