@@ -80,6 +80,43 @@ pub const METRIC_GROUPS: [&str; 7] = [
 ];
 
 impl Rejection {
+    /// Every rejection, for tests and docs that go through all of them.
+    pub const ALL: [Rejection; 30] = {
+        use Rejection::*;
+        [
+            MissingToken,
+            MultipleAuthorization,
+            UnsupportedScheme,
+            EmptyToken,
+            MalformedAuthorization,
+            TokenInQuery,
+            DuplicateIdentityHeader,
+            TokenTooLong,
+            NotAJwt,
+            MalformedJwt,
+            AlgorithmNotAllowed,
+            CriticalHeader,
+            TypeNotAllowed,
+            IssuerMismatch,
+            MissingExpiry,
+            Expired,
+            NotYetValid,
+            IssuedInFuture,
+            AudienceMismatch,
+            UnknownKey,
+            BadSignature,
+            Inactive,
+            NotAnAccessToken,
+            CertificateRequired,
+            ThumbprintMismatch,
+            Unbound,
+            UnsupportedConfirmation,
+            InsufficientScope,
+            KeysUnavailable,
+            IntrospectionUnavailable,
+        ]
+    };
+
     pub fn status(self) -> u16 {
         match self.error_code() {
             None | Some(ErrorCode::InvalidToken) => 401,
