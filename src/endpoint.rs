@@ -63,6 +63,18 @@ impl Endpoint {
     }
 }
 
+/// For logs: `https://idp:8443/jwks via idp`, without the query string (it may carry secrets).
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.split('?').next().unwrap_or_default();
+        write!(
+            f,
+            "{}://{}{} via {}",
+            self.scheme, self.authority, path, self.upstream
+        )
+    }
+}
+
 /// One outbound HTTP call, ready for `dispatch_http_call`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundRequest {
@@ -158,6 +170,7 @@ mod tests {
     fn query_is_kept_in_path() {
         let e = Endpoint::parse("http://10.0.0.5:8080/jwks?x=1", &no_upstreams()).unwrap();
         assert_eq!(e.path, "/jwks?x=1");
+        assert_eq!(e.to_string(), "http://10.0.0.5:8080/jwks via 10.0.0.5:8080");
         assert_eq!(e.upstream, "10.0.0.5:8080");
     }
 

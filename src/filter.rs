@@ -91,7 +91,6 @@ impl Worker {
     /// A one-line summary for the configure log; no secrets (and no URL query strings).
     fn describe(&self) -> String {
         let s = &self.settings;
-        let path = |p: &str| p.split('?').next().unwrap_or_default().to_string();
         let mut parts = vec![format!("proof_of_possession_mtls={:?}", s.pop).to_lowercase()];
         if let Some(b) = &s.bearer {
             parts.push(format!(
@@ -100,22 +99,13 @@ impl Worker {
                 b.inline_keys.len(),
                 b.jwks_endpoint
                     .as_ref()
-                    .map_or("none".to_string(), |e| format!(
-                        "{}://{}{} via {}",
-                        e.scheme,
-                        e.authority,
-                        path(&e.path),
-                        e.upstream
-                    ))
+                    .map_or("none".to_string(), ToString::to_string)
             ));
         }
         if let Some(i) = &s.introspection {
             parts.push(format!(
-                "introspection(endpoint={}://{}{} via {}, cache={}s, {})",
-                i.endpoint.scheme,
-                i.endpoint.authority,
-                path(&i.endpoint.path),
-                i.endpoint.upstream,
+                "introspection(endpoint={}, cache={}s, {})",
+                i.endpoint,
                 i.cache_ttl,
                 if s.shared_cache {
                     "shared"
@@ -206,8 +196,15 @@ impl Worker {
         };
         let now = host.now();
         let parsed = match (outcome.status, &outcome.failure) {
-            (Some(200), _) => KeySet::from_fetched(&outcome.body, &bearer.algorithms)
-                .map_err(|e| format!("{}{}", e.message, e.path)),
+            (Some(200), _) => {
+                KeySet::from_fetched(&outcome.body, &bearer.algorithms).map_err(|e| {
+                    if e.path.is_empty() {
+                        e.message
+                    } else {
+                        format!("{}: {}", e.path, e.message)
+                    }
+                })
+            }
             (Some(status), _) => Err(format!("HTTP {status}")),
             (None, why) => Err(why.clone().unwrap_or_else(|| "no response".into())),
         };

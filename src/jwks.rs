@@ -104,14 +104,7 @@ fn jwks_error(path: impl Into<String>, message: impl Into<String>) -> JwksError 
 fn algorithms_for(jwk: &Map<String, Value>) -> Vec<Alg> {
     let text = |k: &str| jwk.get(k).and_then(Value::as_str);
     let family: &[Alg] = match (text("kty"), text("crv")) {
-        (Some("RSA"), _) => &[
-            Alg::RS256,
-            Alg::RS384,
-            Alg::RS512,
-            Alg::PS256,
-            Alg::PS384,
-            Alg::PS512,
-        ],
+        (Some("RSA"), _) => &Alg::RSA,
         (Some("EC"), Some("P-256")) => &[Alg::ES256],
         (Some("EC"), Some("P-384")) => &[Alg::ES384],
         (Some("OKP"), Some("Ed25519")) => &[Alg::EdDSA],

@@ -33,6 +33,15 @@ pub enum Alg {
 }
 
 impl Alg {
+    /// The algorithms of an RSA key.
+    pub const RSA: [Alg; 6] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+    ];
     pub const ALL: [Alg; 9] = [
         Alg::RS256,
         Alg::RS384,
