@@ -3,8 +3,8 @@
 
     python3 envoy/render.py [-o out.yaml] [--template T] [--no-wasm] KEY=VALUE ...
 
-Values come from KEY=VALUE arguments, then the environment. A placeholder with no value is an
-error naming every missing variable. FILTER_CONFIG names the filter's JSON config file; its own
+Values come from KEY=VALUE arguments, then the environment, then DEFAULTS. A placeholder with no
+value is an error naming every missing variable. FILTER_CONFIG names the filter's JSON config file; its own
 ${VAR} placeholders (such as ${IDP_URL}) are filled from the same values, the result must parse as
 JSON, and it is embedded as FILTER_CONFIG_JSON. --no-wasm drops the "# BEGIN certbound" ..
 "# END certbound" block, for testing the listener, TLS and clusters without the filter.
@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("envoy.yaml")
+# Placeholders that may be left out.
+DEFAULTS = {"FORWARD_CLIENT_CERT": "SANITIZE"}
 WASM_BLOCK = re.compile(r"^[ \t]*# BEGIN certbound\b.*?^[ \t]*# END certbound[^\n]*\n", re.M | re.S)
 
 
@@ -60,7 +62,7 @@ def filter_config_json(path, values):
 def render(values, template=TEMPLATE, wasm=True):
     """Returns the rendered Envoy config. values: dict of str -> str."""
     text = Path(template).read_text()
-    values = dict(values)
+    values = {**DEFAULTS, **values}
     if wasm:
         if "FILTER_CONFIG" not in values:
             raise RenderError(f"{template}: no value for FILTER_CONFIG (or use --no-wasm)")
@@ -70,6 +72,11 @@ def render(values, template=TEMPLATE, wasm=True):
         if n != 1:
             raise RenderError(f"{template}: expected one '# BEGIN certbound' .. '# END certbound' block, found {n}")
     return _fill(text, values, str(template), _yaml_scalar)
+
+
+def fill_template(template, values):
+    """Any other YAML template with ${VAR} placeholders (e.g. the e2e tests' front Envoy)."""
+    return _fill(Path(template).read_text(), {**DEFAULTS, **values}, str(template), _yaml_scalar)
 
 
 def main(argv=None):

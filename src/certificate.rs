@@ -40,6 +40,8 @@ pub enum CertError {
     BadHeaderSyntax,
     /// An XFCC element whose `Hash` and `Cert` describe different certificates.
     Inconsistent,
+    /// An XFCC header that is not exactly one element.
+    XfccElements,
 }
 
 impl fmt::Display for CertError {
@@ -52,6 +54,7 @@ impl fmt::Display for CertError {
             CertError::BadDigest => "not a hex SHA-256 digest",
             CertError::BadHeaderSyntax => "malformed certificate header",
             CertError::Inconsistent => "XFCC Hash and Cert disagree",
+            CertError::XfccElements => "XFCC must hold exactly one element",
         })
     }
 }
@@ -159,16 +162,24 @@ pub fn from_header(value: &[u8], format: HeaderFormat) -> Result<Thumbprint, Cer
     }
 }
 
-/// Envoy XFCC: `,`-separated elements of `;`-separated `key=value` pairs. The last element is
-/// the nearest proxy's. Parsed strictly, because the client controls what came before it: a
-/// quote that does not open a value, an unterminated quote or a repeated `Hash`/`Cert` key
-/// (an unescaped SAN value can inject one) makes the whole header unusable.
+/// Envoy XFCC, read by one rule: the header holds exactly one element, with exactly one `Hash`
+/// (which Envoy always writes) and at most one `Cert` that must agree with it.
+///
+/// Why one element: a front Envoy writes the client's URI and DNS SANs unquoted and unescaped
+/// (docs/hosts.md), so a certificate whose SAN is `x,Hash=<victim>` makes its own element look
+/// like two, and with `x;Hash=...` like one with two hashes. No parse can tell an appended
+/// element of a proxy chain from one a client wrote into its certificate, so a second element,
+/// a repeated `Hash`/`Cert`, a stray quote or an unterminated one make the header unusable.
+/// The front proxy must replace the header (`SANITIZE_SET`), not append to it.
 fn from_xfcc(text: &str) -> Result<Thumbprint, CertError> {
-    let elements = parse_xfcc(text)?;
-    let last = elements.last().ok_or(CertError::BadHeaderSyntax)?;
+    let mut elements = parse_xfcc(text)?;
+    if elements.len() != 1 {
+        return Err(CertError::XfccElements);
+    }
+    let element = elements.pop().ok_or(CertError::BadHeaderSyntax)?;
     let mut hash = None;
     let mut cert = None;
-    for (key, value) in last {
+    for (key, value) in element {
         let slot = match key.to_ascii_lowercase().as_str() {
             "hash" => &mut hash,
             "cert" => &mut cert,
@@ -177,20 +188,16 @@ fn from_xfcc(text: &str) -> Result<Thumbprint, CertError> {
         if slot.is_some() {
             return Err(CertError::BadHeaderSyntax);
         }
-        *slot = Some(value.as_str());
+        *slot = Some(value);
     }
-    let hash = hash
-        .map(|h| Thumbprint::from_hex(h.as_bytes()))
-        .transpose()?;
-    let cert = cert
-        .map(|c| Thumbprint::from_pem(&percent_decode_str(c).collect::<Vec<u8>>()))
-        .transpose()?;
-    match (cert, hash) {
-        (Some(c), Some(h)) if c != h => Err(CertError::Inconsistent),
-        (Some(c), _) => Ok(c),
-        (None, Some(h)) => Ok(h),
-        (None, None) => Err(CertError::BadHeaderSyntax),
+    let hash = Thumbprint::from_hex(hash.ok_or(CertError::BadHeaderSyntax)?.as_bytes())?;
+    if let Some(cert) = cert {
+        let pem = percent_decode_str(&cert).collect::<Vec<u8>>();
+        if Thumbprint::from_pem(&pem)? != hash {
+            return Err(CertError::Inconsistent);
+        }
     }
+    Ok(hash)
 }
 
 type XfccElement = Vec<(String, String)>;

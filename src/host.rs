@@ -1,7 +1,7 @@
 //! What the filter needs from its host (Envoy or Kong's ngx_wasm_module), as a trait: the
 //! wasm build implements it over the proxy-wasm ABI (`abi.rs`), tests with a fake host.
 //! Also the host differences that are data rather than calls: which engine we run on and
-//! where it keeps the client certificate (see shared/hosts.md).
+//! where it keeps the client certificate (see docs/hosts.md).
 
 use std::time::Duration;
 

@@ -171,38 +171,6 @@ fn url_encoded_pem_header_as_nginx_escapes_it() {
 }
 
 #[test]
-fn xfcc_uses_the_last_element_and_splits_quotes_correctly() {
-    let p = pki();
-    let cert_a = url_encode(&p.ec.pem);
-    // The first element came from a farther proxy; the last is the nearest proxy's.
-    let value = format!(
-        "By=spiffe://far;Hash={};Subject=\"CN=x,O=y;z\",By=spiffe://near;Hash={};Cert=\"{}\";Subject=\"CN=client-ec,O=certbound tests\";URI=",
-        p.rsa.sha256_hex, p.ec.sha256_hex, cert_a
-    );
-    let tp = certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).unwrap();
-    assert_eq!(tp.to_x5t_s256(), p.ec.x5t_openssl);
-}
-
-#[test]
-fn xfcc_with_only_a_hash_or_only_a_cert() {
-    let p = pki();
-    let hash_only = format!("Hash={};Subject=\"CN=a\"", p.rsa.sha256_hex);
-    assert_eq!(
-        certificate::from_header(hash_only.as_bytes(), HeaderFormat::Xfcc)
-            .unwrap()
-            .to_x5t_s256(),
-        p.rsa.x5t_openssl
-    );
-    let cert_only = format!("Cert=\"{}\"", url_encode(&p.ed25519.pem));
-    assert_eq!(
-        certificate::from_header(cert_only.as_bytes(), HeaderFormat::Xfcc)
-            .unwrap()
-            .to_x5t_s256(),
-        p.ed25519.x5t_openssl
-    );
-}
-
-#[test]
 fn xfcc_whose_hash_and_cert_disagree_is_refused() {
     let p = pki();
     let value = format!(
@@ -296,5 +264,134 @@ fn hex_digest_accepts_only_hex_digits() {
     assert_eq!(
         Thumbprint::from_hex(tricky.as_bytes()),
         Err(CertError::BadDigest)
+    );
+}
+
+/// `x-forwarded-client-cert` exactly as a front Envoy with `SANITIZE_SET` writes it
+/// (docs/hosts.md): `Hash` first, then `Cert`, `Subject` (quoted, RFC 2253-escaped), `URI` and
+/// `DNS` (unquoted, unescaped: whatever the certificate's SANs hold).
+fn envoy_xfcc(cert: &TestCert, subject: &str, uri: &str, dns: &str) -> String {
+    format!(
+        "Hash={};Cert=\"{}\";Subject=\"{}\";URI={};DNS={}",
+        cert.sha256_hex,
+        url_encode(&cert.pem),
+        subject,
+        uri,
+        dns
+    )
+}
+
+#[test]
+fn xfcc_one_element_from_a_front_envoy_is_read() {
+    let p = pki();
+    let value = envoy_xfcc(
+        &p.ec,
+        "CN=client-ec,O=certbound tests",
+        "spiffe://tests/client",
+        "client.example",
+    );
+    let tp = certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).unwrap();
+    assert_eq!(tp.to_x5t_s256(), p.ec.x5t_openssl);
+    // Subject escapes (RFC 2253 inside a quoted string) and an empty URI are fine.
+    let value = envoy_xfcc(&p.ec, r#"CN=a\,b\;c\=d\"e\\,O=x"#, "", "a.example");
+    let tp = certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).unwrap();
+    assert_eq!(tp.to_x5t_s256(), p.ec.x5t_openssl);
+    // `By=` (the front proxy's own URI SANs) may come first, even repeated.
+    let value = format!(
+        "By=spiffe://gw;By=spiffe://gw2;{}",
+        envoy_xfcc(&p.rsa, "CN=a", "", "")
+    );
+    let tp = certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).unwrap();
+    assert_eq!(tp.to_x5t_s256(), p.rsa.x5t_openssl);
+}
+
+#[test]
+fn xfcc_element_injected_through_a_uri_or_dns_san_is_refused() {
+    // The attack: a certificate from the front proxy's CA whose URI or DNS SAN is
+    // `x,Hash=<victim's hex>`. Envoy writes it unescaped, so the comma starts a second element
+    // that carries the victim's thumbprint. Nothing inside the client's own certificate may
+    // change which thumbprint is read: the header must hold exactly one element.
+    let p = pki();
+    let (attacker, victim) = (&p.other, &p.ec);
+    for (uri, dns) in [
+        (format!("x,Hash={}", victim.sha256_hex), String::new()),
+        (String::new(), format!("x,Hash={}", victim.sha256_hex)),
+        (
+            format!("x,By=spiffe://gw;Hash={}", victim.sha256_hex),
+            String::new(),
+        ),
+        (
+            format!(
+                "x,Hash={};Cert=\"{}\"",
+                victim.sha256_hex,
+                url_encode(&victim.pem)
+            ),
+            String::new(),
+        ),
+    ] {
+        let value = envoy_xfcc(attacker, "CN=attacker", &uri, &dns);
+        let read = certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc);
+        assert_eq!(read, Err(CertError::XfccElements), "{uri} {dns}");
+    }
+    // Without a comma the injected key repeats one of the element's keys, or disagrees.
+    for uri in [
+        format!("x;Hash={}", victim.sha256_hex),
+        format!("x;Cert=\"{}\"", url_encode(&victim.pem)),
+    ] {
+        let value = envoy_xfcc(attacker, "CN=attacker", &uri, "");
+        assert!(
+            certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).is_err(),
+            "{uri}"
+        );
+    }
+    let hash_only = format!(
+        "Hash={};URI=x;Cert=\"{}\"",
+        attacker.sha256_hex,
+        url_encode(&victim.pem)
+    );
+    assert_eq!(
+        certificate::from_header(hash_only.as_bytes(), HeaderFormat::Xfcc),
+        Err(CertError::Inconsistent)
+    );
+    // A quote in a SAN cannot open a quoted string that swallows the rest.
+    let value = envoy_xfcc(attacker, "CN=attacker", "x\"y", "");
+    assert!(certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).is_err());
+}
+
+#[test]
+fn xfcc_with_more_than_one_element_is_refused() {
+    // A proxy chain that appends (APPEND_FORWARD) cannot be told apart from an injected
+    // element; the front proxy must replace the header (SANITIZE_SET).
+    let p = pki();
+    let value = format!(
+        "{},{}",
+        envoy_xfcc(&p.rsa, "CN=far", "", ""),
+        envoy_xfcc(&p.ec, "CN=near", "", "")
+    );
+    assert_eq!(
+        certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc),
+        Err(CertError::XfccElements)
+    );
+    assert_eq!(
+        certificate::from_header(b"", HeaderFormat::Xfcc),
+        Err(CertError::BadHeaderSyntax)
+    );
+}
+
+#[test]
+fn xfcc_needs_the_hash_envoy_always_writes() {
+    let p = pki();
+    let hash_only = format!("Hash={};Subject=\"CN=a\"", p.rsa.sha256_hex);
+    assert_eq!(
+        certificate::from_header(hash_only.as_bytes(), HeaderFormat::Xfcc)
+            .unwrap()
+            .to_x5t_s256(),
+        p.rsa.x5t_openssl
+    );
+    // A Cert without a Hash: Envoy never writes that, so something else wrote the header.
+    let cert_only = format!("Cert=\"{}\"", url_encode(&p.ed25519.pem));
+    assert_eq!(
+        certificate::from_header(cert_only.as_bytes(), HeaderFormat::Xfcc),
+        Err(CertError::BadHeaderSyntax)
     );
 }

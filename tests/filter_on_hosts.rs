@@ -1,5 +1,5 @@
 //! The filter driven through a fake host shaped like Envoy 1.40 or Kong's ngx_wasm_module,
-//! with the property values and call outcomes recorded from those engines (shared/hosts.md):
+//! with the property values and call outcomes recorded from those engines (docs/hosts.md):
 //! where the certificate comes from, IdP calls and their failures, headers, cache, replies.
 #![allow(
     clippy::unwrap_used,
@@ -243,6 +243,35 @@ fn xfcc_header_from_envoy_in_front() {
         json!({"client_certificate": {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["10.0.0.9"]}}),
     );
     assert_eq!(run(&worker(&cfg), &host).1, Flow::Continue);
+}
+
+#[test]
+fn xfcc_element_injected_through_the_attackers_san_is_refused() {
+    // The attacker holds the victim's token and its own certificate from the front proxy's CA,
+    // with `x,Hash=<victim>` in a URI SAN: the front Envoy writes it unescaped.
+    let p = pki();
+    let (victim, attacker) = (&p.rsa, &p.other);
+    let host = FakeHost::envoy(None, None);
+    host.set_property("source.address", b"10.0.0.9:1234");
+    let xfcc = format!(
+        "Hash={};Subject=\"CN=attacker\";URI=x,Hash={}",
+        attacker.sha256_hex, victim.sha256_hex
+    );
+    host.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(victim))),
+            ("x-forwarded-client-cert", &xfcc),
+        ],
+    );
+    let cfg = with(
+        base_config(),
+        json!({"client_certificate": {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["10.0.0.9"]}}),
+    );
+    assert_eq!(run(&worker(&cfg), &host).1, Flow::Pause);
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 401);
+    assert!(host.header_values("x-forwarded-client-cert").is_empty());
 }
 
 // --- the Authorization header and the identity headers ------------------------------------

@@ -4,13 +4,18 @@
 # Makes: ca.pem/ca.key (trusted by Envoy and the IdP), server.pem/server.key (SANs 127.0.0.1,
 # localhost, idp.localhost, and idp, envoy, kong for the compose harness: one cert for the gateways and the IdP), client-a / client-b
 # (CN=client-a / CN=client-b, signed by ca), other-ca.pem/.key and client-c (signed by
-# other-ca, so every verifier here must refuse it), and thumbprints.txt: "<name> <x5t#S256>".
+# other-ca, so every verifier here must refuse it), client-d (signed by ca; `,` `;` `"` `=` in its
+# Subject, `;` and `=` in its URI and DNS SANs: what XFCC parsing must survive), client-x (signed
+# by ca: an attacker whose URI and DNS SANs carry `,Hash=<client-a's hex SHA-256>`, the XFCC
+# element injection, and whose Subject carries `" , ; =`), and thumbprints.txt: "<name> <x5t#S256>".
 # EC P-256 keys: fast to make, and accepted by BoringSSL (Envoy), OpenSSL (Node) and Python.
-# Idempotent: a finished dir carries a .complete marker and is left alone.
+# Idempotent: a finished dir carries a .complete marker naming this layout and is left alone;
+# one made by an older pki.sh (another marker) is made anew.
 set -euo pipefail
 
 out=${1:?usage: pki.sh <outdir>}
-if [[ -f "$out/.complete" ]]; then
+LAYOUT="certbound pki 2"
+if [[ -f "$out/.complete" && "$(cat "$out/.complete")" == "$LAYOUT" ]]; then
   echo "pki: $out already made"
   exit 0
 fi
@@ -53,14 +58,20 @@ leaf server "/CN=localhost" ca "basicConstraints=critical,CA:FALSE" \
 leaf client-a "/CN=client-a" ca "${client_ext[@]}"
 leaf client-b "/CN=client-b" ca "${client_ext[@]}"
 leaf client-c "/CN=client-c" other-ca "${client_ext[@]}"
+leaf client-d '/CN=client-d/O=a,b;c=d"e' ca "${client_ext[@]}" "subjectAltName=@alt" "[alt]" \
+  "URI.1 = spiffe://tests/client-d;role=a=b" "DNS.1 = client-d.example;x=y"
+# The front Envoy writes SANs unescaped after Hash=: a comma there starts a second XFCC element.
+a_hex=$(openssl x509 -in client-a.pem -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1)
+leaf client-x '/CN=attacker",Hash=ab;Cert=x/O=x,y;z="w' ca "${client_ext[@]}" "subjectAltName=@alt" "[alt]" \
+  "URI.1 = spiffe://attacker,Hash=$a_hex" "DNS.1 = attacker.example,Hash=$a_hex"
 
 # RFC 8705 x5t#S256: base64url of the SHA-256 of the DER certificate, without padding.
-for c in client-a client-b client-c; do
+for c in client-a client-b client-c client-d client-x; do
   printf '%s %s\n' "$c" "$(openssl x509 -in "$c.pem" -outform DER | openssl dgst -sha256 -binary | basenc --base64url | tr -d '=')"
 done >thumbprints.txt
 
 # Sanity: the chains we rely on verify, and C must not verify against our CA.
-openssl verify -CAfile ca.pem server.pem client-a.pem client-b.pem >/dev/null
+openssl verify -CAfile ca.pem server.pem client-a.pem client-b.pem client-d.pem client-x.pem >/dev/null
 if openssl verify -CAfile ca.pem client-c.pem >/dev/null 2>&1; then
   echo "pki: client-c unexpectedly verifies against ca" >&2
   exit 1
@@ -71,5 +82,5 @@ chmod 600 ./*.key
 chmod 644 server.key
 rm -f ./*.srl
 mv -f ./*.pem ./*.key thumbprints.txt "$out/"
-touch "$out/.complete"
+echo "$LAYOUT" >"$out/.complete"
 echo "pki: made $out"

@@ -485,6 +485,35 @@ def _(t):
             t.s.envoy_configs.pop(name, None)
 
 
+@case("header source xfcc behind a front Envoy (SANITIZE_SET with Subject, URI, DNS): cert A -> 200; "
+      "attacker X whose SANs inject ',Hash=<A>' with A's token -> 401; D with , ; \" = in Subject and SANs -> 200",
+      native_only="starts Envoys of its own")
+def _(t):
+    base = json.loads((stack.CONFIGS / "strict.json").read_text())
+    path = t.s.state / "xfcc.json"
+    source = {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["127.0.0.1"]}
+    path.write_text(json.dumps({**base, "client_certificate": source}, indent=1))
+    # The certbound Envoy must keep the front's XFCC (its default SANITIZE would drop it).
+    t.s.start_envoy("xfcc", path, extra_vars={"FORWARD_CLIENT_CERT": "ALWAYS_FORWARD_ONLY"})
+    t.s.start_front("front", "xfcc")
+    try:
+        seen = t.upstream(t.s.request("front", cert="a", token=t.token("jwt")))
+        expect(seen.get("x-authenticated-sub") == ["client-a"], f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}")
+        expect("x-forwarded-client-cert" not in seen, "the XFCC header reached the upstream")
+        # The stolen token with the attacker's own certificate (same CA): its URI and DNS SANs are
+        # `...,Hash=<A's hex SHA-256>`, which the front Envoy writes unescaped after its own Hash.
+        r = t.s.request("front", cert="x", token=t.token("jwt"))
+        t.expect_denied(r, 401, "invalid_token")
+        tok_d = t.token("jwt-d", client="client-d")
+        seen = t.upstream(t.s.request("front", cert="d", token=tok_d))
+        expect(seen.get("x-authenticated-sub") == ["client-d"], f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}")
+        t.expect_denied(t.s.request("front", cert="a", token=tok_d), 401, "invalid_token")
+    finally:
+        for name in ("front", "xfcc"):
+            t.s.stop_service(f"envoy-{name}")
+            t.s.envoy_configs.pop(name, None)
+
+
 @case("strict: the short-lived JWT once expired (exp + leeway passed) -> 401 invalid_token")
 def _(t):
     exp = t.later.get("short_exp")

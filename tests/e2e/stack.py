@@ -61,7 +61,7 @@ def _load_renderer():
 render = _load_renderer()
 
 # Which certificate each test client authenticates with at the IdP; the rest use secrets.
-CLIENT_CERTS = {"client-a": "a", "client-b": "b", "client-c": "c"}
+CLIENT_CERTS = {"client-a": "a", "client-b": "b", "client-c": "c", "client-d": "d"}
 CLIENT_SECRETS = {
     "client-unbound": "client-unbound-secret",
     "gateway": "gateway-secret",
@@ -301,6 +301,23 @@ class Stack:
             self._wait_envoy(name)
             self.save()
 
+    def start_front(self, name, target):
+        """Starts front Envoy `name` (tests/e2e/front-envoy.yaml): it requires a client certificate,
+        sets x-forwarded-client-cert (SANITIZE_SET, with Subject, URI and DNS) and forwards to the
+        Envoy `target` of this stack. Requests go through it as through any Envoy: request(name, ...)."""
+        self.stop_service(f"envoy-{name}")
+        self.ports[f"envoy-{name}"] = free_port()
+        self.ports[f"admin-{name}"] = free_port()
+        yaml_path = self.state / f"envoy-{name}.yaml"
+        yaml_path.write_text(render.fill_template(HERE / "front-envoy.yaml", {
+            "LISTEN_ADDRESS": LOCAL, "LISTEN_PORT": str(self.ports[f"envoy-{name}"]),
+            "ADMIN_PORT": str(self.ports[f"admin-{name}"]), "TARGET_ADDRESS": LOCAL,
+            "TARGET_PORT": str(self.ports[f"envoy-{target}"]), "SERVER_CERT": str(self.pki / "server.pem"),
+            "SERVER_KEY": str(self.pki / "server.key"), "CA_CERT": str(self.pki / "ca.pem")}))
+        self._spawn(f"envoy-{name}", [str(ENVOY_BIN), "-c", str(yaml_path), "--disable-hot-restart",
+                                      "--concurrency", "1", "--log-level", self.log_level])
+        self._wait_envoy(name)
+
     def render_vars(self, name, extra=None):
         v = {
             "LISTEN_ADDRESS": LOCAL, "LISTEN_PORT": self.ports[f"envoy-{name}"], "ADMIN_PORT": self.ports[f"admin-{name}"],
@@ -375,12 +392,12 @@ class Stack:
         return f"https://{IDP_HOST}:{self.ports['idp']}"
 
     def thumbprints(self):
-        """{'a': x5t#S256 of client-a.pem, 'b': ..., 'c': ...} as pki.sh computed them with openssl."""
+        """{'a': x5t#S256 of client-a.pem, 'b': ..., 'x': ...} as pki.sh computed them with openssl."""
         pairs = (line.split() for line in (self.pki / "thumbprints.txt").read_text().splitlines())
         return {n.removeprefix("client-"): t for n, t in pairs}
 
     def cert(self, which):
-        """(pem, key) of client cert 'a', 'b' or 'c'; None for None/'none'."""
+        """(pem, key) of client cert 'a', 'b', 'c', 'd' or 'x' (pki.sh); None for None/'none'."""
         if which in (None, "none"):
             return None
         return self.pki / f"client-{which}.pem", self.pki / f"client-{which}.key"
@@ -562,7 +579,7 @@ def main(argv=None):
     req = sub.add_parser("request", help="send a request through an Envoy, print status, headers and body")
     req.add_argument("path", nargs="?", default="/")
     req.add_argument("--envoy", default="strict")
-    req.add_argument("--cert", default="a", choices=["a", "b", "c", "none"])
+    req.add_argument("--cert", default="a", choices=["a", "b", "c", "d", "x", "none"])
     req.add_argument("--token")
     args = ap.parse_args(argv)
 

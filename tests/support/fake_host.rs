@@ -1,5 +1,5 @@
 //! A fake proxy-wasm host that records what the filter does, shaped after Envoy 1.40 or
-//! Kong's ngx_wasm_module with the values shared/hosts.md records from those engines.
+//! Kong's ngx_wasm_module with the values docs/hosts.md records from those engines.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

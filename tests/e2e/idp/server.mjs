@@ -75,13 +75,15 @@ const clients = [
     tls_client_auth_subject_dn: `CN=${id}`,
     tls_client_certificate_bound_access_tokens: true,
   })),
-  {
+  // client-d's certificate carries `,` `;` `"` `=` in its Subject and SANs (XFCC parsing
+  // cases): pinned like client-c, which sidesteps matching such a subject DN.
+  ...['client-c', 'client-d'].map((id) => ({
     ...machine,
-    client_id: 'client-c',
+    client_id: id,
     token_endpoint_auth_method: 'self_signed_tls_client_auth',
-    jwks: { keys: [pinnedCertJwk(state('client-c.pem'))] },
+    jwks: { keys: [pinnedCertJwk(state(`${id}.pem`))] },
     tls_client_certificate_bound_access_tokens: true,
-  },
+  })),
   // Plain bearer tokens (no cnf): refused in strict mode, allowed in optional mode.
   { ...machine, client_id: 'client-unbound', client_secret: 'client-unbound-secret', token_endpoint_auth_method: 'client_secret_basic' },
   // The filter's own credentials for introspection.
