@@ -1,8 +1,18 @@
-//! certbound: a proxy-wasm HTTP filter that enforces OAuth 2.0 certificate-bound access
-//! tokens (RFC 8705) in Envoy and Kong Gateway.
+//! certbound: a proxy-wasm HTTP filter that enforces OAuth 2.0 sender-constrained access
+//! tokens (certificate-bound, RFC 8705) in Envoy and Kong Gateway.
 //!
-//! Everything but `abi` is a pure core with no proxy-wasm calls, unit-tested natively;
-//! `abi` (wasm builds only) maps the proxy-wasm callbacks and host calls onto it.
+//! The layout is the architecture:
+//! - `config`: what the user writes (`RawConfig`) and the validated `Settings`.
+//! - `tokens`: where a token comes from and what it says (JWT, JWKS, introspection, claims).
+//! - `binding`: proofs of possession, the token's `cnf` against what the client presented.
+//! - `reply`: named rejections, the RFC 6750 local reply, the counters.
+//! - `flow`: one request as a value: `extract` reads what it presented, `decider` returns the
+//!   next step, `request` applies it in one place; `worker` owns the per-VM state and every
+//!   JWKS fetch; `cache` the bounded token caches.
+//! - `host`: the `Host` trait and engine differences; in wasm builds the only code that
+//!   touches the proxy-wasm ABI.
+//!
+//! Everything but `host`'s wasm part is a pure core, unit-tested natively against a fake host.
 
 // Tests may unwrap: a failing test should stop at the failure.
 #![cfg_attr(
@@ -15,22 +25,10 @@
     )
 )]
 
-pub mod authorizer;
-pub mod cache;
-pub mod certificate;
-pub mod claims;
+pub mod binding;
 pub mod config;
-pub mod credentials;
 pub mod endpoint;
-pub mod filter;
+pub mod flow;
 pub mod host;
-pub mod introspection;
-pub mod jwks;
-pub mod jwt;
-pub mod metrics;
-pub mod policy;
-pub mod rejection;
-pub mod response;
-
-#[cfg(target_arch = "wasm32")]
-mod abi;
+pub mod reply;
+pub mod tokens;

@@ -11,8 +11,7 @@ mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use certbound::certificate::{self, CertError, Thumbprint};
-use certbound::config::HeaderFormat;
+use certbound::binding::certificate::{self, CertError, HeaderFormat, Thumbprint};
 use support::{TestCert, pki};
 
 fn all_certs() -> [&'static TestCert; 3] {

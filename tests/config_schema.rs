@@ -14,11 +14,12 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use certbound::binding::PopMode;
+use certbound::binding::certificate::HeaderFormat;
 use certbound::config::{
-    AuthMethod, CertSourceKind, ClientAuth, HeaderFormat, PopMode, RawCertSource, RawConfig,
-    Settings,
+    AuthMethod, CertSourceKind, ClientAuth, RawCertSource, RawConfig, Settings,
 };
-use certbound::jwt::Alg;
+use certbound::tokens::jwks::Alg;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Value, json};
 
@@ -1207,4 +1208,60 @@ fn the_reference_has_a_row_per_field() {
     assert!(
         table.contains("| `auth_methods` | array of `bearer`, `introspection` | `[\"bearer\"]` |")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The doc comments of the config fields are the reference; the schema repeats them.
+
+/// `field -> doc text` of the `pub` fields of `struct name` in src/config/raw.rs, the `///`
+/// lines above each field joined with spaces.
+fn field_docs(name: &str) -> Vec<(String, String)> {
+    let source = fs::read_to_string(root().join("src/config/raw.rs")).unwrap();
+    let start = source
+        .find(&format!("pub struct {name} {{"))
+        .unwrap_or_else(|| panic!("no struct {name} in src/config/raw.rs"));
+    let body = &source[start..];
+    let body = &body[..body.find("\n}").unwrap()];
+    let mut docs = Vec::new();
+    let mut pending: Vec<&str> = Vec::new();
+    for line in body.lines().skip(1) {
+        let line = line.trim();
+        if let Some(text) = line.strip_prefix("///") {
+            pending.push(text.trim());
+        } else if let Some(field) = line.strip_prefix("pub ") {
+            let field = field.split(':').next().unwrap().to_string();
+            docs.push((field, pending.join(" ")));
+            pending.clear();
+        }
+    }
+    docs
+}
+
+#[test]
+fn schema_descriptions_are_the_config_fields_doc_comments() {
+    let schema = schema();
+    let cert = &schema["properties"]["client_certificate"]["properties"];
+    let structs = [
+        ("RawConfig", &schema["properties"]),
+        ("RawCertSource", cert),
+    ];
+    for (name, properties) in structs {
+        let docs = field_docs(name);
+        assert_eq!(
+            docs.len(),
+            properties.as_object().unwrap().len(),
+            "{name}: fields vs schema properties"
+        );
+        for (field, doc) in docs {
+            assert!(!doc.is_empty(), "{name}.{field} has no doc comment");
+            let description = properties[&field]["description"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{field}: not in the schema"));
+            assert_eq!(
+                doc.split_whitespace().collect::<Vec<_>>(),
+                description.split_whitespace().collect::<Vec<_>>(),
+                "{name}.{field}: doc comment and schema description differ"
+            );
+        }
+    }
 }

@@ -9,7 +9,8 @@
 
 mod support;
 
-use certbound::config::{CertSource, ClientAuth, PopMode, Settings};
+use certbound::binding::PopMode;
+use certbound::config::{CertSource, ClientAuth, Settings};
 use serde_json::{Value, json};
 use support::*;
 

@@ -11,22 +11,42 @@
 mod support;
 
 use std::rc::Rc;
+use std::time::Duration;
 
-use certbound::filter::{Flow, RequestFilter, Worker};
-use certbound::metrics;
+use certbound::flow::request::{Flow, RequestFilter};
+use certbound::flow::worker::Worker;
+use certbound::reply::metrics::Metric;
+use certbound::reply::rejection::MetricGroup;
 use serde_json::{Value, json};
-use support::fake_host::FakeHost;
+use support::fake_host::{Fail, FakeHost, REQUEST, ROOT};
 use support::*;
 
 fn worker(config: &Value) -> Rc<Worker> {
-    Rc::new(Worker::new(settings(config)))
+    let w = Rc::new(Worker::new(settings(config)));
+    w.set_root_context(ROOT);
+    w
 }
 
-/// One request through a fresh request context.
+/// One request through a fresh request context (id `REQUEST`).
 fn run(worker: &Rc<Worker>, host: &FakeHost) -> (RequestFilter, Flow) {
-    let mut f = RequestFilter::new(Rc::clone(worker));
-    let flow = f.on_request_headers(host);
+    run_as(worker, host, REQUEST)
+}
+
+/// One request through a fresh request context `id`.
+fn run_as(worker: &Rc<Worker>, host: &FakeHost, id: u32) -> (RequestFilter, Flow) {
+    let f = RequestFilter::new(Rc::clone(worker), id);
+    let flow = f.as_request_ctx(host, id);
     (f, flow)
+}
+
+trait AsRequest {
+    fn as_request_ctx(&self, host: &FakeHost, id: u32) -> Flow;
+}
+
+impl AsRequest for RequestFilter {
+    fn as_request_ctx(&self, host: &FakeHost, id: u32) -> Flow {
+        self.on_request_headers(host.as_request(id))
+    }
 }
 
 fn envoy_with(cert: &TestCert) -> FakeHost {
@@ -60,7 +80,7 @@ fn envoy_digest_property_binds_the_token() {
     assert_eq!(flow, Flow::Continue);
     assert!(host.responses.borrow().is_empty());
     assert_eq!(host.header_values("x-authenticated-sub"), vec!["client-a"]);
-    assert_eq!(host.metric(metrics::ALLOWED), 1);
+    assert_eq!(host.metric(Metric::Allowed), 1);
 }
 
 #[test]
@@ -122,7 +142,7 @@ fn a_stolen_token_replayed_without_a_certificate_on_envoy() {
     let r = host.last_response().unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "invalid_token");
-    assert_eq!(host.metric("certbound_requests_denied_binding_failed"), 1);
+    assert_eq!(host.metric(Metric::Denied(MetricGroup::BindingFailed)), 1);
 }
 
 #[test]
@@ -181,21 +201,36 @@ fn header_from_an_untrusted_peer_is_ignored_and_still_removed() {
         ":{}:",
         base64::engine::general_purpose::STANDARD.encode(&cert.der)
     );
+    let bound = bound_jwt(cert);
+    let mut unbound = bound_claims(&cert.x5t_openssl);
+    unbound.remove("cnf");
+    let unbound = mint(&unbound);
+    let optional = with(
+        header_config("rfc9440"),
+        json!({"proof_of_possession_mtls": "optional"}),
+    );
     // Kong's engine gives a bare IP; overwriting is how a header is dropped there.
-    let host = FakeHost::kong(None);
-    host.set_property("source.address", b"192.168.7.7");
-    host.request(
-        "/x",
-        &[
-            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
-            ("client-cert", &value),
-        ],
-    );
-    assert_eq!(
-        run(&worker(&header_config("rfc9440")), &host).1,
-        Flow::Pause
-    );
+    let send = |token: &str, config: &Value| {
+        let host = FakeHost::kong(None);
+        host.set_property("source.address", b"192.168.7.7");
+        host.request(
+            "/x",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("client-cert", &value),
+            ],
+        );
+        let flow = run(&worker(config), &host).1;
+        (flow, host)
+    };
+    // The bound token: the header's certificate is not believed, so no certificate.
+    let (flow, host) = send(&bound, &header_config("rfc9440"));
+    assert_eq!(flow, Flow::Pause);
     assert_eq!(host.last_response().unwrap().status, 401);
+    // An unbound token allowed in optional mode: the unbelieved header still never reaches
+    // the upstream.
+    let (flow, host) = send(&unbound, &optional);
+    assert_eq!(flow, Flow::Continue);
     assert_eq!(host.header_values("client-cert"), vec![""]);
 }
 
@@ -271,7 +306,6 @@ fn xfcc_element_injected_through_the_attackers_san_is_refused() {
     assert_eq!(run(&worker(&cfg), &host).1, Flow::Pause);
     let r = host.last_response().unwrap();
     assert_eq!(r.status, 401);
-    assert!(host.header_values("x-forwarded-client-cert").is_empty());
 }
 
 // --- the Authorization header and the identity headers ------------------------------------
@@ -284,7 +318,7 @@ fn no_token_gets_a_bare_challenge() {
     let r = host.last_response().unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"api\""));
-    assert_eq!(host.metric("certbound_requests_denied_missing_token"), 1);
+    assert_eq!(host.metric(Metric::Denied(MetricGroup::MissingToken)), 1);
 }
 
 #[test]
@@ -385,14 +419,36 @@ fn remote_jwks_config() -> Value {
     )
 }
 
+/// The root context's part of a JWKS fetch on Envoy: its tick dispatches the fetch (a
+/// request that needs keys made the tick prompt), and the response, handed to the root,
+/// resumes whoever waits. Checks the call was the root's.
+fn root_fetches(w: &Worker, host: &FakeHost, headers: &[(&str, &str)], body: &[u8]) {
+    let before = host.dispatched.borrow().len();
+    w.on_tick(host.as_root());
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        before + 1,
+        "the root dispatches the fetch"
+    );
+    assert_eq!(host.dispatched_from.borrow().last(), Some(&ROOT));
+    host.call_returns(headers, body);
+    w.on_root_call_response(host.as_root(), (before + 1) as u32, body.len());
+}
+
 #[test]
-fn first_request_fetches_the_jwks_waits_and_is_resumed() {
+fn first_request_waits_for_the_roots_fetch_and_is_resumed_by_the_root() {
     let cert = &pki().ec;
     let w = worker(&remote_jwks_config());
     let host = envoy_with(cert);
     host.bearer(&bound_jwt(cert));
-    let (mut f, flow) = run(&w, &host);
+    let (_f, flow) = run(&w, &host);
     assert_eq!(flow, Flow::Pause);
+    // The request dispatches nothing itself (a call it made would die with it); it asks the
+    // root for a prompt tick.
+    assert!(host.dispatched.borrow().is_empty());
+    assert_eq!(*host.ticks_set.borrow(), vec![Duration::from_millis(1)]);
+    let body = jwks().to_string();
+    root_fetches(&w, &host, &[(":status", "200")], body.as_bytes());
     let call = host.dispatched.borrow()[0].clone();
     assert_eq!(call.upstream, "idp");
     let h = |k: &str| {
@@ -405,19 +461,120 @@ fn first_request_fetches_the_jwks_waits_and_is_resumed() {
     assert_eq!(h(":path").as_deref(), Some("/jwks"));
     assert_eq!(h(":authority").as_deref(), Some("idp.example:8443"));
     assert_eq!(h(":scheme").as_deref(), Some("https"));
-
-    let body = jwks().to_string();
-    host.call_returns(&[(":status", "200")], body.as_bytes());
-    f.on_call_response(&host, 1, body.len());
-    assert_eq!(host.resumed.get(), 1);
+    // The root resumed the request, acting as its context, and set the tick back.
+    assert_eq!(*host.resumed_contexts.borrow(), vec![REQUEST]);
     assert!(host.responses.borrow().is_empty());
-    assert_eq!(host.metric(metrics::JWKS_FETCHES), 1);
+    assert_eq!(host.header_values("x-authenticated-sub"), vec!["client-a"]);
+    assert_eq!(host.metric(Metric::JwksFetches), 1);
+    assert_eq!(
+        host.ticks_set.borrow().last(),
+        Some(&Duration::from_secs(1))
+    );
 
     // The keys stay with the worker: the next request needs no call.
     let host2 = envoy_with(cert);
     host2.bearer(&bound_jwt(cert));
     assert_eq!(run(&w, &host2).1, Flow::Continue);
     assert!(host2.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn requests_that_need_keys_share_one_fetch_and_each_is_resumed_as_itself() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    let filters: Vec<RequestFilter> = (0..3)
+        .map(|i| {
+            let (f, flow) = run_as(&w, &host, REQUEST + i);
+            assert_eq!(flow, Flow::Pause);
+            f
+        })
+        .collect();
+    assert_eq!(
+        host.ticks_set.borrow().len(),
+        1,
+        "one prompt tick asked for"
+    );
+    root_fetches(
+        &w,
+        &host,
+        &[(":status", "200")],
+        jwks().to_string().as_bytes(),
+    );
+    assert_eq!(host.dispatched.borrow().len(), 1, "one fetch for all");
+    assert_eq!(
+        *host.resumed_contexts.borrow(),
+        vec![REQUEST, REQUEST + 1, REQUEST + 2]
+    );
+    drop(filters);
+}
+
+#[test]
+fn a_request_that_ends_while_waiting_costs_nothing_and_the_fetch_still_completes() {
+    // The attack on a request-owned fetch: a token with a junk signature and an unknown kid,
+    // bound to the sender's own certificate, passes every cheap check and needs keys; the
+    // sender resets the stream. Before, the fetch died with the request but stayed counted
+    // in flight and spent its cool-down: with two such requests the worker had no keys.
+    let p = pki();
+    let w = worker(&remote_jwks_config());
+    let attacker = envoy_with(&p.other);
+    let junk = unsigned(
+        json!({"alg": "ES256", "typ": "at+jwt", "kid": "no-such-kid"}),
+        &bound_claims(&p.other.x5t_openssl),
+    );
+    for i in 0..5 {
+        attacker.bearer(&junk);
+        let (f, flow) = run_as(&w, &attacker, 10 + i);
+        assert_eq!(flow, Flow::Pause);
+        drop(f); // the stream is reset: the host deletes the context
+    }
+    // The root's fetch goes on regardless, once, and completes.
+    root_fetches(
+        &w,
+        &attacker,
+        &[(":status", "200")],
+        jwks().to_string().as_bytes(),
+    );
+    assert_eq!(attacker.dispatched.borrow().len(), 1);
+    assert!(
+        attacker.resumed_contexts.borrow().is_empty(),
+        "nobody to resume"
+    );
+    // A legitimate client is served from the keys at once.
+    let legit = envoy_with(&p.ec);
+    legit.now.set(NOW + 1);
+    legit.bearer(&bound_jwt(&p.ec));
+    assert_eq!(run(&w, &legit).1, Flow::Continue);
+    assert!(legit.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn on_kong_the_request_that_needs_keys_fetches_them_and_resumes_on_its_own_response() {
+    // Kong's engine cannot make the root act for a request (set_effective_context does
+    // nothing there), but a request's own call outlives the client (docs/hosts.md).
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let host = FakeHost::kong(Some(&cert.pem));
+    host.bearer(&bound_jwt(cert));
+    let (f, flow) = run(&w, &host);
+    assert_eq!(flow, Flow::Pause);
+    assert_eq!(*host.dispatched_from.borrow(), vec![REQUEST]);
+    assert!(
+        host.ticks_set.borrow().is_empty(),
+        "no second set_tick_period on Kong"
+    );
+    // A second request meanwhile cannot wait for another context's call: 503 at once.
+    let other = FakeHost::kong(Some(&cert.pem));
+    other.bearer(&bound_jwt(cert));
+    run_as(&w, &other, REQUEST + 1);
+    assert_eq!(other.last_response().unwrap().status, 503);
+    assert!(other.dispatched.borrow().is_empty());
+    let body = jwks().to_string();
+    host.call_returns(&[(":status", "200")], body.as_bytes());
+    f.on_call_response(&host, 1, body.len());
+    assert_eq!(*host.resumed_contexts.borrow(), vec![REQUEST]);
+    assert!(host.responses.borrow().is_empty());
 }
 
 #[test]
@@ -429,19 +586,19 @@ fn a_token_failing_cheap_checks_never_triggers_a_jwks_fetch() {
     run(&w, &host);
     assert_eq!(host.last_response().unwrap().status, 401);
     assert!(host.dispatched.borrow().is_empty());
+    assert!(host.ticks_set.borrow().is_empty());
 }
 
 #[test]
-fn unknown_kids_refetch_at_most_once_per_cooldown() {
+fn unknown_kids_refetch_at_most_once_per_cooldown_counted_from_completion() {
     let cert = &pki().ec;
     let w = worker(&remote_jwks_config());
     let body = jwks().to_string();
-    // Load the keys.
+    // Load the keys; the fetch completes at NOW.
     let host = envoy_with(cert);
     host.bearer(&bound_jwt(cert));
-    let (mut f, _) = run(&w, &host);
-    host.call_returns(&[(":status", "200")], body.as_bytes());
-    f.on_call_response(&host, 1, body.len());
+    let _f = run(&w, &host);
+    root_fetches(&w, &host, &[(":status", "200")], body.as_bytes());
 
     let random_kid = |kid: &str| {
         unsigned(
@@ -449,8 +606,8 @@ fn unknown_kids_refetch_at_most_once_per_cooldown() {
             &bound_claims(&cert.x5t_openssl),
         )
     };
-    // The cool-down (30 s by default) counts from the start-up fetch: a flood of random kids
-    // now costs the IdP nothing.
+    // The cool-down (30 s by default) counts from the last completed fetch: a flood of random
+    // kids now costs the IdP nothing, and asks the root for nothing.
     for i in 0..50 {
         let h = envoy_with(cert);
         h.now.set(NOW + 5);
@@ -461,17 +618,20 @@ fn unknown_kids_refetch_at_most_once_per_cooldown() {
             h.dispatched.borrow().is_empty(),
             "request {i} reached the IdP"
         );
+        assert!(
+            h.ticks_set.borrow().is_empty(),
+            "request {i} asked for a fetch"
+        );
     }
-    // After the cool-down one request may refetch; the unknown kid is then refused.
+    // After the cool-down one request may have keys refetched; the unknown kid is then refused.
     let h = envoy_with(cert);
-    h.now.set(NOW + 31);
+    h.now.set(NOW + 30);
     h.bearer(&random_kid("kid-x"));
-    let (mut f, flow) = run(&w, &h);
+    let (_f, flow) = run(&w, &h);
     assert_eq!(flow, Flow::Pause);
-    h.call_returns(&[(":status", "200")], body.as_bytes());
-    f.on_call_response(&h, 1, body.len());
+    root_fetches(&w, &h, &[(":status", "200")], body.as_bytes());
     let r = h.last_response().unwrap();
-    assert_eq!(r.status, 401);
+    assert_eq!((r.status, r.context), (401, REQUEST));
     assert!(
         r.header("www-authenticate")
             .unwrap()
@@ -483,38 +643,48 @@ fn unknown_kids_refetch_at_most_once_per_cooldown() {
     h.bearer(&random_kid("kid-y"));
     run(&w, &h);
     assert!(h.dispatched.borrow().is_empty());
+    assert!(h.ticks_set.borrow().is_empty());
 }
 
 #[test]
 fn jwks_unreachable_is_503_and_body_less_from_the_call_path_on_kong() {
     let cert = &pki().ec;
-    let kong = || FakeHost::kong(Some(&cert.pem));
-    let envoy = || envoy_with(cert);
-    for (new_host, body_expected) in [(&kong as &dyn Fn() -> FakeHost, false), (&envoy, true)] {
-        let host = new_host();
-        let w = worker(&remote_jwks_config());
-        host.bearer(&bound_jwt(cert));
-        let (mut f, _) = run(&w, &host);
-        // Kong: no :status, :dispatch_status says why. Envoy: no headers at all.
-        if body_expected {
-            host.call_returns(&[], b"");
-        } else {
-            host.call_returns(&[(":dispatch_status", "timeout")], b"");
-        }
-        f.on_call_response(&host, 1, 0);
-        let r = host.last_response().unwrap();
-        assert_eq!(r.status, 503);
-        assert_eq!(r.body.is_some(), body_expected);
-        assert_eq!(host.resumed.get(), 0);
-        assert_eq!(host.metric(metrics::JWKS_FETCH_FAILURES), 1);
-        // Within the cool-down after a failure, no keys means 503 without calling again.
-        let h2 = new_host();
-        h2.now.set(NOW + 1);
-        h2.bearer(&bound_jwt(cert));
-        run(&w, &h2);
-        assert_eq!(h2.last_response().unwrap().status, 503);
-        assert!(h2.dispatched.borrow().is_empty());
-    }
+    // Kong: the request's own call; no :status, :dispatch_status says why.
+    let w = worker(&remote_jwks_config());
+    let host = FakeHost::kong(Some(&cert.pem));
+    host.bearer(&bound_jwt(cert));
+    let (f, _) = run(&w, &host);
+    host.call_returns(&[(":dispatch_status", "timeout")], b"");
+    f.on_call_response(&host, 1, 0);
+    let r = host.last_response().unwrap();
+    assert_eq!((r.status, r.body.is_some()), (503, false));
+    assert_eq!(host.resumed.get(), 0);
+    assert_eq!(host.metric(Metric::JwksFetchFailures), 1);
+    // Envoy: the root's call answers with no headers at all; the waiting request gets its
+    // 503 (with a body) from the root acting as it.
+    let w = worker(&remote_jwks_config());
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    let _f = run(&w, &host);
+    root_fetches(&w, &host, &[], b"");
+    let r = host.last_response().unwrap();
+    assert_eq!(
+        (r.status, r.body.is_some(), r.context),
+        (503, true, REQUEST)
+    );
+    assert_eq!(host.resumed.get(), 0);
+    assert_eq!(host.metric(Metric::JwksFetchFailures), 1);
+    // Right after a failure, with no keys, a request gets 503 without another call; the
+    // root retries with back-off.
+    let h2 = envoy_with(cert);
+    h2.bearer(&bound_jwt(cert));
+    run(&w, &h2);
+    assert_eq!(h2.last_response().unwrap().status, 503);
+    assert!(h2.dispatched.borrow().is_empty() && h2.ticks_set.borrow().is_empty());
+    let tick = FakeHost::envoy(None, None);
+    tick.now.set(NOW + 1);
+    w.on_tick(tick.as_root());
+    assert_eq!(tick.dispatched.borrow().len(), 1, "retry 1 s later");
 }
 
 #[test]
@@ -524,9 +694,8 @@ fn a_jwks_that_is_not_json_or_not_200_keeps_the_request_out() {
         let w = worker(&remote_jwks_config());
         let host = envoy_with(cert);
         host.bearer(&bound_jwt(cert));
-        let (mut f, _) = run(&w, &host);
-        host.call_returns(&[(":status", status)], body.as_bytes());
-        f.on_call_response(&host, 1, body.len());
+        let _f = run(&w, &host);
+        root_fetches(&w, &host, &[(":status", status)], body.as_bytes());
         assert_eq!(host.last_response().unwrap().status, 503, "{status} {body}");
         assert_eq!(host.resumed.get(), 0);
     }
@@ -537,13 +706,13 @@ fn the_root_tick_refreshes_the_jwks_periodically_and_keeps_old_keys_on_failure()
     let cert = &pki().ec;
     let w = worker(&remote_jwks_config());
     let host = FakeHost::envoy(None, None);
-    w.on_tick(&host);
+    w.on_tick(host.as_root());
     assert_eq!(
         host.dispatched.borrow().len(),
         1,
         "no keys yet: fetch at the first tick"
     );
-    w.on_tick(&host);
+    w.on_tick(host.as_root());
     assert_eq!(
         host.dispatched.borrow().len(),
         1,
@@ -551,20 +720,20 @@ fn the_root_tick_refreshes_the_jwks_periodically_and_keeps_old_keys_on_failure()
     );
     let body = jwks().to_string();
     host.call_returns(&[(":status", "200")], body.as_bytes());
-    w.on_root_call_response(&host, 1, body.len());
+    w.on_root_call_response(host.as_root(), 1, body.len());
 
     host.now.set(NOW + 599);
-    w.on_tick(&host);
+    w.on_tick(host.as_root());
     assert_eq!(host.dispatched.borrow().len(), 1);
     host.now.set(NOW + 600);
-    w.on_tick(&host);
+    w.on_tick(host.as_root());
     assert_eq!(
         host.dispatched.borrow().len(),
         2,
         "refresh after jwks_refresh_interval"
     );
     host.call_returns(&[(":status", "503")], b"");
-    w.on_root_call_response(&host, 2, 0);
+    w.on_root_call_response(host.as_root(), 2, 0);
 
     let req = envoy_with(cert);
     req.now.set(NOW + 601);
@@ -582,10 +751,10 @@ fn the_root_tick_refreshes_the_jwks_periodically_and_keeps_old_keys_on_failure()
 fn a_root_call_response_for_another_call_is_ignored() {
     let w = worker(&remote_jwks_config());
     let host = FakeHost::envoy(None, None);
-    w.on_tick(&host);
+    w.on_tick(host.as_root());
     host.call_returns(&[(":status", "200")], b"{\"keys\":[]}");
-    w.on_root_call_response(&host, 99, 11);
-    assert_eq!(host.metric(metrics::JWKS_FETCH_FAILURES), 0);
+    w.on_root_call_response(host.as_root(), 99, 11);
+    assert_eq!(host.metric(Metric::JwksFetchFailures), 0);
     assert!(host.log_text().is_empty() || !host.log_text().contains("JWKS refreshed"));
 }
 
@@ -599,7 +768,7 @@ fn introspect_once(
 ) -> RequestFilter {
     host.bearer(OPAQUE);
     let before = host.dispatched.borrow().len();
-    let (mut f, flow) = run(w, host);
+    let (f, flow) = run(w, host);
     assert_eq!(flow, Flow::Pause);
     assert_eq!(host.dispatched.borrow().len(), before + 1);
     host.call_returns(answer_headers, answer);
@@ -687,7 +856,7 @@ fn an_active_bound_answer_lets_the_request_through_with_its_claims() {
         host.header_values("x-authenticated-sub").is_empty(),
         "no sub in the answer"
     );
-    assert_eq!(host.metric(metrics::INTROSPECTION_CALLS), 1);
+    assert_eq!(host.metric(Metric::IntrospectionCalls), 1);
 }
 
 #[test]
@@ -779,7 +948,7 @@ fn idp_errors_never_let_the_request_through() {
         );
         assert_eq!(r.json()["error"], "temporarily_unavailable");
         assert_eq!(host.resumed.get(), 0);
-        assert_eq!(host.metric(metrics::INTROSPECTION_FAILURES), 1);
+        assert_eq!(host.metric(Metric::IntrospectionFailures), 1);
     }
 }
 
@@ -814,7 +983,7 @@ fn a_call_response_for_another_call_leaves_the_request_waiting() {
     let cert = &pki().ec;
     let host = envoy_with(cert);
     host.bearer(OPAQUE);
-    let (mut f, _) = run(&worker(&base_config()), &host);
+    let (f, _) = run(&worker(&base_config()), &host);
     host.call_returns(&[(":status", "200")], &active_answer(cert, NOW + 60));
     f.on_call_response(&host, 42, 10);
     assert_eq!(host.resumed.get(), 0);
@@ -843,7 +1012,7 @@ fn a_cached_answer_is_rechecked_against_each_requests_certificate() {
     again.bearer(OPAQUE);
     assert_eq!(run(&w, &again).1, Flow::Continue);
     assert!(again.dispatched.borrow().is_empty());
-    assert_eq!(again.metric(metrics::INTROSPECTION_CACHE_HITS), 1);
+    assert_eq!(again.metric(Metric::IntrospectionCacheHits), 1);
 
     // Same token replayed from another certificate: the cached answer does not help it.
     let thief = envoy_with(&p.other);
@@ -1023,12 +1192,12 @@ fn a_verified_jwt_skips_the_signature_next_time_but_nothing_else() {
     let first = envoy_with(&p.ec);
     first.bearer(&token);
     assert_eq!(run(&w, &first).1, Flow::Continue);
-    assert_eq!(first.metric(metrics::JWT_CACHE_HITS), 0);
+    assert_eq!(first.metric(Metric::JwtCacheHits), 0);
 
     let again = envoy_with(&p.ec);
     again.bearer(&token);
     assert_eq!(run(&w, &again).1, Flow::Continue);
-    assert_eq!(again.metric(metrics::JWT_CACHE_HITS), 1);
+    assert_eq!(again.metric(Metric::JwtCacheHits), 1);
     assert_eq!(again.header_values("x-authenticated-sub"), vec!["client-a"]);
 
     // The binding, lifetime and audience are still checked on every request.
@@ -1058,7 +1227,7 @@ fn a_tampered_copy_of_a_verified_jwt_is_not_a_cache_hit() {
     h.bearer(&forged);
     run(&w, &h);
     assert_eq!(h.last_response().unwrap().status, 401);
-    assert_eq!(h.metric(metrics::JWT_CACHE_HITS), 0);
+    assert_eq!(h.metric(Metric::JwtCacheHits), 0);
 }
 
 #[test]
@@ -1068,22 +1237,21 @@ fn a_jwks_refresh_forgets_verified_signatures() {
     let body = jwks().to_string();
     let host = envoy_with(cert);
     host.bearer(&bound_jwt(cert));
-    let (mut f, _) = run(&w, &host);
-    host.call_returns(&[(":status", "200")], body.as_bytes());
-    f.on_call_response(&host, 1, body.len());
+    let _f = run(&w, &host);
+    root_fetches(&w, &host, &[(":status", "200")], body.as_bytes());
     assert_eq!(host.resumed.get(), 1);
 
     // The IdP withdrew the key: the refresh empties the cache, so the token is checked again.
     let tick = FakeHost::envoy(None, None);
     tick.now.set(NOW + 600);
-    w.on_tick(&tick);
+    w.on_tick(tick.as_root());
     tick.call_returns(&[(":status", "200")], br#"{"keys":[]}"#);
     w.on_root_call_response(&tick, 1, 11);
     let after = envoy_with(cert);
     after.now.set(NOW + 100);
     after.bearer(&bound_jwt(cert));
     run(&w, &after);
-    assert_eq!(after.metric(metrics::JWT_CACHE_HITS), 0);
+    assert_eq!(after.metric(Metric::JwtCacheHits), 0);
     assert_eq!(
         after.last_response().unwrap().status,
         401,
@@ -1105,7 +1273,7 @@ fn kong_dispatches_to_host_port_with_https_scheme_and_the_host_name_as_authority
     ));
     let host = FakeHost::kong(Some(&cert.pem));
     host.bearer(OPAQUE);
-    let (mut f, flow) = run(&w, &host);
+    let (f, flow) = run(&w, &host);
     assert_eq!(flow, Flow::Pause);
     let call = host.dispatched.borrow()[0].clone();
     let h = |k: &str| {
@@ -1143,7 +1311,7 @@ fn kong_broken_connection_or_tls_failure_on_jwks_is_503() {
         let w = worker(&remote_jwks_config());
         let host = FakeHost::kong(Some(&cert.pem));
         host.bearer(&bound_jwt(cert));
-        let (mut f, _) = run(&w, &host);
+        let (f, _) = run(&w, &host);
         host.call_returns(&[(":dispatch_status", why)], b"");
         f.on_call_response(&host, 1, 0);
         let r = host.last_response().unwrap();
@@ -1274,7 +1442,7 @@ fn inactive_answers_never_evict_a_live_answer_from_the_cache() {
     let junk = envoy_with(cert);
     junk.shared.replace(shared);
     junk.request("/x", &[("authorization", "Bearer random-junk-token")]);
-    let (mut f, _) = run(&w, &junk);
+    let (f, _) = run(&w, &junk);
     junk.call_returns(&[(":status", "200")], br#"{"active":false}"#);
     f.on_call_response(&junk, 1, 16);
     assert_eq!(junk.last_response().unwrap().status, 401);
@@ -1315,33 +1483,6 @@ fn two_tenants_on_one_idp_host_do_not_share_cached_answers() {
 }
 
 #[test]
-fn at_start_up_at_most_two_requests_fetch_the_jwks_at_once() {
-    let cert = &pki().ec;
-    let w = worker(&remote_jwks_config());
-    let mut waiting = Vec::new();
-    for _ in 0..2 {
-        let h = envoy_with(cert);
-        h.bearer(&bound_jwt(cert));
-        let (f, flow) = run(&w, &h);
-        assert_eq!(flow, Flow::Pause);
-        waiting.push((f, h));
-    }
-    for _ in 0..20 {
-        let h = envoy_with(cert);
-        h.bearer(&bound_jwt(cert));
-        run(&w, &h);
-        assert_eq!(h.last_response().unwrap().status, 503);
-        assert!(h.dispatched.borrow().is_empty());
-    }
-    let body = jwks().to_string();
-    for (mut f, h) in waiting {
-        h.call_returns(&[(":status", "200")], body.as_bytes());
-        f.on_call_response(&h, 1, body.len());
-        assert_eq!(h.resumed.get(), 1);
-    }
-}
-
-#[test]
 fn a_fetched_jwks_with_an_unreadable_key_still_serves_the_others() {
     let cert = &pki().ec;
     let w = worker(&remote_jwks_config());
@@ -1353,9 +1494,8 @@ fn a_fetched_jwks_with_an_unreadable_key_still_serves_the_others() {
     let body = set.to_string();
     let host = envoy_with(cert);
     host.bearer(&bound_jwt(cert));
-    let (mut f, _) = run(&w, &host);
-    host.call_returns(&[(":status", "200")], body.as_bytes());
-    f.on_call_response(&host, 1, body.len());
+    let _f = run(&w, &host);
+    root_fetches(&w, &host, &[(":status", "200")], body.as_bytes());
     assert_eq!(host.resumed.get(), 1);
     assert!(host.log_text().contains("skipped 1 keys"));
 }
@@ -1389,4 +1529,115 @@ fn a_body_less_reply_on_kong_claims_no_content_type() {
     let r = host.last_response().unwrap();
     assert_eq!(r.body, None);
     assert_eq!(r.header("content-type"), None);
+}
+
+// --- the host boundary fails closed ------------------------------------------------------
+
+#[test]
+fn every_host_failure_on_the_request_path_is_a_503_never_a_pass() {
+    let cert = &pki().ec;
+    for fail in [
+        Fail::Clock,
+        Fail::RequestHeaders,
+        Fail::Property,
+        Fail::HeaderWrites,
+    ] {
+        let host = envoy_with(cert);
+        host.bearer(&bound_jwt(cert));
+        host.fail(fail);
+        let flow = run(&worker(&base_config()), &host).1;
+        assert_eq!(flow, Flow::Pause, "{fail:?}");
+        let r = host.last_response().unwrap();
+        assert_eq!(r.status, 503, "{fail:?}");
+        assert_eq!(host.metric(Metric::Denied(MetricGroup::HostFailure)), 1);
+        assert_eq!(host.metric(Metric::Allowed), 0, "{fail:?}");
+    }
+    // The accept side: the same request with a host that answers.
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Continue);
+}
+
+#[test]
+fn an_identity_header_that_cannot_be_removed_on_kong_is_a_503() {
+    // The client's forged identity header would otherwise survive on an allowed request.
+    let cert = &pki().ec;
+    let mut claims = bound_claims(&cert.x5t_openssl);
+    claims.remove("client_id");
+    let kong = FakeHost::kong(Some(&cert.pem));
+    kong.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", mint(&claims))),
+            ("x-authenticated-client", "forged"),
+        ],
+    );
+    kong.fail(Fail::HeaderWrites);
+    assert_eq!(run(&worker(&base_config()), &kong).1, Flow::Pause);
+    assert_eq!(kong.last_response().unwrap().status, 503);
+}
+
+#[test]
+fn a_header_name_that_is_not_utf8_is_a_bad_request_not_a_panic() {
+    let cert = &pki().ec;
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    host.fail(Fail::HeaderNameNotUtf8);
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Pause);
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_request");
+}
+
+#[test]
+fn a_reply_or_resume_the_host_refuses_leaves_the_request_paused() {
+    let p = pki();
+    // The local reply fails: the filter still answers Pause, never Continue.
+    let host = envoy_with(&p.other);
+    host.bearer(&bound_jwt(&p.ec));
+    host.fail(Fail::LocalReply);
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Pause);
+    assert!(host.log_text().contains("local reply failed"));
+    // A resume the host refuses after an introspection call: logged, nothing else.
+    let host = envoy_with(&p.ec);
+    host.fail(Fail::Resume);
+    introspect_once(
+        &worker(&base_config()),
+        &host,
+        &[(":status", "200")],
+        &active_answer(&p.ec, NOW + 60),
+    );
+    assert_eq!(host.resumed.get(), 0);
+    assert!(host.log_text().contains("resume failed"));
+}
+
+#[test]
+fn on_envoy_a_request_that_cannot_ask_the_root_for_a_fetch_is_a_503() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    host.fail(Fail::TickPeriod);
+    assert_eq!(run(&w, &host).1, Flow::Pause);
+    assert_eq!(host.last_response().unwrap().status, 503);
+}
+
+#[test]
+fn the_waiting_list_is_bounded() {
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    let max = certbound::flow::worker::MAX_WAITING as u32;
+    let waiting: Vec<RequestFilter> = (0..max)
+        .map(|i| {
+            let (f, flow) = run_as(&w, &host, 100 + i);
+            assert_eq!(flow, Flow::Pause);
+            f
+        })
+        .collect();
+    assert!(host.responses.borrow().is_empty());
+    run_as(&w, &host, 100 + max);
+    assert_eq!(host.last_response().unwrap().status, 503);
+    drop(waiting);
 }

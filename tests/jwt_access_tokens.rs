@@ -11,14 +11,35 @@ mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use certbound::authorizer::{self, Route, Signature};
-use certbound::certificate::Thumbprint;
-use certbound::claims::Claims;
+use certbound::binding::certificate::Thumbprint;
 use certbound::config::Settings;
-use certbound::jwks::KeySet;
-use certbound::rejection::Rejection;
+use certbound::flow::cache::LocalStore;
+use certbound::flow::decider::{self, Phase, Step, View};
+use certbound::flow::extract::Presented;
+use certbound::flow::keys::KeyFetcher;
+use certbound::flow::worker::Worker;
+use certbound::reply::rejection::Rejection;
+use certbound::tokens::claims::Claims;
+use certbound::tokens::jwks::KeySet;
 use serde_json::{Map, Value, json};
 use support::*;
+
+/// The decider's first step for a token on a connection with `cert` (or none), with the
+/// inline keys only and nothing cached.
+fn step_for(settings: Settings, token: &str, cert: Option<&TestCert>) -> Step {
+    let presented = Presented {
+        token: token.to_string(),
+        certificate: cert.map(|c| Thumbprint::from_der(&c.der).unwrap()),
+    };
+    let worker = Worker::new(settings);
+    let view = View {
+        worker: &worker,
+        keys: &KeyFetcher::default(),
+        answers: &LocalStore::default(),
+        now: NOW,
+    };
+    decider::decide(&presented, &view, Phase::First).step
+}
 
 /// The full local decision for a token on a connection with `cert` (or none).
 fn decide_with(
@@ -26,21 +47,10 @@ fn decide_with(
     token: &str,
     cert: Option<&TestCert>,
 ) -> Result<Claims, Rejection> {
-    let tp = cert.map(|c| Thumbprint::from_der(&c.der).unwrap());
-    assert_eq!(authorizer::route(settings, token)?, Route::Jwt);
-    let bearer = settings.bearer.as_ref().unwrap();
-    let unverified = authorizer::precheck_jwt(settings, bearer, token, tp.as_ref(), NOW)?;
-    match authorizer::verify_jwt(
-        settings,
-        bearer,
-        token,
-        unverified,
-        &[&bearer.inline_keys],
-        NOW,
-    ) {
-        Signature::Valid(c) => Ok(c),
-        Signature::Invalid(r) => Err(r),
-        Signature::NoKey => Err(Rejection::UnknownKey),
+    match step_for(settings.clone(), token, cert) {
+        Step::Allow(claims) => Ok(claims),
+        Step::Deny(r) => Err(r),
+        other => panic!("a JWT with inline keys only: {other:?}"),
     }
 }
 
@@ -548,26 +558,32 @@ fn malformed_jwts_are_invalid_tokens() {
 
 #[test]
 fn bearer_only_refuses_opaque_tokens_and_introspection_only_takes_jwts_too() {
-    let bearer_only = settings(&with(
-        base_config(),
-        json!({"auth_methods": ["bearer"], "introspection_endpoint": null, "client_id": null, "client_secret": null}),
+    let bearer_only = || {
+        settings(&with(
+            base_config(),
+            json!({"auth_methods": ["bearer"], "introspection_endpoint": null, "client_id": null, "client_secret": null}),
+        ))
+    };
+    let cert = Some(&pki().ec);
+    assert!(matches!(
+        step_for(bearer_only(), "opaque-token-value", cert),
+        Step::Deny(Rejection::NotAJwt)
     ));
-    assert_eq!(
-        authorizer::route(&bearer_only, "opaque-token-value"),
-        Err(Rejection::NotAJwt)
-    );
-    let s = settings(&base_config());
-    assert_eq!(
-        authorizer::route(&s, "opaque-token-value"),
-        Ok(Route::Introspect)
-    );
+    let both = || settings(&base_config());
+    assert!(matches!(
+        step_for(both(), "opaque-token-value", cert),
+        Step::Introspect(_)
+    ));
     let jwt = mint(&claims_for(&pki().ec));
-    assert_eq!(authorizer::route(&s, &jwt), Ok(Route::Jwt));
+    assert!(matches!(step_for(both(), &jwt, cert), Step::Allow(_)));
     let intro_only = settings(&with(
         base_config(),
         json!({"auth_methods": ["introspection"], "jwks": null}),
     ));
-    assert_eq!(authorizer::route(&intro_only, &jwt), Ok(Route::Introspect));
+    assert!(matches!(
+        step_for(intro_only, &jwt, cert),
+        Step::Introspect(_)
+    ));
 }
 
 /// Signs `header.payload` with openssl, so the verifier is checked against an independent
@@ -692,7 +708,7 @@ fn tokens_signed_by_openssl_verify() {
 
 #[test]
 fn jwks_parsing_keeps_signature_keys_and_refuses_broken_ones() {
-    use certbound::jwt::Alg;
+    use certbound::tokens::jwks::Alg;
     let jwks = support::jwks();
     let set = KeySet::from_jwks(&jwks, &Alg::ALL).unwrap();
     // RSA without alg serves six algorithms; EC P-256, P-384 and Ed25519 one each.

@@ -30,8 +30,12 @@ import argparse
 import base64
 import json
 import re
+import socket
+import ssl
+import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -512,6 +516,70 @@ def _(t):
         for name in ("front", "xfcc"):
             t.s.stop_service(f"envoy-{name}")
             t.s.envoy_configs.pop(name, None)
+
+
+def reset_after_sending(s, envoy, cert, token, hold=0.05):
+    """Sends a request and resets the connection (TCP RST) without reading the answer."""
+    ctx = ssl.create_default_context(cafile=str(s.pki / "ca.pem"))
+    ctx.load_cert_chain(*(str(p) for p in s.cert(cert)))
+    raw = socket.create_connection((stack.LOCAL, s.ports[f"envoy-{envoy}"]), timeout=5)
+    try:
+        tls = ctx.wrap_socket(raw, server_hostname=stack.ENVOY_HOST)
+        tls.sendall(f"GET /reset HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        time.sleep(hold)
+        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tls.close()
+    except (OSError, ssl.SSLError):
+        raw.close()
+
+
+@case("key fetch: a client resetting streams with unknown-kid tokens cannot starve the worker of keys; "
+      "a legitimate client keeps getting 200", native_only="starts an Envoy of its own")
+def _(t):
+    # The attack on a fetch owned by a request: a junk-signature token with an unknown kid, bound
+    # to the attacker's own certificate (B), passes every cheap check and needs keys; the attacker
+    # resets the stream. Envoy drops the response of a call whose context is gone; the worker used
+    # to count it in flight and spend its cool-down, so a fresh worker stayed without keys (503).
+    base = json.loads((stack.CONFIGS / "strict.json").read_text())
+    path = t.s.state / "keyfetch.json"
+    path.write_text(json.dumps({**base, "jwks_endpoint": "${IDP_URL}/jwks-slow"}, indent=1))
+    junk_header = b64url(json.dumps({"alg": "RS256", "typ": "at+jwt", "kid": "no-such-kid"}).encode())
+    claims = {"iss": t.s.idp_url, "aud": API_AUDIENCE, "scope": "accounts:read", "sub": "attacker",
+              "iat": int(time.time()), "exp": int(time.time()) + 300, "cnf": {"x5t#S256": t.s.thumbprints()["b"]}}
+    junk = f"{junk_header}.{b64url(json.dumps(claims).encode())}.{b64url(b'not a signature')}"
+    good = t.token("jwt")
+    t.s.start_envoy("keyfetch", path, concurrency=1)
+    stop = threading.Event()
+    resets = [0]
+
+    def attack():
+        while not stop.is_set():
+            reset_after_sending(t.s, "keyfetch", "b", junk)
+            resets[0] += 1
+
+    attacker = threading.Thread(target=attack, daemon=True)
+    attacker.start()
+    statuses = []
+    try:
+        # The attacker goes first, as on a worker that just started: its requests are the ones
+        # that need the keys.
+        time.sleep(0.5)
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            r = t.s.request("keyfetch", "/accounts", cert="a", token=good)
+            statuses.append(r.status)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        attacker.join(10)
+        t.s.stop_service("envoy-keyfetch")
+        t.s.envoy_configs.pop("keyfetch", None)
+    t.later["keyfetch"] = (resets[0], statuses)
+    print(f"      key fetch under attack: {resets[0]} reset requests, legitimate answers: "
+          f"{statuses.count(200)} x 200, {len(statuses) - statuses.count(200)} other ({sorted(set(statuses), key=str)})")
+    expect(resets[0] >= 20, f"the attacker managed only {resets[0]} resets")
+    expect(len(statuses) >= 10 and all(s == 200 for s in statuses),
+           f"legitimate client got {statuses}, expected only 200s")
 
 
 @case("strict: the short-lived JWT once expired (exp + leeway passed) -> 401 invalid_token")

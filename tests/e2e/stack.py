@@ -286,9 +286,9 @@ class Stack:
         if proc:
             proc.stop()
 
-    def start_envoy(self, name, config, wait=True, extra_vars=None):
+    def start_envoy(self, name, config, wait=True, extra_vars=None, concurrency=2):
         """Starts (or restarts, or adds) Envoy `name` with filter config file `config`, whose
-        ${VAR}s are filled from render_vars() plus extra_vars."""
+        ${VAR}s are filled from render_vars() plus extra_vars, with `concurrency` workers."""
         self.stop_service(f"envoy-{name}")
         self.envoy_configs[name] = Path(config).resolve()
         self.ports[f"envoy-{name}"] = free_port()
@@ -296,7 +296,7 @@ class Stack:
         yaml_path = self.state / f"envoy-{name}.yaml"
         yaml_path.write_text(render.render(self.render_vars(name, extra_vars), wasm=self.wasm is not None))
         self._spawn(f"envoy-{name}", [str(ENVOY_BIN), "-c", str(yaml_path), "--disable-hot-restart",
-                                      "--concurrency", "2", "--log-level", self.log_level])
+                                      "--concurrency", str(concurrency), "--log-level", self.log_level])
         if wait:
             self._wait_envoy(name)
             self.save()

@@ -6,10 +6,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use certbound::endpoint::OutboundRequest;
-use certbound::host::{Host, LogLevel};
+use certbound::host::{Headers, Host, HostError, LogLevel};
+use certbound::reply::metrics::Metric;
+
+/// The root context's id in these tests; request contexts are 2 and up.
+pub const ROOT: u32 = 1;
+/// The request context `run` creates.
+pub const REQUEST: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentResponse {
+    /// The effective context the reply was sent for.
+    pub context: u32,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
@@ -27,14 +35,37 @@ impl SentResponse {
     }
 }
 
+/// Host calls a test can make fail, as a real host may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fail {
+    Clock,
+    Property,
+    RequestHeaders,
+    HeaderNameNotUtf8,
+    HeaderWrites,
+    LocalReply,
+    Resume,
+    TickPeriod,
+}
+
 #[derive(Default)]
 pub struct FakeHost {
     pub now: Cell<u64>,
+    /// Kong's engine: `set_effective_context` does nothing (docs/hosts.md).
+    pub kong: Cell<bool>,
+    /// The context host calls act for: the current callback's, or what
+    /// `set_effective_context` chose.
+    pub effective: Cell<u32>,
+    pub failing: RefCell<Vec<Fail>>,
     pub properties: RefCell<HashMap<String, Vec<u8>>>,
     pub headers: RefCell<Vec<(String, Vec<u8>)>>,
     pub responses: RefCell<Vec<SentResponse>>,
     pub resumed: Cell<u32>,
+    /// The effective context of each resume.
+    pub resumed_contexts: RefCell<Vec<u32>>,
     pub dispatched: RefCell<Vec<OutboundRequest>>,
+    /// The effective context of each dispatch (its response goes there).
+    pub dispatched_from: RefCell<Vec<u32>>,
     /// `Err` makes every dispatch fail (Envoy: unknown cluster; Kong: bad upstream).
     pub dispatch_error: RefCell<Option<String>>,
     pub call_headers: RefCell<Vec<(String, Vec<u8>)>>,
@@ -45,6 +76,8 @@ pub struct FakeHost {
     pub metrics: RefCell<HashMap<&'static str, u64>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub tick: Cell<Option<Duration>>,
+    /// Every tick period set, in order.
+    pub ticks_set: RefCell<Vec<Duration>>,
     /// Every property path read, dotted.
     pub reads: RefCell<Vec<String>>,
 }
@@ -54,6 +87,7 @@ impl FakeHost {
     pub fn envoy(cert_pem: Option<&str>, cert_hex: Option<&str>) -> FakeHost {
         let h = FakeHost {
             now: Cell::new(super::NOW),
+            effective: Cell::new(REQUEST),
             ..Default::default()
         };
         if let Some(hex) = cert_hex {
@@ -71,6 +105,8 @@ impl FakeHost {
     pub fn kong(cert_pem: Option<&str>) -> FakeHost {
         let h = FakeHost {
             now: Cell::new(super::NOW),
+            effective: Cell::new(REQUEST),
+            kong: Cell::new(true),
             ..Default::default()
         };
         h.set_property("ngx.server_port", b"8443");
@@ -143,8 +179,36 @@ impl FakeHost {
             .collect()
     }
 
-    pub fn metric(&self, name: &str) -> u64 {
-        self.metrics.borrow().get(name).copied().unwrap_or(0)
+    pub fn metric(&self, metric: Metric) -> u64 {
+        self.metrics
+            .borrow()
+            .get(metric.name())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn fail(&self, what: Fail) {
+        self.failing.borrow_mut().push(what);
+    }
+
+    fn check(&self, what: Fail) -> Result<(), HostError> {
+        if self.failing.borrow().contains(&what) {
+            Err(HostError::Failed(format!("{what:?} failed (test)")))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The callback that runs next is the root context's (its tick or call response).
+    pub fn as_root(&self) -> &Self {
+        self.effective.set(ROOT);
+        self
+    }
+
+    /// The callback that runs next is request context `id`'s.
+    pub fn as_request(&self, id: u32) -> &Self {
+        self.effective.set(id);
+        self
     }
 
     pub fn log_text(&self) -> String {
@@ -158,33 +222,50 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
-    fn now(&self) -> u64 {
-        self.now.get()
+    fn now(&self) -> Result<u64, HostError> {
+        self.check(Fail::Clock)?;
+        Ok(self.now.get())
     }
 
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.check(Fail::Property)?;
         self.reads.borrow_mut().push(path.join("."));
-        self.properties.borrow().get(&path.join(".")).cloned()
+        Ok(self.properties.borrow().get(&path.join(".")).cloned())
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> Result<Headers, HostError> {
+        self.check(Fail::RequestHeaders)?;
+        if self.failing.borrow().contains(&Fail::HeaderNameNotUtf8) {
+            return Err(HostError::HeaderNameNotUtf8);
+        }
+        Ok(self.headers.borrow().clone())
     }
 
-    fn set_request_header(&self, name: &str, value: &str) {
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.check(Fail::HeaderWrites)?;
         let mut h = self.headers.borrow_mut();
         h.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         h.push((name.to_string(), value.as_bytes().to_vec()));
+        Ok(())
     }
 
-    fn remove_request_header(&self, name: &str) {
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        self.check(Fail::HeaderWrites)?;
         self.headers
             .borrow_mut()
             .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        Ok(())
     }
 
-    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: Option<&[u8]>) {
+    fn send_response(
+        &self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<(), HostError> {
+        self.check(Fail::LocalReply)?;
         self.responses.borrow_mut().push(SentResponse {
+            context: self.effective.get(),
             status,
             headers: headers
                 .iter()
@@ -192,27 +273,42 @@ impl Host for FakeHost {
                 .collect(),
             body: body.map(<[u8]>::to_vec),
         });
+        Ok(())
     }
 
-    fn resume_request(&self) {
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.check(Fail::Resume)?;
         self.resumed.set(self.resumed.get() + 1);
+        self.resumed_contexts
+            .borrow_mut()
+            .push(self.effective.get());
+        Ok(())
     }
 
-    fn dispatch(&self, request: &OutboundRequest) -> Result<u32, String> {
+    fn dispatch(&self, request: &OutboundRequest) -> Result<u32, HostError> {
         if let Some(e) = self.dispatch_error.borrow().clone() {
-            return Err(e);
+            return Err(HostError::Failed(e));
         }
         let mut d = self.dispatched.borrow_mut();
         d.push(request.clone());
+        self.dispatched_from.borrow_mut().push(self.effective.get());
         Ok(d.len() as u32)
     }
 
-    fn call_response_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.call_headers.borrow().clone()
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        // Kong's engine accepts the call and does nothing.
+        if !self.kong.get() {
+            self.effective.set(context_id);
+        }
+        Ok(())
     }
 
-    fn call_response_body(&self, len: usize) -> Vec<u8> {
-        self.call_body.borrow().iter().take(len).copied().collect()
+    fn call_response_headers(&self) -> Result<Headers, HostError> {
+        Ok(self.call_headers.borrow().clone())
+    }
+
+    fn call_response_body(&self, len: usize) -> Result<Vec<u8>, HostError> {
+        Ok(self.call_body.borrow().iter().take(len).copied().collect())
     }
 
     fn shared_load(&self, key: &str) -> Option<Vec<u8>> {
@@ -220,7 +316,7 @@ impl Host for FakeHost {
         self.shared.borrow().get(key).map(|(v, _)| v.clone())
     }
 
-    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), String> {
+    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
         self.shared_calls.set(self.shared_calls.get() + 1);
         let mut s = self.shared.borrow_mut();
         let cas = s.get(key).map_or(1, |(_, c)| c + 1);
@@ -228,15 +324,18 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn count(&self, metric: &'static str) {
-        *self.metrics.borrow_mut().entry(metric).or_default() += 1;
+    fn count(&self, metric: Metric) {
+        *self.metrics.borrow_mut().entry(metric.name()).or_default() += 1;
     }
 
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
     }
 
-    fn set_tick_period(&self, period: Duration) {
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.check(Fail::TickPeriod)?;
         self.tick.set(Some(period));
+        self.ticks_set.borrow_mut().push(period);
+        Ok(())
     }
 }

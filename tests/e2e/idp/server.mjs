@@ -160,6 +160,16 @@ provider.use(async (ctx, next) => {
   }
 });
 
+// /jwks-slow is /jwks answered 1.5 s late: long enough for a client to reset its stream while
+// the gateway waits for the keys (the key-fetch attack case).
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/jwks-slow') {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    ctx.path = '/jwks';
+  }
+  await next();
+});
+
 // oidc-provider accepts Basic credentials even from a client registered for client_secret_post.
 // Refusing Basic for those clients lets a test prove the filter really sent the secret in the form.
 provider.use(async (ctx, next) => {

@@ -9,69 +9,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_simple::prelude::{
     Duration as JwtDuration, NoCustomClaims, UnixTimeStamp, VerificationOptions,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::claims::Claims;
-use crate::credentials::MAX_TOKEN_LENGTH;
-use crate::jwks::VerifyKey;
-use crate::rejection::Rejection;
-
-/// Signature algorithms we verify. `none` and HMAC are not representable: a public key can
-/// never be used as an HMAC secret here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    EdDSA,
-}
-
-impl Alg {
-    /// The algorithms of an RSA key.
-    pub const RSA: [Alg; 6] = [
-        Alg::RS256,
-        Alg::RS384,
-        Alg::RS512,
-        Alg::PS256,
-        Alg::PS384,
-        Alg::PS512,
-    ];
-    pub const ALL: [Alg; 9] = [
-        Alg::RS256,
-        Alg::RS384,
-        Alg::RS512,
-        Alg::PS256,
-        Alg::PS384,
-        Alg::PS512,
-        Alg::ES256,
-        Alg::ES384,
-        Alg::EdDSA,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::RS256 => "RS256",
-            Alg::RS384 => "RS384",
-            Alg::RS512 => "RS512",
-            Alg::PS256 => "PS256",
-            Alg::PS384 => "PS384",
-            Alg::PS512 => "PS512",
-            Alg::ES256 => "ES256",
-            Alg::ES384 => "ES384",
-            Alg::EdDSA => "EdDSA",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Alg> {
-        Alg::ALL.into_iter().find(|a| a.name() == name)
-    }
-}
+use crate::reply::rejection::Rejection;
+use crate::tokens::claims::Claims;
+use crate::tokens::credentials::MAX_TOKEN_LENGTH;
+use crate::tokens::jwks::{Alg, VerifyKey};
 
 /// The protected header members we act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,9 +106,15 @@ pub fn inspect(token: &str, rules: &JwtRules<'_>, now: u64) -> Result<Unverified
         return Err(Rejection::MalformedJwt);
     }
     let claims = Claims(decode_json_object(payload).ok_or(Rejection::MalformedJwt)?);
-    crate::policy::check_issuer(&claims, rules.issuer, true)?;
-    crate::policy::check_lifetime(&claims, now, rules.leeway, true, Rejection::MalformedJwt)?;
-    crate::policy::check_audience(&claims, rules.audience_required)?;
+    crate::tokens::policy::check_issuer(&claims, rules.issuer, true)?;
+    crate::tokens::policy::check_lifetime(
+        &claims,
+        now,
+        rules.leeway,
+        true,
+        Rejection::MalformedJwt,
+    )?;
+    crate::tokens::policy::check_audience(&claims, rules.audience_required)?;
     Ok(UnverifiedJwt {
         header,
         alg,

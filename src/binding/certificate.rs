@@ -10,11 +10,10 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use der::Decode;
 use ipnet::IpNet;
 use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use x509_cert::Certificate;
-
-use crate::config::HeaderFormat;
 
 /// Largest certificate blob we look at; real client certificates are 1-3 KiB.
 const MAX_CERT_INPUT: usize = 32 * 1024;
@@ -24,6 +23,19 @@ const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderFormat {
+    /// RFC 9440 `Client-Cert: :<base64 DER>:`.
+    Rfc9440,
+    /// Envoy `x-forwarded-client-cert` (`Hash=` / `Cert=` of the last element).
+    Xfcc,
+    /// URL-encoded PEM (nginx `$ssl_client_escaped_cert`).
+    UrlEncodedPem,
+    /// Base64 of the DER certificate.
+    Base64Der,
+}
 
 /// SHA-256 of a certificate's DER encoding.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,9 @@
-//! The checks every token goes through, JWT or introspected: lifetime, issuer, audience,
-//! the certificate binding and scopes. Each returns the named rejection it fails with.
+//! The claim checks every token goes through, JWT or introspected: lifetime, issuer,
+//! audience and scopes (the binding is `binding`'s). Each returns the named rejection it
+//! fails with.
 
-use crate::certificate::Thumbprint;
-use crate::claims::{Claims, Confirmation};
-use crate::config::PopMode;
-use crate::rejection::Rejection;
+use crate::reply::rejection::Rejection;
+use crate::tokens::claims::Claims;
 
 /// `exp`, `nbf` and `iat` against `now`, with `leeway` seconds of skew either way.
 /// `malformed` is the rejection for a time claim that is not a NumericDate.
@@ -52,28 +51,6 @@ pub fn check_audience(claims: &Claims, required: &[String]) -> Result<(), Reject
         Ok(())
     } else {
         Err(Rejection::AudienceMismatch)
-    }
-}
-
-/// RFC 8705 §3: the token's `cnf["x5t#S256"]` against the connection's certificate.
-pub fn check_binding(
-    mode: PopMode,
-    claims: &Claims,
-    presented: Option<&Thumbprint>,
-) -> Result<(), Rejection> {
-    if mode == PopMode::Off {
-        return Ok(());
-    }
-    match claims.confirmation() {
-        Confirmation::None if mode == PopMode::Strict => Err(Rejection::Unbound),
-        Confirmation::None => Ok(()),
-        // A token bound to a key we cannot check (a DPoP `jkt`, say) must not pass as bearer.
-        Confirmation::Other => Err(Rejection::UnsupportedConfirmation),
-        Confirmation::X5tS256(claimed) => match presented {
-            None => Err(Rejection::CertificateRequired),
-            Some(tp) if tp.matches_x5t_s256(&claimed) => Ok(()),
-            Some(_) => Err(Rejection::ThumbprintMismatch),
-        },
     }
 }
 

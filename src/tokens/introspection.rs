@@ -8,9 +8,9 @@ use base64::engine::general_purpose::STANDARD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
-use crate::claims::Claims;
 use crate::config::{ClientAuth, IntrospectionSettings};
 use crate::endpoint::{CallOutcome, OutboundRequest};
+use crate::tokens::claims::Claims;
 
 /// Largest introspection response we read.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;

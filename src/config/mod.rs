@@ -1,181 +1,20 @@
-//! The filter's configuration: the JSON a user writes (`RawConfig`, mirrored by
+//! The filter's configuration: the JSON a user writes (`raw`, mirrored by
 //! `filter-config/certbound.schema.json`) and the validated, ready-to-use form (`Settings`)
 //! built once at `on_configure`. Every refusal names the field at fault.
 
-use std::collections::BTreeMap;
+mod raw;
+
 use std::fmt;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 
+pub use raw::*;
+
+use crate::binding::PopMode;
+use crate::binding::certificate::HeaderFormat;
 use crate::endpoint::Endpoint;
-use crate::jwks::KeySet;
-use crate::jwt::Alg;
-
-/// Binding enforcement (RFC 8705 §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum PopMode {
-    /// Every token must carry `cnf["x5t#S256"]` equal to the connection's certificate thumbprint.
-    #[default]
-    Strict,
-    /// Tokens that carry `cnf` must match; unbound tokens pass.
-    Optional,
-    /// No binding check (plain bearer tokens). For migration only.
-    Off,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    /// JWT access tokens (RFC 9068) verified locally.
-    Bearer,
-    /// Token introspection (RFC 7662).
-    Introspection,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    #[default]
-    ClientSecretBasic,
-    ClientSecretPost,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum CertSourceKind {
-    /// The mutual-TLS connection of the request (Envoy and Kong properties).
-    #[default]
-    Connection,
-    /// A header set by a trusted TLS-terminating proxy.
-    Header,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HeaderFormat {
-    /// RFC 9440 `Client-Cert: :<base64 DER>:`.
-    Rfc9440,
-    /// Envoy `x-forwarded-client-cert` (`Hash=` / `Cert=` of the last element).
-    Xfcc,
-    /// URL-encoded PEM (nginx `$ssl_client_escaped_cert`).
-    UrlEncodedPem,
-    /// Base64 of the DER certificate.
-    Base64Der,
-}
-
-/// `client_certificate` as written by the user.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawCertSource {
-    pub source: CertSourceKind,
-    pub header: Option<String>,
-    pub format: Option<HeaderFormat>,
-    #[serde(deserialize_with = "list")]
-    pub trusted_ips: Vec<String>,
-}
-
-/// The configuration exactly as the user writes it. Field docs are the reference; the JSON
-/// Schema in `filter-config/` repeats them and a test keeps the two in step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawConfig {
-    pub proof_of_possession_mtls: PopMode,
-    #[serde(deserialize_with = "list")]
-    pub auth_methods: Vec<AuthMethod>,
-    pub issuer: Option<String>,
-    #[serde(deserialize_with = "list")]
-    pub audience_required: Vec<String>,
-    #[serde(deserialize_with = "list")]
-    pub scopes_required: Vec<String>,
-    /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
-    pub leeway: u64,
-    /// Accept only `typ: at+jwt` (RFC 9068); when false `JWT` or no `typ` pass too.
-    pub jwt_typ_strict: bool,
-    #[serde(deserialize_with = "list")]
-    pub jwt_algorithms: Vec<Alg>,
-    pub jwks: Option<serde_json::Value>,
-    pub jwks_endpoint: Option<String>,
-    /// Seconds between periodic JWKS refreshes.
-    pub jwks_refresh_interval: u64,
-    /// Minimum seconds between JWKS fetches triggered by an unknown `kid`.
-    pub rediscovery_lifetime: u64,
-    pub introspection_endpoint: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-    pub client_auth: ClientAuth,
-    /// Seconds an introspection result is cached (never past the token's `exp`); 0 disables.
-    pub cache_introspection: u64,
-    /// Entries of each cache (introspection answers; JWTs whose signature was verified).
-    pub cache_max_entries: u32,
-    pub shared_cache: bool,
-    /// Milliseconds for each call to the IdP.
-    pub http_timeout: u64,
-    pub upstreams: BTreeMap<String, String>,
-    pub client_certificate: RawCertSource,
-    #[serde(deserialize_with = "list")]
-    pub upstream_headers_claims: Vec<String>,
-    #[serde(deserialize_with = "list")]
-    pub upstream_headers_names: Vec<String>,
-    pub realm: String,
-}
-
-pub const DEFAULT_LEEWAY: u64 = 60;
-pub const DEFAULT_JWKS_REFRESH: u64 = 600;
-pub const DEFAULT_REDISCOVERY: u64 = 30;
-pub const DEFAULT_CACHE_TTL: u64 = 60;
-pub const DEFAULT_CACHE_ENTRIES: u32 = 4096;
-pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 2000;
-pub const DEFAULT_REALM: &str = "api";
-
-impl Default for RawConfig {
-    fn default() -> Self {
-        RawConfig {
-            proof_of_possession_mtls: PopMode::Strict,
-            auth_methods: vec![AuthMethod::Bearer],
-            issuer: None,
-            audience_required: Vec::new(),
-            scopes_required: Vec::new(),
-            leeway: DEFAULT_LEEWAY,
-            jwt_typ_strict: true,
-            jwt_algorithms: Alg::ALL.to_vec(),
-            jwks: None,
-            jwks_endpoint: None,
-            jwks_refresh_interval: DEFAULT_JWKS_REFRESH,
-            rediscovery_lifetime: DEFAULT_REDISCOVERY,
-            introspection_endpoint: None,
-            client_id: None,
-            client_secret: None,
-            client_auth: ClientAuth::ClientSecretBasic,
-            cache_introspection: DEFAULT_CACHE_TTL,
-            cache_max_entries: DEFAULT_CACHE_ENTRIES,
-            shared_cache: true,
-            http_timeout: DEFAULT_HTTP_TIMEOUT_MS,
-            upstreams: BTreeMap::new(),
-            client_certificate: RawCertSource::default(),
-            upstream_headers_claims: Vec::new(),
-            upstream_headers_names: Vec::new(),
-            realm: DEFAULT_REALM.to_string(),
-        }
-    }
-}
-
-/// A JSON array, or `{}` for an empty one: Kong JSON-encodes the validated config from Lua,
-/// where an empty array and an empty object are the same table.
-fn list<'de, D, T>(de: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    use serde::de::Error;
-    match serde_json::Value::deserialize(de)? {
-        serde_json::Value::Object(o) if o.is_empty() => Ok(Vec::new()),
-        v @ serde_json::Value::Array(_) => serde_json::from_value(v).map_err(D::Error::custom),
-        _ => Err(D::Error::custom("expected a JSON array")),
-    }
-}
+use crate::tokens::jwks::{Alg, KeySet};
 
 /// A refused configuration: the field at fault (a JSON path) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,7 +43,7 @@ impl fmt::Display for ConfigError {
 }
 
 /// Local JWT verification settings (`auth_methods` has `bearer`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BearerSettings {
     pub issuer: String,
     pub algorithms: Vec<Alg>,
@@ -216,7 +55,7 @@ pub struct BearerSettings {
 }
 
 /// Introspection settings (`auth_methods` has `introspection`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct IntrospectionSettings {
     pub endpoint: Endpoint,
     pub client_id: String,
@@ -239,7 +78,7 @@ pub enum CertSource {
 }
 
 /// The validated configuration the filter runs with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub pop: PopMode,
     pub bearer: Option<BearerSettings>,
@@ -282,6 +121,19 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 impl Settings {
+    /// Request headers a client may not send more than once or imitate: those set from
+    /// claims, and the certificate header.
+    pub fn reserved_headers(&self) -> impl Iterator<Item = &str> {
+        let cert_header = match &self.cert_source {
+            CertSource::Header { name, .. } => Some(name.as_str()),
+            CertSource::Connection => None,
+        };
+        self.upstream_headers
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .chain(cert_header)
+    }
+
     /// Parses and validates the configuration bytes the host hands to `on_configure`.
     /// An empty configuration is refused: an issuer or an introspection endpoint is always needed.
     pub fn from_json(bytes: &[u8]) -> Result<Settings, ConfigError> {

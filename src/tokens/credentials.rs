@@ -2,7 +2,7 @@
 //! FAPI 2.0 forbids tokens in the query or a form body; a query `access_token` is refused
 //! outright so the client learns why, and the body is never read.
 
-use crate::rejection::Rejection;
+use crate::reply::rejection::Rejection;
 
 /// Longest token accepted. RFC 9068 tokens are around 1 KiB; this leaves room for rich
 /// claims while bounding the work (and jwt-simple's default of 1 MB).

@@ -1,11 +1,65 @@
-//! The IdP's signing keys: parsing a JWKS into ready verification keys (jwt-simple), and the
-//! refresh policy for a remote JWKS: periodic, plus on an unknown `kid` at most once per
-//! cool-down so that a flood of random kids cannot hammer the IdP.
+//! The IdP's signing keys: the algorithms we verify, and a JWKS parsed into ready
+//! verification keys (jwt-simple). When a remote JWKS is fetched is `flow::keys`'s business.
 
 use jwt_simple::prelude::*;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::jwt::Alg;
+/// Signature algorithms we verify. `none` and HMAC are not representable: a public key can
+/// never be used as an HMAC secret here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Alg {
+    /// The algorithms of an RSA key.
+    pub const RSA: [Alg; 6] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+    ];
+    pub const ALL: [Alg; 9] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
 
 /// Bounds on what a JWKS may cost us: a JWKS with hundreds of keys is an attack or a mistake.
 pub const MAX_KEYS: usize = 64;
@@ -250,156 +304,4 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Vec<Entry>, (String, String
                 })
         })
         .collect()
-}
-
-/// What the request should do about keys it does not have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refetch {
-    /// Fetch the JWKS now (this request waits for it).
-    Fetch,
-    /// Keys exist but not this one, and the cool-down forbids a fetch: invalid token.
-    UnknownKey,
-    /// No keys at all and the IdP failed recently: fail closed with 503.
-    Unavailable,
-}
-
-/// A remote JWKS and its refresh bookkeeping, per worker.
-#[derive(Debug, Default)]
-pub struct RemoteKeys {
-    keys: Option<KeySet>,
-    fetched_at: Option<u64>,
-    last_attempt: Option<u64>,
-    last_failure: Option<u64>,
-    /// Deadlines of the fetches in flight. Deadlines rather than a count: a call whose
-    /// request context went away never reports back.
-    in_flight: Vec<u64>,
-}
-
-/// Fetches at once while a worker has no keys at all (start-up): enough for the first
-/// requests not to wait for the next tick, few enough that a burst never floods the IdP.
-/// A request cannot wait for another context's call (Kong's engine cannot resume it).
-pub const MAX_STARTUP_FETCHES: usize = 2;
-
-impl RemoteKeys {
-    pub fn keys(&self) -> Option<&KeySet> {
-        self.keys.as_ref()
-    }
-
-    fn in_flight(&self, now: u64) -> usize {
-        self.in_flight.iter().filter(|&&until| now < until).count()
-    }
-
-    /// Whether the periodic refresh (on the tick) is due.
-    pub fn refresh_due(&self, now: u64, interval: u64, cooldown: u64) -> bool {
-        if self.in_flight(now) > 0 {
-            return false;
-        }
-        match (self.fetched_at, self.last_failure) {
-            (_, Some(failed)) if now < failed.saturating_add(cooldown) => false,
-            (None, _) => true,
-            (Some(at), _) => now >= at.saturating_add(interval),
-        }
-    }
-
-    /// Decides for a request whose key is missing. With keys, a fetch is allowed when none
-    /// is in flight and the last attempt is older than the cool-down. With no keys at all,
-    /// up to `MAX_STARTUP_FETCHES` at once, unless the IdP failed within the cool-down.
-    pub fn on_missing_key(&self, now: u64, cooldown: u64) -> Refetch {
-        let cooled = |t: Option<u64>| t.is_none_or(|t| now >= t.saturating_add(cooldown));
-        if self.keys.is_none() {
-            if cooled(self.last_failure) && self.in_flight(now) < MAX_STARTUP_FETCHES {
-                Refetch::Fetch
-            } else {
-                Refetch::Unavailable
-            }
-        } else if cooled(self.last_attempt) && self.in_flight(now) == 0 {
-            Refetch::Fetch
-        } else {
-            Refetch::UnknownKey
-        }
-    }
-
-    /// `timeout` is the call's timeout in whole seconds, rounded up. Kong's engine applies it
-    /// to connect, send and read separately, so a call may take three times that.
-    pub fn fetch_started(&mut self, now: u64, timeout: u64) {
-        self.last_attempt = Some(now);
-        self.in_flight.retain(|&until| now < until);
-        self.in_flight.push(
-            now.saturating_add(timeout.saturating_mul(3))
-                .saturating_add(1),
-        );
-    }
-
-    /// Records a fetch's result. A failed refresh keeps the keys we had: an IdP outage
-    /// must not turn into refusing every valid token.
-    pub fn fetch_finished(&mut self, now: u64, result: Option<KeySet>) {
-        if !self.in_flight.is_empty() {
-            self.in_flight.remove(0);
-        }
-        match result {
-            Some(keys) => {
-                self.keys = Some(keys);
-                self.fetched_at = Some(now);
-                self.last_failure = None;
-            }
-            None => self.last_failure = Some(now),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_keys_fetch_once_per_cooldown() {
-        let mut r = RemoteKeys::default();
-        assert_eq!(r.on_missing_key(100, 30), Refetch::Fetch, "no keys yet");
-        r.fetch_started(100, 2);
-        // Start-up: with no keys at all, a second request may fetch too, not a third.
-        assert_eq!(r.on_missing_key(100, 30), Refetch::Fetch);
-        r.fetch_started(100, 2);
-        assert_eq!(r.on_missing_key(100, 30), Refetch::Unavailable);
-        r.fetch_finished(101, Some(KeySet::default()));
-        r.fetch_finished(101, Some(KeySet::default()));
-        assert_eq!(
-            r.on_missing_key(110, 30),
-            Refetch::UnknownKey,
-            "within the cool-down"
-        );
-        assert_eq!(r.on_missing_key(130, 30), Refetch::Fetch, "cool-down over");
-        r.fetch_started(130, 2);
-        assert_eq!(
-            r.on_missing_key(161, 30),
-            Refetch::Fetch,
-            "a lost in-flight fetch expires"
-        );
-    }
-
-    #[test]
-    fn a_failed_start_up_fetch_means_unavailable_until_the_cooldown_ends() {
-        let mut r = RemoteKeys::default();
-        r.fetch_started(100, 2);
-        r.fetch_finished(100, None);
-        assert_eq!(r.on_missing_key(110, 30), Refetch::Unavailable);
-        assert_eq!(r.on_missing_key(130, 30), Refetch::Fetch);
-        assert!(!r.refresh_due(110, 600, 30));
-        assert!(r.refresh_due(130, 600, 30));
-    }
-
-    #[test]
-    fn periodic_refresh() {
-        let mut r = RemoteKeys::default();
-        assert!(r.refresh_due(0, 600, 30));
-        r.fetch_started(0, 2);
-        assert!(!r.refresh_due(1, 600, 30), "in flight");
-        r.fetch_finished(1, Some(KeySet::default()));
-        assert!(!r.refresh_due(600, 600, 30));
-        assert!(r.refresh_due(601, 600, 30));
-        r.fetch_started(601, 2);
-        r.fetch_finished(602, None);
-        assert!(r.keys().is_some(), "a failed refresh keeps the keys");
-        assert!(!r.refresh_due(620, 600, 30));
-        assert!(r.refresh_due(632, 600, 30));
-    }
 }

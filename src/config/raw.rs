@@ -1,0 +1,252 @@
+//! The configuration exactly as the user writes it: `RawConfig`, its defaults, and how Kong's
+//! Lua-encoded JSON is read. The doc comment of each field is the field's reference text: the
+//! JSON Schema in `filter-config/` carries the same text as its `description`, and a test
+//! (tests/config_schema.rs) keeps the two identical.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::binding::PopMode;
+use crate::binding::certificate::HeaderFormat;
+use crate::tokens::jwks::Alg;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// JWT access tokens (RFC 9068) verified locally.
+    Bearer,
+    /// Token introspection (RFC 7662).
+    Introspection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CertSourceKind {
+    /// The mutual-TLS connection of the request (Envoy and Kong properties).
+    #[default]
+    Connection,
+    /// A header set by a trusted TLS-terminating proxy.
+    Header,
+}
+
+/// `client_certificate` as written by the user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCertSource {
+    /// `connection`: the certificate of the request's mutual-TLS connection, read from the host
+    /// (Envoy: `connection.sha256_peer_certificate_digest` or `connection.peer_certificate`; Kong:
+    /// `ngx.ssl_client_raw_cert`). `header`: a header set by a trusted TLS-terminating proxy in
+    /// front of the gateway; then `header`, `format` and `trusted_ips` are required, and they are
+    /// refused with `connection`. Default: `connection`.
+    pub source: CertSourceKind,
+    /// With source `header`: the request header carrying the certificate, e.g. `client-cert` (RFC
+    /// 9440) or `x-forwarded-client-cert` (Envoy XFCC); case-insensitive. The header is removed
+    /// before the request goes upstream; one sent twice is ignored. No default.
+    pub header: Option<String>,
+    /// With source `header`: how the header encodes the certificate. `rfc9440`: `:<base64 DER>:`
+    /// (RFC 9440 Client-Cert). `xfcc`: Envoy x-forwarded-client-cert holding exactly one element,
+    /// written by a front Envoy with `forward_client_cert_details: SANITIZE_SET`: its `Hash=` (a
+    /// `Cert=` must agree with it); a second element, a repeated `Hash`/`Cert` or a stray quote
+    /// make the header unusable (a client can write `,` and `;` into its own certificate's SANs,
+    /// which Envoy does not escape). `url_encoded_pem`: URL-encoded PEM (nginx
+    /// `$ssl_client_escaped_cert`). `base64_der`: base64 of the DER certificate. No default.
+    pub format: Option<HeaderFormat>,
+    /// With source `header`: the peers allowed to set the header, as IP addresses or CIDR blocks
+    /// (`10.0.0.0/8`, `2001:db8::/32`), at least one. From any other peer the header is ignored and
+    /// the request has no certificate. Default: none.
+    #[serde(deserialize_with = "list")]
+    pub trusted_ips: Vec<String>,
+}
+
+/// The configuration exactly as the user writes it. Field docs are the reference; the JSON
+/// Schema in `filter-config/` repeats them and a test keeps the two in step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// How the certificate binding of the token (RFC 8705 §3) is enforced. `strict`: every token
+    /// must carry `cnf["x5t#S256"]` (the JWT claim or the introspection response member) equal to
+    /// the SHA-256 thumbprint of the request's client certificate; an unbound token is refused with
+    /// 401 invalid_token. `optional`: a token that carries `cnf` must match, an unbound token
+    /// passes (for migrating clients to mTLS-bound tokens). `off`: no binding check at all, plain
+    /// bearer tokens (migration only). With `strict` and `optional`, a token bound to another kind
+    /// of key (e.g. a DPoP `jkt`) is refused, and so is a bound token on a request without a client
+    /// certificate. Default: `strict`.
+    pub proof_of_possession_mtls: PopMode,
+    /// How access tokens are validated, one or both, each at most once. `bearer`: JWT access tokens
+    /// (RFC 9068) verified locally against the IdP's keys; needs `issuer` and `jwks` or
+    /// `jwks_endpoint`. `introspection`: the token is POSTed to `introspection_endpoint` (RFC
+    /// 7662); needs `client_id` and `client_secret`. With both, a token that looks like a JWT
+    /// (three base64url segments whose header is a JSON object with `alg`) is verified locally and
+    /// any other token is introspected; with `introspection` alone every token, JWT or not, is
+    /// introspected. Default: `["bearer"]`.
+    #[serde(deserialize_with = "list")]
+    pub auth_methods: Vec<AuthMethod>,
+    /// The IdP's issuer identifier, compared exactly (no normalisation) with the `iss` claim.
+    /// Required when `auth_methods` includes `bearer`: a JWT must carry this `iss`. With
+    /// `introspection`, when set, an `iss` member in the introspection response must equal it (an
+    /// absent one passes). No default.
+    pub issuer: Option<String>,
+    /// Audiences accepted: the token's `aud` (string or array) must contain at least one of them;
+    /// when empty, the audience is not checked. Each entry is a non-empty string. Default: none (no
+    /// audience check).
+    #[serde(deserialize_with = "list")]
+    pub audience_required: Vec<String>,
+    /// Scopes the token must all grant, from its `scope` string or `scp` array; a token lacking one
+    /// gets 403 insufficient_scope, with these scopes in the `WWW-Authenticate` header. Each entry
+    /// is an RFC 6749 scope-token: printable ASCII without spaces, `"` or `\`. Default: none
+    /// required.
+    #[serde(deserialize_with = "list")]
+    pub scopes_required: Vec<String>,
+    /// Clock skew tolerated, in seconds, either way on `exp`, `nbf` and `iat` (JWT claims and
+    /// introspection response members). At most 600. Default: 60.
+    pub leeway: u64,
+    /// When true, a JWT must have the header `typ: at+jwt` (RFC 9068; `application/at+jwt` too,
+    /// case-insensitive). When false, `typ: JWT` or no `typ` is accepted too, for IdPs that do not
+    /// issue RFC 9068 tokens. Used with `bearer`. Default: true.
+    pub jwt_typ_strict: bool,
+    /// JWT signature algorithms accepted, case-sensitive. A token whose header names another
+    /// algorithm is refused before any key lookup, and keys are only used for the algorithms listed
+    /// here. `none` and HMAC are never accepted. With `bearer`, at least one. Default: all nine.
+    #[serde(deserialize_with = "list")]
+    pub jwt_algorithms: Vec<Alg>,
+    /// A static JSON Web Key Set (RFC 7517), `{"keys": [...]}`, of the IdP's public signing keys
+    /// (RSA, EC P-256/P-384, Ed25519), at most 64 keys. Keys with `use` other than `sig` and key
+    /// types certbound does not verify with are skipped; a malformed signature key refuses the
+    /// whole configuration, and the set must hold at least one key usable with `jwt_algorithms`.
+    /// Only with `bearer`; with `jwks_endpoint` as well, both sets are tried (inline keys first).
+    /// No default.
+    pub jwks: Option<serde_json::Value>,
+    /// The IdP's JWKS URL (http or https, no credentials or fragment in it), e.g.
+    /// `https://idp.example:8443/jwks`. Fetched at start-up, every `jwks_refresh_interval` seconds,
+    /// and when a token names an unknown `kid` (at most once per `rediscovery_lifetime`). With
+    /// `bearer`, `jwks` or `jwks_endpoint` (or both) is required; without `bearer` it is refused.
+    /// No default.
+    pub jwks_endpoint: Option<String>,
+    /// Seconds between periodic fetches of `jwks_endpoint`. At least 10. Default: 600.
+    pub jwks_refresh_interval: u64,
+    /// Cool-down, in seconds, between JWKS fetches triggered by a token with an unknown `kid`, and
+    /// after a failed fetch: a flood of random kids reaches the IdP at most once per this period.
+    /// At least 1. Default: 30.
+    pub rediscovery_lifetime: u64,
+    /// The IdP's token introspection URL (RFC 7662; http or https, no credentials or fragment in
+    /// it), e.g. `https://idp.example:8443/token/introspection`. Required when `auth_methods`
+    /// includes `introspection`, refused otherwise. No default.
+    pub introspection_endpoint: Option<String>,
+    /// The gateway's client id at the IdP, used to authenticate introspection calls. Required
+    /// (non-empty) with `introspection`. No default.
+    pub client_id: Option<String>,
+    /// The gateway's client secret at the IdP, for introspection calls. Required (non-empty) with
+    /// `introspection`. Never logged. No default.
+    pub client_secret: Option<String>,
+    /// How introspection calls authenticate the gateway: `client_secret_basic` (HTTP Basic
+    /// `Authorization` header) or `client_secret_post` (`client_id` and `client_secret` in the form
+    /// body). Default: `client_secret_basic`.
+    pub client_auth: ClientAuth,
+    /// Seconds an introspection result is cached, keyed by the SHA-256 of the token (never the
+    /// token itself), and never past the token's `exp`; 0 disables the cache. The binding,
+    /// audience, scopes and lifetime are re-checked on every cache hit. At most 86400. Default: 60.
+    pub cache_introspection: u64,
+    /// Number of slots of each of the filter's two caches: introspection answers (shared or per
+    /// worker, see `shared_cache`) and, per worker, JWTs whose signature was verified (their
+    /// signature is not checked again until `exp`; every other check is). Fixed-size caches: a new
+    /// entry may replace an older one. 1 to 1000000. Default: 4096.
+    pub cache_max_entries: u32,
+    /// When true, the introspection cache is shared by all workers through the host's shared data.
+    /// Set false to keep a cache per worker: on Kong, shared data needs an `shm_kv` zone (kong.conf
+    /// `nginx_wasm_shm_kv`), without which the filter fails. Default: true.
+    pub shared_cache: bool,
+    /// Timeout, in milliseconds, of each call to the IdP (JWKS fetch or introspection). A call that
+    /// times out fails closed (503). 1 to 60000. Default: 2000.
+    pub http_timeout: u64,
+    /// Where calls to the IdP are sent, by URL authority: a key is the `host:port` (or authority
+    /// exactly as written in the URL) of `jwks_endpoint` or `introspection_endpoint`, the value an
+    /// Envoy cluster name or, on Kong, the `ip:port` to dial (the URL's host name still goes in
+    /// `:authority` and SNI). Authorities not listed are dialled as the URL's `host:port` (port 443
+    /// or 80 made explicit). Keys and values must be non-empty. Default: none.
+    pub upstreams: BTreeMap<String, String>,
+    /// Where the client certificate comes from. Default: `{"source": "connection"}`, the request's
+    /// own mutual-TLS connection.
+    pub client_certificate: RawCertSource,
+    /// Claims copied into request headers on allowed requests, paired by position with
+    /// `upstream_headers_names`: claim `upstream_headers_claims[i]` goes into header
+    /// `upstream_headers_names[i]`. A string claim is sent as is, an array of strings
+    /// space-separated, other values as JSON; a claim that is absent (or holds control characters)
+    /// removes the header. Each entry is a non-empty claim name. Default: none.
+    #[serde(deserialize_with = "list")]
+    pub upstream_headers_claims: Vec<String>,
+    /// Request header names set from `upstream_headers_claims`, which must have the same number of
+    /// entries. Any copy of these headers sent by the client is replaced, and a request carrying
+    /// one of them twice is refused. Valid HTTP header names, each at most once (case-insensitive);
+    /// reserved headers may not be named: authorization, host, connection, content-length,
+    /// content-type, transfer-encoding, te, upgrade, keep-alive, proxy-authorization, cookie,
+    /// x-forwarded-client-cert, client-cert, client-cert-chain. Default: none.
+    #[serde(deserialize_with = "list")]
+    pub upstream_headers_names: Vec<String>,
+    /// The `realm` of the `WWW-Authenticate: Bearer` challenge in 401 and 403 responses. Non-empty
+    /// printable ASCII without `"` or `\`. Default: `api`.
+    pub realm: String,
+}
+
+pub const DEFAULT_LEEWAY: u64 = 60;
+pub const DEFAULT_JWKS_REFRESH: u64 = 600;
+pub const DEFAULT_REDISCOVERY: u64 = 30;
+pub const DEFAULT_CACHE_TTL: u64 = 60;
+pub const DEFAULT_CACHE_ENTRIES: u32 = 4096;
+pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_REALM: &str = "api";
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            proof_of_possession_mtls: PopMode::Strict,
+            auth_methods: vec![AuthMethod::Bearer],
+            issuer: None,
+            audience_required: Vec::new(),
+            scopes_required: Vec::new(),
+            leeway: DEFAULT_LEEWAY,
+            jwt_typ_strict: true,
+            jwt_algorithms: Alg::ALL.to_vec(),
+            jwks: None,
+            jwks_endpoint: None,
+            jwks_refresh_interval: DEFAULT_JWKS_REFRESH,
+            rediscovery_lifetime: DEFAULT_REDISCOVERY,
+            introspection_endpoint: None,
+            client_id: None,
+            client_secret: None,
+            client_auth: ClientAuth::ClientSecretBasic,
+            cache_introspection: DEFAULT_CACHE_TTL,
+            cache_max_entries: DEFAULT_CACHE_ENTRIES,
+            shared_cache: true,
+            http_timeout: DEFAULT_HTTP_TIMEOUT_MS,
+            upstreams: BTreeMap::new(),
+            client_certificate: RawCertSource::default(),
+            upstream_headers_claims: Vec::new(),
+            upstream_headers_names: Vec::new(),
+            realm: DEFAULT_REALM.to_string(),
+        }
+    }
+}
+
+/// A JSON array, or `{}` for an empty one: Kong JSON-encodes the validated config from Lua,
+/// where an empty array and an empty object are the same table.
+pub(crate) fn list<'de, D, T>(de: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match serde_json::Value::deserialize(de)? {
+        serde_json::Value::Object(o) if o.is_empty() => Ok(Vec::new()),
+        v @ serde_json::Value::Array(_) => serde_json::from_value(v).map_err(D::Error::custom),
+        _ => Err(D::Error::custom("expected a JSON array")),
+    }
+}

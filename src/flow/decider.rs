@@ -1,0 +1,328 @@
+//! The decision for one request, as a value: given what the request presented and a
+//! read-only view of the worker (settings, keys, caches, time), the next step. The checks run
+//! cheapest first: everything on the unverified token (algorithm, `typ`, `iss`, lifetime,
+//! audience, the binding to what the client presented) before any key lookup, IdP call or
+//! signature check. Nothing here touches the host; `request` applies the step.
+
+use crate::binding;
+use crate::config::{BearerSettings, IntrospectionSettings, Settings};
+use crate::endpoint::{CallOutcome, OutboundRequest};
+use crate::flow::cache::{Store, TokenHash};
+use crate::flow::extract::Presented;
+use crate::flow::keys::{KeyFetcher, Refetch};
+use crate::flow::worker::Worker;
+use crate::reply::metrics::Metric;
+use crate::reply::rejection::Rejection;
+use crate::tokens::claims::Claims;
+use crate::tokens::introspection::{self, Answer};
+use crate::tokens::jwks::KeySet;
+use crate::tokens::jwt::{self, JwtRules, UnverifiedJwt};
+use crate::tokens::policy;
+
+/// The next step for a request.
+#[derive(Debug)]
+pub enum Step {
+    /// Let it through with these claims (identity headers come from them).
+    Allow(Claims),
+    Deny(Rejection),
+    /// The token's key is not in hand: wait for the worker's JWKS fetch, then decide again
+    /// with `Phase::KeysFetched`.
+    NeedKeys,
+    /// Ask the IdP about the token; `introspected` decides on the answer.
+    Introspect(OutboundRequest),
+}
+
+/// What else the step asks for: counters, cache entries, log lines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    Count(Metric),
+    /// The token's signature verified; its verdict may be reused until `until`.
+    Verified {
+        hash: TokenHash,
+        until: u64,
+    },
+    /// An introspection answer to cache until `until`; an inactive one never evicts a live
+    /// entry of another token.
+    Answer {
+        hash: TokenHash,
+        until: u64,
+        payload: Vec<u8>,
+        inactive: bool,
+    },
+    Warn(String),
+}
+
+/// A step and its notes.
+#[derive(Debug)]
+pub struct Decision {
+    pub step: Step,
+    pub notes: Vec<Note>,
+}
+
+impl Decision {
+    fn new(step: Step) -> Decision {
+        Decision {
+            step,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn deny(rejection: Rejection) -> Decision {
+        Decision::new(Step::Deny(rejection))
+    }
+}
+
+/// Whether the worker has already fetched keys for this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    First,
+    /// The JWKS fetch the request waited for has completed (well or not): a key still
+    /// missing is unknown, never another fetch.
+    KeysFetched,
+}
+
+/// What the decider may read.
+pub struct View<'a> {
+    pub worker: &'a Worker,
+    pub keys: &'a KeyFetcher,
+    /// Where introspection answers are cached (shared data or per worker).
+    pub answers: &'a dyn Store,
+    pub now: u64,
+}
+
+impl View<'_> {
+    fn settings(&self) -> &Settings {
+        &self.worker.settings
+    }
+}
+
+/// How a token is validated.
+enum Route<'a> {
+    Jwt(&'a BearerSettings),
+    Introspect(&'a IntrospectionSettings),
+}
+
+/// A JWT (three base64url segments, JSON header with `alg`) goes to local verification when
+/// `bearer` is on; everything else is introspected when `introspection` is on. With only
+/// introspection enabled every token, JWT or not, is introspected.
+fn route<'a>(settings: &'a Settings, token: &str) -> Result<Route<'a>, Rejection> {
+    match (&settings.bearer, &settings.introspection) {
+        (Some(bearer), _) if jwt::header_of(token).is_some() => Ok(Route::Jwt(bearer)),
+        (_, Some(intro)) => Ok(Route::Introspect(intro)),
+        _ => Err(Rejection::NotAJwt),
+    }
+}
+
+/// The decision for a request that presented `presented`.
+pub fn decide(presented: &Presented, view: &View<'_>, phase: Phase) -> Decision {
+    let mut notes = Vec::new();
+    let step = match route(view.settings(), &presented.token) {
+        Err(r) => Step::Deny(r),
+        Ok(Route::Jwt(bearer)) => check_jwt(presented, bearer, view, phase, &mut notes),
+        Ok(Route::Introspect(intro)) => check_opaque(presented, intro, view, &mut notes),
+    };
+    Decision { step, notes }
+}
+
+/// The decision on the introspection endpoint's answer.
+pub fn introspected(presented: &Presented, outcome: &CallOutcome, view: &View<'_>) -> Decision {
+    let settings = view.settings();
+    let answer = match introspection::parse(outcome) {
+        Ok(answer) => answer,
+        Err(failure) => {
+            return Decision {
+                step: Step::Deny(Rejection::IntrospectionUnavailable),
+                notes: vec![
+                    Note::Warn(failure.to_string()),
+                    Note::Count(Metric::IntrospectionFailures),
+                ],
+            };
+        }
+    };
+    let mut notes = Vec::new();
+    if let Some(intro) = &settings.introspection {
+        let kept = introspection::cacheable(&answer, &settings.upstream_headers);
+        if let Some(until) = introspection::cache_until(&kept, view.now, intro.cache_ttl) {
+            notes.push(Note::Answer {
+                hash: TokenHash::of(&presented.token),
+                until,
+                payload: introspection::encode(&kept),
+                // Random tokens (all inactive) must not flush the answers of real clients.
+                inactive: kept == Answer::Inactive,
+            });
+        }
+    }
+    let step = finish(check_introspected(settings, &answer, presented, view.now));
+    Decision { step, notes }
+}
+
+fn finish(verdict: Result<Claims, Rejection>) -> Step {
+    match verdict {
+        Ok(claims) => Step::Allow(claims),
+        Err(r) => Step::Deny(r),
+    }
+}
+
+fn jwt_rules<'a>(settings: &'a Settings, bearer: &'a BearerSettings) -> JwtRules<'a> {
+    JwtRules {
+        issuer: &bearer.issuer,
+        algorithms: &bearer.algorithms,
+        typ_strict: bearer.typ_strict,
+        audience_required: &settings.audience_required,
+        leeway: settings.leeway,
+    }
+}
+
+fn check_jwt(
+    presented: &Presented,
+    bearer: &BearerSettings,
+    view: &View<'_>,
+    phase: Phase,
+    notes: &mut Vec<Note>,
+) -> Step {
+    let settings = view.settings();
+    let now = view.now;
+    // Every check that needs no key, then the binding: only a token that passes them all is
+    // worth a key lookup (which may cost an IdP call) and a signature check.
+    let unverified = match jwt::inspect(&presented.token, &jwt_rules(settings, bearer), now)
+        .and_then(|u| {
+            binding::check_certificate(settings.pop, &u.claims, presented.certificate.as_ref())
+                .map(|()| u)
+        }) {
+        Ok(u) => u,
+        Err(r) => return Step::Deny(r),
+    };
+    let hash = TokenHash::of(&presented.token);
+    if view.worker.signature_verified(&hash, now) {
+        notes.push(Note::Count(Metric::JwtCacheHits));
+        return finish(accept_verified(settings, unverified.claims));
+    }
+    let exp = unverified.claims.time("exp").ok().flatten().unwrap_or(now);
+    let remote = view.keys.keys();
+    let sets: Vec<&KeySet> = std::iter::once(&bearer.inline_keys).chain(remote).collect();
+    match verify(settings, bearer, &presented.token, unverified, &sets, now) {
+        Signature::Valid(claims) => {
+            notes.push(Note::Verified {
+                hash,
+                until: exp.saturating_add(settings.leeway),
+            });
+            finish(accept_verified(settings, claims))
+        }
+        Signature::Invalid(r) => Step::Deny(r),
+        Signature::NoKey => match (&bearer.jwks_endpoint, phase) {
+            (None, _) => Step::Deny(Rejection::UnknownKey),
+            (Some(_), Phase::KeysFetched) => Step::Deny(if remote.is_some() {
+                Rejection::UnknownKey
+            } else {
+                Rejection::KeysUnavailable
+            }),
+            (Some(_), Phase::First) => {
+                match view.keys.on_missing_key(now, bearer.rediscovery_lifetime) {
+                    Refetch::Wait | Refetch::Fetch => Step::NeedKeys,
+                    Refetch::UnknownKey => Step::Deny(Rejection::UnknownKey),
+                    Refetch::Unavailable => Step::Deny(Rejection::KeysUnavailable),
+                }
+            }
+        },
+    }
+}
+
+/// The outcome of looking for a key and checking the signature.
+enum Signature {
+    Valid(Claims),
+    Invalid(Rejection),
+    /// No key with this `kid` and algorithm in any key set we hold.
+    NoKey,
+}
+
+/// Checks the signature against the inline keys, then the fetched ones. A key that fails on
+/// a time or audience re-check (done by jwt-simple on the verified payload) gives that
+/// rejection; otherwise a bad signature.
+fn verify(
+    settings: &Settings,
+    bearer: &BearerSettings,
+    token: &str,
+    unverified: UnverifiedJwt,
+    keysets: &[&KeySet],
+    now: u64,
+) -> Signature {
+    let rules = jwt_rules(settings, bearer);
+    let kid = unverified.header.kid.as_deref();
+    let mut outcome = Signature::NoKey;
+    for key in keysets
+        .iter()
+        .flat_map(|set| set.candidates(kid, unverified.alg))
+    {
+        match jwt::verify_signature(token, key, &rules, now) {
+            Ok(()) => return Signature::Valid(unverified.claims),
+            Err(Rejection::BadSignature) if matches!(outcome, Signature::Invalid(_)) => {}
+            Err(r) => outcome = Signature::Invalid(r),
+        }
+    }
+    outcome
+}
+
+/// The last check on a token whose signature is known good (now, or from the cache of
+/// verified tokens): the required scopes.
+fn accept_verified(settings: &Settings, claims: Claims) -> Result<Claims, Rejection> {
+    policy::check_scopes(&claims, &settings.scopes_required).map(|()| claims)
+}
+
+fn check_opaque(
+    presented: &Presented,
+    intro: &IntrospectionSettings,
+    view: &View<'_>,
+    notes: &mut Vec<Note>,
+) -> Step {
+    let settings = view.settings();
+    // In strict mode no token passes without a certificate: refuse before asking the IdP.
+    if settings.pop == binding::PopMode::Strict && presented.certificate.is_none() {
+        return Step::Deny(Rejection::CertificateRequired);
+    }
+    if intro.cache_ttl > 0 {
+        let hash = TokenHash::of(&presented.token);
+        if let Some(answer) = view.worker.cached_answer(view.answers, &hash, view.now) {
+            notes.push(Note::Count(Metric::IntrospectionCacheHits));
+            return finish(check_introspected(settings, &answer, presented, view.now));
+        }
+    }
+    Step::Introspect(introspection::request(
+        intro,
+        &presented.token,
+        settings.http_timeout,
+    ))
+}
+
+/// The checks on an introspection answer, with the current request's certificate: a cached
+/// answer is re-checked on every request, so a token replayed from another connection fails
+/// here even on a cache hit.
+fn check_introspected(
+    settings: &Settings,
+    answer: &Answer,
+    presented: &Presented,
+    now: u64,
+) -> Result<Claims, Rejection> {
+    let claims = match answer {
+        Answer::Inactive => return Err(Rejection::Inactive),
+        Answer::Active(claims) => claims,
+    };
+    // The hint says access_token, but an IdP may still find and describe a refresh token.
+    if claims
+        .str("token_type")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("refresh_token"))
+    {
+        return Err(Rejection::NotAnAccessToken);
+    }
+    if let Some(issuer) = settings
+        .introspection
+        .as_ref()
+        .and_then(|i| i.issuer.as_deref())
+    {
+        policy::check_issuer(claims, issuer, false)?;
+    }
+    policy::check_lifetime(claims, now, settings.leeway, false, Rejection::Inactive)?;
+    policy::check_audience(claims, &settings.audience_required)?;
+    binding::check_certificate(settings.pop, claims, presented.certificate.as_ref())?;
+    policy::check_scopes(claims, &settings.scopes_required)?;
+    Ok(claims.clone())
+}

@@ -1,0 +1,157 @@
+//! What the request presented, read from the host once: the access token, the client
+//! certificate's thumbprint (from the connection, or from a header a trusted proxy set), and
+//! whether the client abused a header this gateway reserves. Like Envoy jwt_authn's
+//! extractor: nothing here decides whether the token is good.
+
+use std::net::IpAddr;
+
+use crate::binding::certificate::{self, Thumbprint};
+use crate::config::{CertSource, Settings};
+use crate::host::{self, Engine, Headers, Host, HostError, LogLevel, NoCertificate};
+use crate::reply::rejection::Rejection;
+use crate::tokens::credentials;
+
+/// What the request presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub token: String,
+    pub certificate: Option<Thumbprint>,
+}
+
+fn host_failure(host: &impl Host, what: &str, e: &HostError) -> Rejection {
+    match e {
+        HostError::HeaderNameNotUtf8 => Rejection::MalformedHeaderName,
+        HostError::Failed(why) => {
+            host.log(LogLevel::Error, &format!("{what}: {why}"));
+            Rejection::HostFailure
+        }
+    }
+}
+
+/// Reads the request. The token comes first: a request without one costs no certificate
+/// lookups.
+pub fn extract(
+    settings: &Settings,
+    engine: Engine,
+    host: &impl Host,
+) -> Result<Presented, Rejection> {
+    let headers = host
+        .request_headers()
+        .map_err(|e| host_failure(host, "reading the request headers", &e))?;
+    if reserved_header_abused(settings, &headers) {
+        return Err(Rejection::DuplicateIdentityHeader);
+    }
+    let path = request_path(host, &headers)?;
+    let token = credentials::bearer_token(&headers, &path)?.ok_or(Rejection::MissingToken)?;
+    let certificate = client_certificate(settings, engine, host, &headers)?;
+    Ok(Presented { token, certificate })
+}
+
+/// `request.path` carries the query on both engines; Kong's engine gives `:path` without it.
+fn request_path(host: &impl Host, headers: &Headers) -> Result<String, Rejection> {
+    let path = match host.property(&["request", "path"]) {
+        Ok(Some(p)) => Some(p),
+        Ok(None) => headers
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .map(|(_, v)| v.clone()),
+        Err(e) => return Err(host_failure(host, "reading request.path", &e)),
+    };
+    Ok(path
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default())
+}
+
+/// The certificate the request presented, if any. An unusable one counts as none (in
+/// strict mode that is a refusal); a host that fails to answer is a 503.
+fn client_certificate(
+    settings: &Settings,
+    engine: Engine,
+    host: &impl Host,
+    headers: &Headers,
+) -> Result<Option<Thumbprint>, Rejection> {
+    match &settings.cert_source {
+        CertSource::Connection => match host::connection_thumbprint(host, engine) {
+            Ok(tp) => Ok(Some(tp)),
+            Err(NoCertificate::Absent) => Ok(None),
+            Err(NoCertificate::Unreadable(e)) => {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("client certificate from the host is unusable: {e}"),
+                );
+                Ok(None)
+            }
+            Err(NoCertificate::Host(e)) => {
+                Err(host_failure(host, "reading the client certificate", &e))
+            }
+        },
+        CertSource::Header {
+            name,
+            format,
+            trusted,
+        } => {
+            let mut values = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+            let Some((_, value)) = values.next() else {
+                return Ok(None);
+            };
+            let peer = peer_address(host, engine)?;
+            if !certificate::is_trusted(peer, trusted) {
+                host.log(
+                    LogLevel::Info,
+                    &format!("ignoring {name} from an untrusted peer"),
+                );
+                return Ok(None);
+            }
+            if values.next().is_some() {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("ignoring {name}: sent more than once"),
+                );
+                return Ok(None);
+            }
+            match certificate::from_header(value, *format) {
+                Ok(tp) => Ok(Some(tp)),
+                Err(e) => {
+                    host.log(LogLevel::Warn, &format!("ignoring {name}: {e}"));
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+/// The address of the peer that connected to us. On nginx, `source.address` is
+/// `$remote_addr`, which the realip module may have rewritten from a client header;
+/// `$realip_remote_addr` is the connection's own. (On Envoy `source.address` follows
+/// X-Forwarded-For unless `use_remote_address: true`, as envoy/envoy.yaml sets it.)
+fn peer_address(host: &impl Host, engine: Engine) -> Result<Option<IpAddr>, Rejection> {
+    let read = |path: &[&str]| {
+        host.property(path)
+            .map_err(|e| host_failure(host, "reading the peer address", &e))
+    };
+    let raw = match engine {
+        Engine::Nginx => match read(&["ngx", "realip_remote_addr"])? {
+            Some(v) if !v.is_empty() => Some(v),
+            _ => read(&["source", "address"])?,
+        },
+        Engine::Envoy => read(&["source", "address"])?,
+    };
+    Ok(raw.and_then(|a| certificate::parse_source_address(&a)))
+}
+
+/// Headers this gateway sets or reads as trusted must reach it at most once, and not as a
+/// look-alike: on Kong a second copy survives our overwrite and reaches the upstream, and many
+/// upstream frameworks (CGI, WSGI, Rack, PHP) read `x_authenticated_sub` as
+/// `x-authenticated-sub`, which Envoy forwards by default (docs/hosts.md).
+fn reserved_header_abused(settings: &Settings, headers: &Headers) -> bool {
+    settings.reserved_headers().any(|name| {
+        let same = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count();
+        let look_alike = headers
+            .iter()
+            .any(|(k, _)| k.contains('_') && k.replace('_', "-").eq_ignore_ascii_case(name));
+        same > 1 || look_alike
+    })
+}

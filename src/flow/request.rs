@@ -1,0 +1,298 @@
+//! One HTTP request's run through the filter: read what it presented, ask the decider, and
+//! apply the step it returns in exactly one place (`apply`): identity headers and resume on
+//! Allow, the local reply on Deny, a wait on NeedKeys or Introspect. Generic over `Host`,
+//! so all of it runs in native tests against a fake host.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::config::CertSource;
+use crate::flow::decider::{self, Decision, Note, Phase, Step, View};
+use crate::flow::extract::{self, Presented};
+use crate::flow::worker::{KeyWait, Worker, call_outcome};
+use crate::host::{Engine, Host, HostError, LogLevel};
+use crate::reply::metrics::Metric;
+use crate::reply::rejection::Rejection;
+use crate::reply::response;
+use crate::tokens::claims::Claims;
+use crate::tokens::introspection::MAX_RESPONSE_BYTES;
+
+/// What the host callback should return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Pause,
+}
+
+/// Where the request stands.
+#[derive(Debug, Default)]
+enum Stage {
+    /// Its headers have not been seen yet.
+    #[default]
+    Start,
+    /// Paused until the worker's JWKS fetch completes: the root context resumes it, or (Kong)
+    /// the fetch is its own call `call`.
+    WaitingForKeys {
+        presented: Presented,
+        call: Option<u32>,
+    },
+    /// Paused until the introspection call `call` answers.
+    WaitingForIntrospection { call: u32, presented: Presented },
+    /// Decided (allowed or refused), or refused before a token was read.
+    Done,
+}
+
+/// The request's state, shared with the worker while it waits for keys (the worker holds
+/// it weakly: a request that ends stops waiting by itself).
+pub struct RequestCore {
+    worker: Rc<Worker>,
+    context_id: u32,
+    /// A `Cell`, taken and put back, never borrowed: no callback can find it in use.
+    stage: Cell<Stage>,
+    /// The request was paused (it waited for keys or an IdP call): an outcome must resume it
+    /// or reply from the call-response path.
+    paused: Cell<bool>,
+}
+
+/// One HTTP request. `context_id` is the host's id of the request's context: the worker
+/// makes it the effective context again to resume the request after a JWKS fetch.
+pub struct RequestFilter(Rc<RequestCore>);
+
+impl RequestFilter {
+    pub fn new(worker: Rc<Worker>, context_id: u32) -> RequestFilter {
+        RequestFilter(Rc::new(RequestCore {
+            worker,
+            context_id,
+            stage: Cell::new(Stage::Start),
+            paused: Cell::new(false),
+        }))
+    }
+
+    pub fn on_request_headers(&self, host: &impl Host) -> Flow {
+        let core = &self.0;
+        let worker = &core.worker;
+        let presented = match extract::extract(&worker.settings, worker.engine(host), host) {
+            Ok(p) => p,
+            Err(r) => return core.deny(host, r),
+        };
+        core.decide(host, presented, Phase::First)
+    }
+
+    /// The response to a call this request dispatched: its introspection call, or (Kong)
+    /// the worker's JWKS fetch.
+    pub fn on_call_response(&self, host: &impl Host, call: u32, body_size: usize) {
+        let core = &self.0;
+        let stage = core.stage.take();
+        match stage {
+            Stage::WaitingForIntrospection {
+                call: ours,
+                presented,
+            } if ours == call => {
+                let outcome = call_outcome(host, body_size, MAX_RESPONSE_BYTES);
+                let decision = core.with_view(host, |view| {
+                    decider::introspected(&presented, &outcome, view)
+                });
+                core.apply(host, decision, presented);
+            }
+            Stage::WaitingForKeys {
+                presented,
+                call: Some(ours),
+            } if ours == call => {
+                core.worker.on_fetch_response(host, call, body_size);
+                core.decide(host, presented, Phase::KeysFetched);
+            }
+            // Not the call we wait for: keep waiting for ours.
+            other => core.stage.set(other),
+        }
+    }
+}
+
+fn clock_failure(host: &impl Host, e: &HostError) -> Decision {
+    host.log(LogLevel::Error, &format!("the clock cannot be read: {e}"));
+    Decision::deny(Rejection::HostFailure)
+}
+
+impl RequestCore {
+    /// Decides with the worker's current state and applies the step.
+    fn decide(self: &Rc<Self>, host: &impl Host, presented: Presented, phase: Phase) -> Flow {
+        let decision = self.with_view(host, |view| decider::decide(&presented, view, phase));
+        self.apply(host, decision, presented)
+    }
+
+    /// Runs `decide` with a view of the worker as it is now; a clock that cannot be read is a
+    /// 503.
+    fn with_view(&self, host: &impl Host, decide: impl FnOnce(&View<'_>) -> Decision) -> Decision {
+        let worker = &self.worker;
+        match host.now() {
+            Ok(now) => {
+                let answers = worker.answer_store(host);
+                let keys = worker.keys.borrow();
+                decide(&View {
+                    worker,
+                    keys: &keys,
+                    answers: answers.as_ref(),
+                    now,
+                })
+            }
+            Err(e) => clock_failure(host, &e),
+        }
+    }
+
+    /// The worker's JWKS fetch completed: decide again, as the effective context.
+    pub(crate) fn on_keys(self: &Rc<Self>, host: &impl Host) {
+        let presented = match self.stage.take() {
+            Stage::WaitingForKeys {
+                presented,
+                call: None,
+            } => presented,
+            other => {
+                self.stage.set(other);
+                return;
+            }
+        };
+        self.decide(host, presented, Phase::KeysFetched);
+    }
+
+    /// Applies a decision: the one place where steps take effect.
+    fn apply(self: &Rc<Self>, host: &impl Host, decision: Decision, presented: Presented) -> Flow {
+        let worker = &self.worker;
+        for note in decision.notes {
+            match note {
+                Note::Count(metric) => host.count(metric),
+                Note::Verified { hash, until } => worker.remember_verified(&hash, until),
+                Note::Answer {
+                    hash,
+                    until,
+                    payload,
+                    inactive,
+                } => {
+                    let now = host.now().unwrap_or(0);
+                    let store = worker.answer_store(host);
+                    worker.remember_answer(store.as_ref(), &hash, until, &payload, inactive, now);
+                }
+                Note::Warn(message) => host.log(LogLevel::Warn, &message),
+            }
+        }
+        match decision.step {
+            Step::Allow(claims) => match self.set_identity(host, &claims) {
+                Ok(()) => {
+                    host.count(Metric::Allowed);
+                    self.stage.set(Stage::Done);
+                    if self.paused.get()
+                        && let Err(e) = host.resume_request()
+                    {
+                        // Still paused: the request never goes through.
+                        host.log(LogLevel::Error, &format!("resume failed: {e}"));
+                    }
+                    Flow::Continue
+                }
+                Err(e) => {
+                    host.log(
+                        LogLevel::Error,
+                        &format!("identity headers could not be set: {e}"),
+                    );
+                    self.deny(host, Rejection::HostFailure)
+                }
+            },
+            Step::Deny(rejection) => self.deny(host, rejection),
+            Step::NeedKeys => {
+                let Ok(now) = host.now() else {
+                    return self.deny(host, Rejection::HostFailure);
+                };
+                match worker.await_keys(host, self, self.context_id, now) {
+                    Ok(wait) => {
+                        let call = match wait {
+                            KeyWait::Root => None,
+                            KeyWait::OwnCall(call) => Some(call),
+                        };
+                        self.stage.set(Stage::WaitingForKeys { presented, call });
+                        self.pause()
+                    }
+                    // It cannot wait: decide as if the fetch had happened (unknown key, or 503).
+                    Err(()) => self.decide(host, presented, Phase::KeysFetched),
+                }
+            }
+            Step::Introspect(request) => match host.dispatch(&request) {
+                Ok(call) => {
+                    host.count(Metric::IntrospectionCalls);
+                    self.stage
+                        .set(Stage::WaitingForIntrospection { call, presented });
+                    self.pause()
+                }
+                Err(e) => {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("introspection call could not be started: {e}"),
+                    );
+                    host.count(Metric::IntrospectionFailures);
+                    self.deny(host, Rejection::IntrospectionUnavailable)
+                }
+            },
+        }
+    }
+
+    fn pause(&self) -> Flow {
+        self.paused.set(true);
+        Flow::Pause
+    }
+
+    /// Sets the identity headers from the claims (replacing whatever the client sent) and
+    /// removes the certificate header: nothing the client wrote under those names may reach
+    /// the upstream.
+    fn set_identity(&self, host: &impl Host, claims: &Claims) -> Result<(), HostError> {
+        let settings = &self.worker.settings;
+        if let CertSource::Header { name, .. } = &settings.cert_source {
+            self.strip_header(host, name)?;
+        }
+        for (claim, name) in &settings.upstream_headers {
+            match claims.header_value(claim) {
+                Some(value) => host.set_request_header(name, &value)?,
+                None => self.strip_header(host, name)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Removing a header does not stop nginx from forwarding the client's copy; overwriting
+    /// does. So on Kong's engine an empty value replaces it (docs/hosts.md).
+    fn strip_header(&self, host: &impl Host, name: &str) -> Result<(), HostError> {
+        match self.worker.engine(host) {
+            Engine::Envoy => host.remove_request_header(name),
+            Engine::Nginx => host.set_request_header(name, ""),
+        }
+    }
+
+    fn deny(&self, host: &impl Host, rejection: Rejection) -> Flow {
+        self.stage.set(Stage::Done);
+        let settings = &self.worker.settings;
+        let reply = response::render(rejection, &settings.realm, &settings.scopes_required);
+        let level = if reply.status == 503 {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        host.log(
+            level,
+            &format!("denied {} {}", reply.status, rejection.reason()),
+        );
+        host.count(Metric::Denied(rejection.metric_group()));
+        // Kong's engine was seen aborting a worker on a local reply with a body sent from the
+        // call-response path after a timed-out call; there the reply goes without a body.
+        let body_ok = !(self.paused.get() && self.worker.engine(host) == Engine::Nginx);
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .filter(|(k, _)| body_ok || k != "content-type")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Err(e) = host.send_response(
+            reply.status,
+            &headers,
+            body_ok.then_some(reply.body.as_slice()),
+        ) {
+            // The request stays paused: it never goes through.
+            host.log(LogLevel::Error, &format!("local reply failed: {e}"));
+        }
+        Flow::Pause
+    }
+}

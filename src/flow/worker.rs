@@ -1,0 +1,452 @@
+//! Per-VM state shared by the root context and every request of that worker: the
+//! configuration, the remote keys and every fetch of them, the caches, the engine we run on,
+//! and the requests waiting for keys.
+//!
+//! The worker owns every JWKS fetch and its bookkeeping (`keys`): one at a time, whose
+//! cool-down starts when it completes. On Envoy the root context dispatches it (on its tick,
+//! which a request needing a key shortens), so a client that resets its stream can never
+//! cancel a fetch nor leave it counted as in flight; waiting requests are resumed by the root
+//! context acting as each of them. Kong's engine has no such acting (docs/hosts.md), but there
+//! a request's call outlives the client, so the request that needs the key fetches it.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use crate::config::{CertSource, Settings};
+use crate::endpoint::{CallOutcome, OutboundRequest};
+use crate::flow::cache::{LocalStore, SlotCache, Store, TokenHash};
+use crate::flow::keys::{KeyFetcher, Refetch};
+use crate::flow::request::RequestCore;
+use crate::host::{self, Engine, Host, HostError, LogLevel, SharedStore};
+use crate::reply::metrics::Metric;
+use crate::tokens::introspection::{self, Answer};
+use crate::tokens::jwks::{KeySet, MAX_JWKS_BYTES};
+
+/// Requests that may wait for one JWKS fetch; more get a 503 at once.
+pub const MAX_WAITING: usize = 1024;
+
+/// A request waiting for keys. Weak: a request that ends stops waiting by itself.
+struct Waiter {
+    context_id: u32,
+    request: Weak<RequestCore>,
+}
+
+pub struct Worker {
+    pub settings: Settings,
+    /// The root context's id: fetches are dispatched as the root.
+    root_context: Cell<Option<u32>>,
+    pub(crate) keys: RefCell<KeyFetcher>,
+    waiting: RefCell<Vec<Waiter>>,
+    /// Introspection answers when `shared_cache` is off.
+    local_answers: LocalStore,
+    answer_slots: Option<SlotCache>,
+    /// JWTs whose signature this worker has verified, until their `exp`: a client reuses its
+    /// token for its whole lifetime, and a signature check in wasm costs about a millisecond.
+    /// Everything else is still checked on every request. Emptied when the JWKS is refreshed,
+    /// so a key the IdP withdraws stops counting within one refresh interval.
+    verified: LocalStore,
+    verified_slots: SlotCache,
+    engine: Cell<Option<Engine>>,
+    /// A request shortened the root's tick period to have a fetch started at once.
+    nudged: Cell<bool>,
+}
+
+impl Worker {
+    pub fn new(settings: Settings) -> Worker {
+        let answer_slots = settings.introspection.as_ref().map(|i| {
+            // Everything that could make another configuration's answer wrong here: the IdP
+            // endpoint (tenants share hosts), the client, the issuer, and the claims kept.
+            let scope = format!(
+                "{}://{}{}|{}|{}|{:?}|{:?}",
+                i.endpoint.scheme,
+                i.endpoint.authority,
+                i.endpoint.path,
+                i.endpoint.upstream,
+                i.client_id,
+                i.issuer,
+                settings.upstream_headers
+            );
+            SlotCache::new(&scope, settings.cache_max_entries)
+        });
+        let verified_slots = SlotCache::new("verified-jwt", settings.cache_max_entries);
+        Worker {
+            settings,
+            root_context: Cell::new(None),
+            keys: RefCell::new(KeyFetcher::default()),
+            waiting: RefCell::new(Vec::new()),
+            local_answers: LocalStore::default(),
+            answer_slots,
+            verified: LocalStore::default(),
+            verified_slots,
+            engine: Cell::new(None),
+            nudged: Cell::new(false),
+        }
+    }
+
+    /// The root context this worker's fetches are dispatched from.
+    pub fn set_root_context(&self, context_id: u32) {
+        self.root_context.set(Some(context_id));
+    }
+
+    /// What to log once at configure time; no secrets.
+    pub fn startup_log(&self) -> Vec<String> {
+        let mut lines = vec![format!("configured: {}", self.describe())];
+        if self.settings.audience_required.is_empty() {
+            lines.push(
+                "audience_required is empty: tokens for any audience of the IdP are accepted \
+                 (RFC 9068 section 4 asks resource servers to check aud)"
+                    .to_string(),
+            );
+        }
+        if !self.settings.shared_cache && self.settings.introspection.is_some() {
+            lines.push(
+                "shared_cache is off: introspection results are cached per worker".to_string(),
+            );
+        }
+        lines
+    }
+
+    /// A one-line summary for the configure log; no secrets (and no URL query strings).
+    fn describe(&self) -> String {
+        let s = &self.settings;
+        let mut parts = vec![format!("proof_of_possession_mtls={:?}", s.pop).to_lowercase()];
+        if let Some(b) = &s.bearer {
+            parts.push(format!(
+                "bearer(issuer={}, inline_keys={}, jwks_endpoint={})",
+                b.issuer,
+                b.inline_keys.len(),
+                b.jwks_endpoint
+                    .as_ref()
+                    .map_or("none".to_string(), ToString::to_string)
+            ));
+        }
+        if let Some(i) = &s.introspection {
+            parts.push(format!(
+                "introspection(endpoint={}, cache={}s, {})",
+                i.endpoint,
+                i.cache_ttl,
+                if s.shared_cache {
+                    "shared"
+                } else {
+                    "per worker"
+                }
+            ));
+        }
+        parts.push(match &s.cert_source {
+            CertSource::Connection => "certificate from the connection".to_string(),
+            CertSource::Header { name, format, .. } => {
+                format!("certificate from header {name} ({format:?})")
+            }
+        });
+        parts.join(", ")
+    }
+
+    /// Whether the root should tick: only a remote JWKS needs it.
+    pub fn needs_tick(&self) -> Option<Duration> {
+        self.settings
+            .bearer
+            .as_ref()
+            .and_then(|b| b.jwks_endpoint.as_ref())
+            .map(|_| Duration::from_secs(1))
+    }
+
+    pub(crate) fn engine(&self, host: &impl Host) -> Engine {
+        if let Some(e) = self.engine.get() {
+            return e;
+        }
+        let e = host::detect_engine(host);
+        self.engine.set(Some(e));
+        e
+    }
+
+    /// Where introspection answers are cached for this configuration.
+    pub(crate) fn answer_store<'a, H: Host>(&'a self, host: &'a H) -> Box<dyn Store + 'a> {
+        if self.settings.shared_cache {
+            Box::new(SharedStore(host))
+        } else {
+            Box::new(&self.local_answers)
+        }
+    }
+
+    /// Whether this worker verified the token's signature and the verdict still holds.
+    pub(crate) fn signature_verified(&self, hash: &TokenHash, now: u64) -> bool {
+        self.verified_slots.get(&self.verified, hash, now).is_some()
+    }
+
+    pub(crate) fn remember_verified(&self, hash: &TokenHash, until: u64) {
+        self.verified_slots.put(&self.verified, hash, until, &[]);
+    }
+
+    /// A cached introspection answer for the token, if one is live.
+    pub(crate) fn cached_answer(
+        &self,
+        store: &dyn Store,
+        hash: &TokenHash,
+        now: u64,
+    ) -> Option<Answer> {
+        self.answer_slots
+            .as_ref()?
+            .get(store, hash, now)
+            .and_then(|p| introspection::decode(&p))
+    }
+
+    pub(crate) fn remember_answer(
+        &self,
+        store: &dyn Store,
+        hash: &TokenHash,
+        until: u64,
+        payload: &[u8],
+        inactive: bool,
+        now: u64,
+    ) {
+        let Some(slots) = &self.answer_slots else {
+            return;
+        };
+        if inactive {
+            slots.put_if_free(store, hash, until, payload, now);
+        } else {
+            slots.put(store, hash, until, payload);
+        }
+    }
+
+    fn call_timeout_secs(&self) -> u64 {
+        self.settings.http_timeout.as_millis().div_ceil(1000) as u64
+    }
+
+    // ---- the JWKS fetch, owned by the worker --------------------------------------------
+
+    /// Starts a JWKS fetch from the current context: the root's own (Envoy and the tick),
+    /// or, on Kong's engine, the request that needs the keys.
+    fn start_fetch(&self, host: &impl Host, now: u64) -> Result<u32, String> {
+        let endpoint = self
+            .settings
+            .bearer
+            .as_ref()
+            .and_then(|b| b.jwks_endpoint.as_ref())
+            .ok_or_else(|| "no jwks_endpoint".to_string())?;
+        let request = OutboundRequest::new(endpoint, "GET", self.settings.http_timeout);
+        let call = host
+            .dispatch(&request)
+            .map_err(|e| format!("dispatch to {endpoint} failed: {e}"))?;
+        self.keys
+            .borrow_mut()
+            .started(call, now, self.call_timeout_secs());
+        host.count(Metric::JwksFetches);
+        Ok(call)
+    }
+
+    fn fetch_failed_to_start(&self, host: &impl Host, now: u64, why: &str) {
+        host.log(
+            LogLevel::Warn,
+            &format!("JWKS fetch could not be started: {why}"),
+        );
+        host.count(Metric::JwksFetchFailures);
+        self.fetch_done(host, now, None);
+    }
+
+    /// Called on every tick of the root context: starts the fetch a request asked for, the
+    /// periodic refresh or a retry when due, and gives up on a fetch whose response never
+    /// came.
+    pub fn on_tick(&self, host: &impl Host) {
+        let Some(bearer) = &self.settings.bearer else {
+            return;
+        };
+        if self.nudged.replace(false) {
+            // Back to the normal period after a request asked for a prompt tick (Envoy only:
+            // Kong's engine traps on a second set_tick_period, and is never nudged).
+            if let Some(period) = self.needs_tick() {
+                let _ = host.set_tick_period(period);
+            }
+        }
+        let Ok(now) = host.now() else {
+            return;
+        };
+        if self.keys.borrow().overdue(now) {
+            host.log(LogLevel::Warn, "JWKS fetch got no response in time");
+            host.count(Metric::JwksFetchFailures);
+            self.fetch_done(host, now, None);
+        }
+        let due = self.keys.borrow().refresh_due(
+            now,
+            bearer.refresh_interval,
+            bearer.rediscovery_lifetime,
+        );
+        if due && let Err(e) = self.start_fetch(host, now) {
+            self.fetch_failed_to_start(host, now, &e);
+        }
+    }
+
+    /// A request needs a key the worker does not have. On Envoy it waits for the root
+    /// context's fetch (asking for a prompt tick when none is in flight) and is resumed by
+    /// the root; a call dispatched from the request could not outlive it, because the SDK
+    /// routes a call's response to the context that dispatched it. On Kong's engine the root
+    /// cannot resume a request (its `set_effective_context` does nothing), but a request's own
+    /// call completes even when the client goes away: there the request fetches. `Err`: it
+    /// cannot wait (no fetch may start now, too many wait already); refuse it at once.
+    pub(crate) fn await_keys(
+        &self,
+        host: &impl Host,
+        request: &Rc<RequestCore>,
+        context_id: u32,
+        now: u64,
+    ) -> Result<KeyWait, ()> {
+        let cooldown = self
+            .settings
+            .bearer
+            .as_ref()
+            .map_or(0, |b| b.rediscovery_lifetime);
+        let decision = self.keys.borrow().on_missing_key(now, cooldown);
+        match (self.engine(host), decision) {
+            (_, Refetch::UnknownKey | Refetch::Unavailable) => Err(()),
+            (Engine::Nginx, Refetch::Fetch) => match self.start_fetch(host, now) {
+                Ok(call) => Ok(KeyWait::OwnCall(call)),
+                Err(e) => {
+                    self.fetch_failed_to_start(host, now, &e);
+                    Err(())
+                }
+            },
+            // Another context's fetch: nothing on Kong's engine can resume us after it.
+            (Engine::Nginx, Refetch::Wait) => Err(()),
+            (Engine::Envoy, decision) => {
+                if self.waiting.borrow().len() >= MAX_WAITING {
+                    host.log(LogLevel::Warn, "too many requests wait for the JWKS");
+                    return Err(());
+                }
+                if decision == Refetch::Fetch {
+                    if let Err(e) = host.set_tick_period(NUDGE) {
+                        host.log(
+                            LogLevel::Warn,
+                            &format!("cannot ask the root context for a JWKS fetch: {e}"),
+                        );
+                        return Err(());
+                    }
+                    self.nudged.set(true);
+                    self.keys.borrow_mut().want(now);
+                }
+                self.waiting.borrow_mut().push(Waiter {
+                    context_id,
+                    request: Rc::downgrade(request),
+                });
+                Ok(KeyWait::Root)
+            }
+        }
+    }
+
+    /// The response to the worker's JWKS fetch, in the root context or (Kong) in the request
+    /// that dispatched it. `false` if `call` is not the fetch in flight.
+    pub(crate) fn on_fetch_response(&self, host: &impl Host, call: u32, body_size: usize) -> bool {
+        if !self.keys.borrow().is_ours(call) {
+            return false;
+        }
+        let Ok(now) = host.now() else {
+            host.log(LogLevel::Error, "JWKS response: the clock cannot be read");
+            self.fetch_done(host, 0, None);
+            return true;
+        };
+        let outcome = call_outcome(host, body_size, MAX_JWKS_BYTES);
+        let keys = self.parse_jwks(host, &outcome);
+        self.fetch_done(host, now, keys);
+        true
+    }
+
+    /// The root context's call response.
+    pub fn on_root_call_response(&self, host: &impl Host, call: u32, body_size: usize) {
+        self.on_fetch_response(host, call, body_size);
+    }
+
+    /// Parses a JWKS response; `None` (logged and counted) when it is unusable.
+    fn parse_jwks(&self, host: &impl Host, outcome: &CallOutcome) -> Option<KeySet> {
+        let bearer = self.settings.bearer.as_ref()?;
+        let parsed = match (outcome.status, &outcome.failure) {
+            (Some(200), _) => {
+                KeySet::from_fetched(&outcome.body, &bearer.algorithms).map_err(|e| {
+                    if e.path.is_empty() {
+                        e.message
+                    } else {
+                        format!("{}: {}", e.path, e.message)
+                    }
+                })
+            }
+            (Some(status), _) => Err(format!("HTTP {status}")),
+            (None, why) => Err(why.clone().unwrap_or_else(|| "no response".into())),
+        };
+        match parsed {
+            Ok((keys, skipped)) => {
+                host.log(
+                    LogLevel::Info,
+                    &format!("JWKS refreshed, {} usable keys", keys.len()),
+                );
+                if skipped > 0 {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("JWKS: skipped {skipped} keys that could not be read"),
+                    );
+                }
+                Some(keys)
+            }
+            Err(why) => {
+                host.log(LogLevel::Warn, &format!("JWKS fetch failed: {why}"));
+                host.count(Metric::JwksFetchFailures);
+                None
+            }
+        }
+    }
+
+    /// Records the fetch's result, then resumes every request that waited for it, each as
+    /// the effective context (Envoy: the root context may act for a paused request).
+    fn fetch_done(&self, host: &impl Host, now: u64, keys: Option<KeySet>) {
+        if keys.is_some() {
+            self.verified.clear();
+        }
+        self.keys.borrow_mut().finished(now, keys);
+        let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+        if waiting.is_empty() {
+            return;
+        }
+        for waiter in waiting {
+            let Some(request) = waiter.request.upgrade() else {
+                continue; // it ended while waiting
+            };
+            if let Err(e) = host.set_effective_context(waiter.context_id) {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("cannot resume a request that waited for the JWKS: {e}"),
+                );
+                continue;
+            }
+            request.on_keys(host);
+        }
+        if let Some(root) = self.root_context.get() {
+            let _ = host.set_effective_context(root);
+        }
+    }
+}
+
+/// How a request waits for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyWait {
+    /// The root context resumes it when the worker's fetch completes.
+    Root,
+    /// Its own call `0` is the worker's fetch (Kong's engine).
+    OwnCall(u32),
+}
+
+/// The tick period asked for when a request needs a fetch: the root's next tick comes at
+/// once and starts it.
+const NUDGE: Duration = Duration::from_millis(1);
+
+/// The call's response; a body over `limit` is cut short, which fails JSON parsing. A host
+/// that cannot hand it over counts as a call without a response.
+pub(crate) fn call_outcome(host: &impl Host, body_size: usize, limit: usize) -> CallOutcome {
+    let read = || -> Result<CallOutcome, HostError> {
+        let headers = host.call_response_headers()?;
+        let body = host.call_response_body(body_size.min(limit))?;
+        Ok(CallOutcome::from_parts(&headers, body))
+    };
+    read().unwrap_or_else(|e| CallOutcome {
+        status: None,
+        body: Vec::new(),
+        failure: Some(format!("the host could not hand over the response: {e}")),
+    })
+}

@@ -1,0 +1,299 @@
+//! The proxy-wasm host layer (wasm builds only): implements `Host` with the non-panicking
+//! calls of `calls`, and maps the SDK's callbacks onto `flow`. Nothing here decides.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, Status};
+
+use crate::config::Settings;
+use crate::endpoint::OutboundRequest;
+use crate::flow::request::{Flow, RequestFilter};
+use crate::flow::worker::Worker;
+use crate::host::{Headers, Host, HostError, LogLevel, calls};
+use crate::reply::metrics::Metric;
+
+proxy_wasm::main! {{
+    // Installs the SDK's panic hook: a bug shows in the host log before the VM aborts.
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { id: context_id, ..Root::default() })
+    });
+}}
+
+/// Metric ids by name, defined up front at configure time (or on first use).
+type Metrics = Rc<RefCell<HashMap<&'static str, u32>>>;
+
+/// `Host` over the proxy-wasm ABI, for whichever context is effective.
+struct AbiHost {
+    metrics: Metrics,
+}
+
+fn failed(call: &str, status: calls::Status) -> HostError {
+    HostError::Failed(format!("{call} failed with status {status}"))
+}
+
+fn level(l: LogLevel) -> u32 {
+    match l {
+        LogLevel::Debug => 1,
+        LogLevel::Info => 2,
+        LogLevel::Warn => 3,
+        LogLevel::Error => 4,
+    }
+}
+
+/// Header names as strings; one that is not UTF-8 is refused (a request carrying it is a
+/// 400), never a panic.
+fn headers(map_type: u32, call: &str) -> Result<Headers, HostError> {
+    let pairs = calls::header_pairs(map_type).map_err(|s| failed(call, s))?;
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            String::from_utf8(k)
+                .map(|k| (k, v))
+                .map_err(|_| HostError::HeaderNameNotUtf8)
+        })
+        .collect()
+}
+
+impl Host for AbiHost {
+    fn now(&self) -> Result<u64, HostError> {
+        calls::now_nanos()
+            .map(|n| n / 1_000_000_000)
+            .map_err(|s| failed("proxy_get_current_time_nanoseconds", s))
+    }
+
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        calls::property(path).map_err(|s| failed("proxy_get_property", s))
+    }
+
+    fn request_headers(&self) -> Result<Headers, HostError> {
+        headers(calls::HTTP_REQUEST_HEADERS, "proxy_get_header_map_pairs")
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        calls::replace_header(calls::HTTP_REQUEST_HEADERS, name, value)
+            .map_err(|s| failed("proxy_replace_header_map_value", s))
+    }
+
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        calls::remove_header(calls::HTTP_REQUEST_HEADERS, name)
+            .map_err(|s| failed("proxy_remove_header_map_value", s))
+    }
+
+    fn send_response(
+        &self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<(), HostError> {
+        calls::send_local_response(status, headers, body)
+            .map_err(|s| failed("proxy_send_local_response", s))
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        calls::resume_request().map_err(|s| failed("proxy_continue_stream", s))
+    }
+
+    fn dispatch(&self, request: &OutboundRequest) -> Result<u32, HostError> {
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // The SDK's call: its dispatcher must register the token (calls.rs says why).
+        hostcalls::dispatch_http_call(
+            &request.upstream,
+            headers,
+            request.body.as_deref(),
+            Vec::new(),
+            request.timeout,
+        )
+        .map_err(|s: Status| HostError::Failed(format!("proxy_http_call failed: {s:?}")))
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        calls::set_effective_context(context_id)
+            .map_err(|s| failed("proxy_set_effective_context", s))
+    }
+
+    fn call_response_headers(&self) -> Result<Headers, HostError> {
+        // The IdP's pseudo-headers and headers; a name that is not UTF-8 fails the call.
+        headers(
+            calls::HTTP_CALL_RESPONSE_HEADERS,
+            "proxy_get_header_map_pairs",
+        )
+    }
+
+    fn call_response_body(&self, len: usize) -> Result<Vec<u8>, HostError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        calls::buffer(calls::HTTP_CALL_RESPONSE_BODY, len)
+            .map_err(|s| failed("proxy_get_buffer_bytes", s))
+    }
+
+    fn shared_load(&self, key: &str) -> Option<Vec<u8>> {
+        calls::shared_data(key).ok().and_then(|(value, _)| value)
+    }
+
+    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        // Write with the version we read: Kong's engine refuses a write without one to an
+        // existing key. A lost race is a cache miss later, not worth a retry loop.
+        let cas = calls::shared_data(key).ok().and_then(|(_, cas)| cas);
+        calls::set_shared_data(key, value, cas).map_err(|s| failed("proxy_set_shared_data", s))
+    }
+
+    fn count(&self, metric: Metric) {
+        let name = metric.name();
+        let known = self.metrics.borrow().get(name).copied();
+        let id = match known {
+            Some(id) => id,
+            None => match calls::define_counter(name) {
+                Ok(id) => {
+                    self.metrics.borrow_mut().insert(name, id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = calls::increment(id);
+    }
+
+    fn log(&self, l: LogLevel, message: &str) {
+        let _ = calls::log(level(l), message);
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX).max(1);
+        calls::set_tick_period_ms(ms).map_err(|s| failed("proxy_set_tick_period_milliseconds", s))
+    }
+}
+
+/// The root context: configuration, the tick and the worker's JWKS fetches.
+#[derive(Default)]
+struct Root {
+    id: u32,
+    worker: Option<Rc<Worker>>,
+    metrics: Metrics,
+    ticking: bool,
+}
+
+impl Root {
+    fn host(&self) -> AbiHost {
+        AbiHost {
+            metrics: Rc::clone(&self.metrics),
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(worker) = &self.worker {
+            worker.on_root_call_response(&self.host(), token_id, body_size);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let host = self.host();
+        let bytes = calls::buffer(calls::PLUGIN_CONFIGURATION, size).unwrap_or_default();
+        let settings = match Settings::from_json(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("{e}"));
+                return false;
+            }
+        };
+        let worker = Rc::new(Worker::new(settings));
+        worker.set_root_context(self.id);
+        for line in worker.startup_log() {
+            host.log(LogLevel::Info, &line);
+        }
+        for metric in Metric::all() {
+            if let Ok(id) = calls::define_counter(metric.name()) {
+                self.metrics.borrow_mut().insert(metric.name(), id);
+            }
+        }
+        // Kong's engine traps on a second set_tick_period from the same root context.
+        if !self.ticking
+            && let Some(period) = worker.needs_tick()
+        {
+            match host.set_tick_period(period) {
+                Ok(()) => self.ticking = true,
+                Err(e) => host.log(LogLevel::Warn, &format!("no tick, no JWKS refresh: {e}")),
+            }
+        }
+        self.worker = Some(worker);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(worker) = &self.worker {
+            worker.on_tick(&self.host());
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            filter: self
+                .worker
+                .as_ref()
+                .map(|w| RequestFilter::new(Rc::clone(w), context_id)),
+            host: self.host(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One HTTP request. Without a configuration (a host that kept the filter after a refused
+/// one) every request is refused.
+struct Request {
+    filter: Option<RequestFilter>,
+    host: AbiHost,
+}
+
+impl Context for Request {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(filter) = &self.filter {
+            filter.on_call_response(&self.host, token_id, body_size);
+        }
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let Some(filter) = &self.filter else {
+            self.host
+                .log(LogLevel::Error, "not configured; refusing the request");
+            let _ = self
+                .host
+                .send_response(503, &[("cache-control", "no-store")], None);
+            return Action::Pause;
+        };
+        match filter.on_request_headers(&self.host) {
+            Flow::Continue => Action::Continue,
+            Flow::Pause => Action::Pause,
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The host layer. `Host` is what the filter needs from its host (Envoy or Kong's
+//! ngx_wasm_module): the wasm build implements it over the proxy-wasm ABI (`abi`, with the
+//! raw calls in `calls`), the native tests with a fake host. Every call that can fail returns
+//! its failure as a value; the flow decides what it means (always: fail closed).
+//!
+//! Also here: the host differences that are data rather than calls, namely which engine we
+//! run on and where it keeps the client certificate (docs/hosts.md).
+
+#[cfg(target_arch = "wasm32")]
+mod abi;
+#[cfg(target_arch = "wasm32")]
+mod calls;
+pub mod pairs;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::binding::certificate::{CertError, Thumbprint};
+use crate::endpoint::OutboundRequest;
+use crate::flow::cache::Store;
+use crate::reply::metrics::Metric;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// A host call that did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    /// The host answered with a failure status; the text is for the log.
+    Failed(String),
+    /// The host handed over a header name that is not UTF-8.
+    HeaderNameNotUtf8,
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Failed(why) => f.write_str(why),
+            HostError::HeaderNameNotUtf8 => f.write_str("a header name is not UTF-8"),
+        }
+    }
+}
+
+/// Header name/value pairs as the host lists them, repeats kept.
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+/// The proxy-wasm calls the filter makes. They act on the effective context: the current
+/// callback's, or the one `set_effective_context` chose.
+pub trait Host {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> Result<u64, HostError>;
+    /// A property; `Ok(None)` when the host has none at that path.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    fn request_headers(&self) -> Result<Headers, HostError>;
+    /// Replaces every copy of the header with one value.
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
+    fn send_response(
+        &self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<(), HostError>;
+    fn resume_request(&self) -> Result<(), HostError>;
+    /// Starts an HTTP call; its response goes to the effective context.
+    fn dispatch(&self, request: &OutboundRequest) -> Result<u32, HostError>;
+    /// Makes the following calls act for `context_id` (the root context starting a fetch for
+    /// the worker, or resuming a request that waited for it).
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
+    fn call_response_headers(&self) -> Result<Headers, HostError>;
+    /// The first `len` bytes of the call's response body.
+    fn call_response_body(&self, len: usize) -> Result<Vec<u8>, HostError>;
+    fn shared_load(&self, key: &str) -> Option<Vec<u8>>;
+    /// Writes shared data whatever is there. Kong's engine compares versions on every write
+    /// (no version means "only if absent"), so implementations read the version first.
+    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), HostError>;
+    /// Counting and logging cannot change a decision; their failures are dropped.
+    fn count(&self, metric: Metric);
+    fn log(&self, level: LogLevel, message: &str);
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError>;
+}
+
+/// The host's shared data as a cache store. A failed save only costs a later cache miss.
+pub struct SharedStore<'a, H: Host>(pub &'a H);
+
+impl<H: Host> Store for SharedStore<'_, H> {
+    fn load(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.shared_load(key)
+    }
+    fn save(&self, key: &str, value: &[u8]) {
+        if let Err(e) = self.0.shared_save(key, value) {
+            self.0
+                .log(LogLevel::Debug, &format!("shared cache write failed: {e}"));
+        }
+    }
+}
+
+/// The engine we run in, which decides where the client certificate is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Envoy,
+    /// Kong Gateway's ngx_wasm_module: Envoy's connection properties are absent and each read
+    /// of one logs an `[alert]`, so they are never read there (docs/hosts.md).
+    Nginx,
+}
+
+/// Tells the engines apart by a property only nginx has: `ngx.*` exposes nginx variables,
+/// and `$server_port` is set on every request. Envoy answers an unknown path with NotFound.
+pub fn detect_engine(host: &impl Host) -> Engine {
+    match host.property(&["ngx", "server_port"]) {
+        Ok(Some(v)) if !v.is_empty() => Engine::Nginx,
+        _ => Engine::Envoy,
+    }
+}
+
+/// Envoy: ready-made hex SHA-256 of the peer certificate's DER.
+pub const ENVOY_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
+/// Envoy: the peer certificate, PEM.
+pub const ENVOY_PEM: [&str; 2] = ["connection", "peer_certificate"];
+/// nginx `$ssl_client_raw_cert`: the client certificate, PEM.
+pub const NGINX_PEM: [&str; 2] = ["ngx", "ssl_client_raw_cert"];
+
+/// Why no thumbprint came from the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoCertificate {
+    /// The client presented none.
+    Absent,
+    /// The host handed us something that is not a certificate.
+    Unreadable(CertError),
+    /// The host failed to answer.
+    Host(HostError),
+}
+
+/// The connection's client certificate thumbprint, from the sources of this engine in
+/// order: Envoy's digest, Envoy's PEM; or nginx's PEM.
+pub fn connection_thumbprint(
+    host: &impl Host,
+    engine: Engine,
+) -> Result<Thumbprint, NoCertificate> {
+    let present = |path: &[&str]| -> Result<Option<Vec<u8>>, NoCertificate> {
+        Ok(host
+            .property(path)
+            .map_err(NoCertificate::Host)?
+            .filter(|v| !v.trim_ascii().is_empty()))
+    };
+    let found = match engine {
+        Engine::Envoy => match present(&ENVOY_DIGEST)? {
+            Some(hex) => Some(Thumbprint::from_hex(&hex)),
+            None => present(&ENVOY_PEM)?.map(|pem| Thumbprint::from_pem(&pem)),
+        },
+        Engine::Nginx => present(&NGINX_PEM)?.map(|pem| Thumbprint::from_pem(&pem)),
+    };
+    match found {
+        None => Err(NoCertificate::Absent),
+        Some(result) => result.map_err(NoCertificate::Unreadable),
+    }
+}
