@@ -17,6 +17,7 @@ help:
 	@echo "make test           every test: unit + host-shaped + schema (cargo), clippy, e2e in real Envoy, compose file"
 	@echo "make unit | lint | e2e | compose-check   one part of 'make test'"
 	@echo "make dist           $(DIST)/ with certbound.wasm + certbound.meta.json (mount it as Kong's wasm_filters_path)"
+	@echo "make oci            $(DIST)/oci + $(DIST)/certbound-oci.tar: the filter as an OCI image for Istio / Envoy Gateway, checked (deploy/)"
 	@echo "make demo           IdP + Envoy + upstream on 127.0.0.1 and a narrated stolen-token replay; 'make demo-stop' ends it"
 	@echo "make bench          throughput and latency through Envoy against a no-filter baseline; opt-level comparison"
 	@echo "make build-debian   the wasm from Debian's Rust packages only (the fallback route), into target/debian/"
@@ -91,6 +92,25 @@ dist: build
 	cp $(WASM) $(DIST)/certbound.wasm
 	$(PY) -c 'import json,sys; s=json.load(open("filter-config/certbound.schema.json")); json.dump({"config_schema": s}, open("$(DIST)/certbound.meta.json","w"), indent=2)'
 	@echo "==> $(DIST)/ holds certbound.wasm and certbound.meta.json: point Kong's wasm_filters_path at it"
+
+# --- OCI image for Istio and Envoy Gateway (deploy/) ----------------------------------------
+# The Wasm image spec's "compat" variant (one tar+gzip layer holding plugin.wasm), written as an
+# OCI image layout and as a tarball by deploy/oci.py, no container engine; named as the manifests
+# in deploy/ name it. oci-check (deploy/check.py) verifies it with skopeo, the manifests against
+# the filter's schema and published Kubernetes schemas, and loads it in Envoy: deploy/README.md.
+OCI_REPO    ?= ghcr.io/certbound/certbound
+OCI_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+OCI_IMAGE   := $(OCI_REPO):$(OCI_VERSION)
+OCI_ARGS     = --image $(OCI_IMAGE) --wasm $(DIST)/certbound.wasm --layout $(DIST)/oci --archive $(DIST)/certbound-oci.tar
+OCI_CHECK_FLAGS ?=
+
+.PHONY: oci oci-check
+oci: dist
+	$(PY) deploy/oci.py $(OCI_ARGS) --summary $(DIST)/oci-image.json
+	@$(MAKE) --no-print-directory oci-check
+
+oci-check:
+	$(PY) deploy/check.py $(OCI_ARGS) $(OCI_CHECK_FLAGS)
 
 # --- demo and benchmark ----------------------------------------------------------------------
 demo: build
