@@ -109,7 +109,16 @@ fn assert_both_refuse(what: &str, validator: &jsonschema::Validator, config: &Va
 // (a) The schema is draft 4, and only uses what lua-resty-ljsonschema (Kong) understands.
 
 /// Keywords of a schema object we allow: draft 4 only, no `format`, nothing Kong ignores.
+/// Kong validates with lua-resty-ljsonschema, which runs the draft-4 test suite for the
+/// combinators, `patternProperties` and `dependencies` too (its spec/suite_spec.lua; patterns
+/// through PCRE under OpenResty): docs/hosts.md.
 const KEYWORDS: &[&str] = &[
+    "not",
+    "anyOf",
+    "allOf",
+    "oneOf",
+    "patternProperties",
+    "dependencies",
     "$schema",
     "$ref",
     "title",
@@ -142,9 +151,22 @@ fn check_keywords(node: &Value, at: &str) {
             "{at}: keyword {key:?} is not in the allowed draft-4 set"
         );
         match key.as_str() {
-            "properties" | "definitions" => {
+            "properties" | "definitions" | "patternProperties" => {
                 for (name, sub) in value.as_object().unwrap() {
                     check_keywords(sub, &format!("{at}/{key}/{name}"));
+                }
+            }
+            "dependencies" => {
+                for (name, sub) in value.as_object().unwrap() {
+                    if sub.is_object() {
+                        check_keywords(sub, &format!("{at}/{key}/{name}"));
+                    }
+                }
+            }
+            "not" => check_keywords(value, &format!("{at}/not")),
+            "anyOf" | "allOf" | "oneOf" => {
+                for (i, sub) in value.as_array().unwrap().iter().enumerate() {
+                    check_keywords(sub, &format!("{at}/{key}/{i}"));
                 }
             }
             "items" => check_keywords(value, &format!("{at}/items")),
@@ -897,6 +919,54 @@ fn list_and_string_rules_agree() {
         (
             "upstream not a string",
             with(full(), "upstreams", json!({"idp.example:8443": 1})),
+        ),
+        (
+            "upstream a URL",
+            with(
+                full(),
+                "upstreams",
+                json!({"idp.example:8443": "http://127.0.0.1:80"}),
+            ),
+        ),
+        (
+            "upstream with a path",
+            with(
+                full(),
+                "upstreams",
+                json!({"idp.example:8443": "10.0.0.5:80/x"}),
+            ),
+        ),
+        (
+            "upstream key a URL",
+            with(
+                full(),
+                "upstreams",
+                json!({"https://idp.example:8443": "idp"}),
+            ),
+        ),
+        (
+            "trusted ips /0",
+            with(
+                full(),
+                "client_certificate",
+                with(header_source("xfcc"), "trusted_ips", json!(["0.0.0.0/0"])),
+            ),
+        ),
+        (
+            "trusted ips typo /0",
+            with(
+                full(),
+                "client_certificate",
+                with(header_source("xfcc"), "trusted_ips", json!(["10.0.0.1/0"])),
+            ),
+        ),
+        (
+            "trusted ips ::/0",
+            with(
+                full(),
+                "client_certificate",
+                with(header_source("xfcc"), "trusted_ips", json!(["::/0"])),
+            ),
         ),
         (
             "header name with space",

@@ -362,6 +362,15 @@ fn client_certificate_header_source_rules() {
         src(json!({"source": "connection", "header": "x"})),
         "client_certificate",
     );
+    // A /0 block, or a typo giving one, makes every client a trusted proxy.
+    for zero in ["0.0.0.0/0", "10.0.0.1/0", "::/0"] {
+        refused_naming(
+            src(
+                json!({"source": "header", "header": "x", "format": "xfcc", "trusted_ips": ["10.0.0.9", zero]}),
+            ),
+            "client_certificate.trusted_ips[1]: a /0 block",
+        );
+    }
     let s = settings(&src(
         json!({"source": "header", "header": "Client-Cert", "format": "rfc9440", "trusted_ips": ["10.0.0.0/8", "192.168.1.1", "::1"]}),
     ));
@@ -413,6 +422,39 @@ fn upstreams_pick_the_dispatch_target() {
         ),
         "upstreams",
     );
+    // A URL where a cluster name or host:port belongs traps the filter on Kong's engine.
+    for bad in [
+        "http://127.0.0.1:80",
+        "https://idp",
+        "10.0.0.5:8443/jwks",
+        "idp cluster",
+    ] {
+        refused_naming(
+            with(
+                base_config(),
+                json!({"upstreams": {"idp.example:8443": bad}}),
+            ),
+            "upstreams.idp.example:8443: must be an Envoy cluster name or host:port",
+        );
+    }
+    refused_naming(
+        with(
+            base_config(),
+            json!({"upstreams": {"https://idp.example:8443": "idp"}}),
+        ),
+        "upstreams.https://idp.example:8443: keys are URL authorities",
+    );
+    // Istio's and Envoy Gateway's cluster names are fine.
+    for good in [
+        "outbound|443||idp.example.com",
+        "certbound_idp",
+        "10.0.0.5:8443",
+    ] {
+        settings(&with(
+            base_config(),
+            json!({"upstreams": {"idp.example:8443": good}}),
+        ));
+    }
 }
 
 #[test]

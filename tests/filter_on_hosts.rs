@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use certbound::flow::request::{Flow, RequestFilter};
 use certbound::flow::worker::Worker;
+use certbound::host::LogLevel;
 use certbound::reply::metrics::Metric;
 use certbound::reply::rejection::MetricGroup;
 use serde_json::{Value, json};
@@ -1099,7 +1100,7 @@ fn with_shared_cache_off_no_shared_data_is_touched() {
     // Kong's engine traps on shared data without an shm_kv zone.
     let cert = &pki().ec;
     let w = worker(&with(base_config(), json!({"shared_cache": false})));
-    assert!(w.startup_log().iter().any(|l| l.contains("per worker")));
+    assert!(startup_text(&w).contains("per worker"));
     let host = FakeHost::kong(Some(&cert.pem));
     introspect_once(
         &w,
@@ -1146,7 +1147,7 @@ fn logs_carry_reasons_but_never_tokens_secrets_or_thumbprints() {
     let jwt = bound_jwt(&p.ec);
     let w = worker(&base_config());
     let all_logs = {
-        let mut text = w.startup_log().join("\n");
+        let mut text = startup_text(&w);
         for host in [
             envoy_with(&p.other),
             FakeHost::kong(None),
@@ -1506,14 +1507,38 @@ fn an_empty_audience_list_is_warned_about_at_start() {
     assert!(
         w.startup_log()
             .iter()
-            .any(|l| l.contains("audience_required is empty"))
+            .any(|(level, l)| *level == LogLevel::Warn && l.contains("audience_required is empty"))
     );
+    assert!(!startup_text(&worker(&base_config())).contains("audience"));
+}
+
+fn startup_text(w: &Worker) -> String {
+    w.startup_log()
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_very_wide_trusted_range_is_warned_about_at_start() {
+    let wide = worker(&with(
+        header_config("rfc9440"),
+        json!({"client_certificate": {"source": "header", "header": "client-cert", "format": "rfc9440", "trusted_ips": ["10.0.0.0/8", "10.0.0.0/4"]}}),
+    ));
+    let warnings: Vec<String> = wide
+        .startup_log()
+        .into_iter()
+        .filter(|(level, _)| *level == LogLevel::Warn)
+        .map(|(_, l)| l)
+        .collect();
     assert!(
-        !worker(&base_config())
-            .startup_log()
+        warnings
             .iter()
-            .any(|l| l.contains("audience"))
+            .any(|l| l.contains("client_certificate.trusted_ips[1] (10.0.0.0/4) is very wide")),
+        "{warnings:?}"
     );
+    assert!(!warnings.iter().any(|l| l.contains("trusted_ips[0]")));
 }
 
 #[test]
@@ -1640,4 +1665,114 @@ fn the_waiting_list_is_bounded() {
     run_as(&w, &host, 100 + max);
     assert_eq!(host.last_response().unwrap().status, 503);
     drop(waiting);
+}
+
+// --- bounded work for forged tokens, cache lifetimes per reader ---------------------------
+
+#[test]
+fn a_forged_token_bound_to_the_senders_own_certificate_costs_one_signature_check() {
+    // The forger binds the token to its own certificate: every cheap check passes.
+    let p = pki();
+    let w = worker(&base_config());
+    let forged = tamper(&bound_jwt(&p.other), &{
+        let mut c = bound_claims(&p.other.x5t_openssl);
+        c.insert("sub".into(), json!("admin"));
+        c
+    });
+    for i in 0..5 {
+        let host = envoy_with(&p.other);
+        host.now.set(NOW + i);
+        host.bearer(&forged);
+        run(&w, &host);
+        let r = host.last_response().unwrap();
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            host.metric(Metric::SignatureChecks),
+            u64::from(i == 0),
+            "request {i}"
+        );
+    }
+    // Remembered for a minute, then checked again (once).
+    let host = envoy_with(&p.other);
+    host.now
+        .set(NOW + certbound::flow::worker::FAILED_SIGNATURE_MEMORY);
+    host.bearer(&forged);
+    run(&w, &host);
+    assert_eq!(host.metric(Metric::SignatureChecks), 1);
+    // The accept side: the genuine token verifies once, then comes from the verified cache.
+    let genuine = bound_jwt(&p.other);
+    for i in 0..3 {
+        let host = envoy_with(&p.other);
+        host.bearer(&genuine);
+        assert_eq!(run(&w, &host).1, Flow::Continue);
+        assert_eq!(host.metric(Metric::SignatureChecks), u64::from(i == 0));
+    }
+}
+
+#[test]
+fn a_kidless_token_is_checked_only_when_exactly_one_key_fits() {
+    let cert = &pki().ec;
+    let jwk = |k: &jwt_simple::prelude::ES256KeyPair, kid: &str| {
+        let mut v: Value = serde_json::from_str(&k.public_key().to_jwk()).unwrap();
+        v["kid"] = json!(kid);
+        v
+    };
+    let other = jwt_simple::prelude::ES256KeyPair::generate();
+    let two_keys = with(
+        base_config(),
+        json!({"jwks": {"keys": [jwk(&keys().ec256, "ec-1"), jwk(&other, "ec-2")]}}),
+    );
+    let kidless = mint_kidless_es256(&bound_claims(&cert.x5t_openssl));
+    // Two ES256 keys and no kid: no signature check at all.
+    let host = envoy_with(cert);
+    host.bearer(&kidless);
+    run(&worker(&two_keys), &host);
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("names no key")
+    );
+    assert_eq!(host.metric(Metric::SignatureChecks), 0);
+    // One ES256 key: the kid-less token is checked against it, and passes.
+    let one_key = with(
+        base_config(),
+        json!({"jwks": {"keys": [jwk(&keys().ec256, "ec-1")]}}),
+    );
+    let host = envoy_with(cert);
+    host.bearer(&kidless);
+    assert_eq!(run(&worker(&one_key), &host).1, Flow::Continue);
+    assert_eq!(host.metric(Metric::SignatureChecks), 1);
+}
+
+#[test]
+fn a_route_caching_briefly_never_takes_an_answer_another_route_cached_for_long() {
+    // Two routes, same IdP and client, one store: the 5 s route must not serve an answer the
+    // one-hour route wrote 10 s ago (a revoked token would keep working there).
+    let cert = &pki().ec;
+    let long = worker(&with(base_config(), json!({"cache_introspection": 3600})));
+    let short = worker(&with(base_config(), json!({"cache_introspection": 5})));
+    let host = envoy_with(cert);
+    introspect_once(
+        &long,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 7200),
+    );
+    assert_eq!(host.last_response(), None);
+    // 3 s later the short route may use it: within its own lifetime.
+    host.now.set(NOW + 3);
+    host.bearer(OPAQUE);
+    let before = host.dispatched.borrow().len();
+    assert_eq!(run(&short, &host).1, Flow::Continue);
+    assert_eq!(host.dispatched.borrow().len(), before);
+    // 10 s later it must ask the IdP again; the long route still uses its entry.
+    host.now.set(NOW + 10);
+    host.bearer(OPAQUE);
+    assert_eq!(run(&short, &host).1, Flow::Pause);
+    assert_eq!(host.dispatched.borrow().len(), before + 1);
+    host.bearer(OPAQUE);
+    assert_eq!(run(&long, &host).1, Flow::Continue);
+    assert_eq!(host.dispatched.borrow().len(), before + 1);
 }

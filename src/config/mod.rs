@@ -94,6 +94,8 @@ pub struct Settings {
     /// (claim, lower-case header name) pairs set on allowed requests.
     pub upstream_headers: Vec<(String, String)>,
     pub realm: String,
+    /// Settings that load but deserve the operator's attention, logged once at start-up.
+    pub warnings: Vec<String>,
 }
 
 /// Upper bounds that catch typos (a timeout in seconds where milliseconds were meant).
@@ -197,17 +199,9 @@ impl Settings {
         check_strings("scopes_required", &raw.scopes_required, is_scope_token)?;
         check_quoted_string("realm", &raw.realm)?;
         for (authority, upstream) in &raw.upstreams {
-            if authority.is_empty() || upstream.trim().is_empty() {
-                return Err(ConfigError::new(
-                    if authority.is_empty() {
-                        "upstreams".to_string()
-                    } else {
-                        format!("upstreams.{authority}")
-                    },
-                    "keys are URL authorities (host:port) and values non-empty cluster names or host:port",
-                ));
-            }
+            check_upstream(authority, upstream)?;
         }
+        let mut warnings = Vec::new();
 
         let bearer_on = raw.auth_methods.contains(&AuthMethod::Bearer);
         let introspection_on = raw.auth_methods.contains(&AuthMethod::Introspection);
@@ -241,7 +235,7 @@ impl Settings {
         };
 
         let upstream_headers = upstream_headers(&raw)?;
-        let cert_source = cert_source(&raw.client_certificate)?;
+        let cert_source = cert_source(&raw.client_certificate, &mut warnings)?;
         Ok(Settings {
             pop: raw.proof_of_possession_mtls,
             bearer,
@@ -255,6 +249,7 @@ impl Settings {
             cert_source,
             upstream_headers,
             realm: raw.realm,
+            warnings,
         })
     }
 }
@@ -394,7 +389,41 @@ fn upstream_headers(raw: &RawConfig) -> Result<Vec<(String, String)>, ConfigErro
     Ok(pairs)
 }
 
-fn cert_source(raw: &RawCertSource) -> Result<CertSource, ConfigError> {
+/// An `upstreams` entry: the key a URL authority, the value an Envoy cluster name or
+/// `host:port`. A URL as the value traps the filter on Kong's engine (docs/hosts.md).
+fn check_upstream(authority: &str, upstream: &str) -> Result<(), ConfigError> {
+    let field = || {
+        if authority.is_empty() {
+            "upstreams".to_string()
+        } else {
+            format!("upstreams.{authority}")
+        }
+    };
+    let blank = |s: &str| s.is_empty() || s.chars().any(char::is_whitespace);
+    if blank(authority) || authority.contains('/') {
+        return Err(ConfigError::new(
+            field(),
+            "keys are URL authorities (host:port, as in the endpoint URLs), not URLs",
+        ));
+    }
+    let has_path = upstream.split_once('/').is_some_and(|(head, _)| {
+        head.rsplit_once(':')
+            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if blank(upstream) || upstream.contains("://") || has_path {
+        return Err(ConfigError::new(
+            field(),
+            "must be an Envoy cluster name or host:port, without a scheme or path",
+        ));
+    }
+    Ok(())
+}
+
+/// Prefixes shorter than these trust a very wide range of peers: warned about.
+const WIDE_V4_PREFIX: u8 = 8;
+const WIDE_V6_PREFIX: u8 = 32;
+
+fn cert_source(raw: &RawCertSource, warnings: &mut Vec<String>) -> Result<CertSource, ConfigError> {
     match raw.source {
         CertSourceKind::Connection => {
             if raw.header.is_some() || raw.format.is_some() || !raw.trusted_ips.is_empty() {
@@ -429,19 +458,29 @@ fn cert_source(raw: &RawCertSource) -> Result<CertSource, ConfigError> {
                     "must list the proxies allowed to set the header (CIDR or address)",
                 ));
             }
-            let trusted = raw
-                .trusted_ips
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    parse_net(s).ok_or_else(|| {
-                        ConfigError::new(
-                            format!("client_certificate.trusted_ips[{i}]"),
-                            "is not an IP address or CIDR",
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut trusted = Vec::with_capacity(raw.trusted_ips.len());
+            for (i, s) in raw.trusted_ips.iter().enumerate() {
+                let field = format!("client_certificate.trusted_ips[{i}]");
+                let net = parse_net(s)
+                    .ok_or_else(|| ConfigError::new(&field, "is not an IP address or CIDR"))?;
+                if net.prefix_len() == 0 {
+                    return Err(ConfigError::new(
+                        field,
+                        "a /0 block makes every client a trusted proxy; list the proxies",
+                    ));
+                }
+                let wide = match net {
+                    IpNet::V4(_) => net.prefix_len() < WIDE_V4_PREFIX,
+                    IpNet::V6(_) => net.prefix_len() < WIDE_V6_PREFIX,
+                };
+                if wide {
+                    warnings.push(format!(
+                        "{field} ({net}) is very wide: every peer in it may assert any client \
+                         certificate"
+                    ));
+                }
+                trusted.push(net);
+            }
             Ok(CertSource::Header {
                 name,
                 format,

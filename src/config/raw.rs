@@ -62,7 +62,8 @@ pub struct RawCertSource {
     pub format: Option<HeaderFormat>,
     /// With source `header`: the peers allowed to set the header, as IP addresses or CIDR blocks
     /// (`10.0.0.0/8`, `2001:db8::/32`), at least one. From any other peer the header is ignored and
-    /// the request has no certificate. Default: none.
+    /// the request has no certificate. A `/0` block is refused (it would trust every client); one
+    /// wider than /8 (IPv4) or /32 (IPv6) is warned about at start-up. Default: none.
     #[serde(deserialize_with = "list")]
     pub trusted_ips: Vec<String>,
 }
@@ -171,7 +172,9 @@ pub struct RawConfig {
     /// exactly as written in the URL) of `jwks_endpoint` or `introspection_endpoint`, the value an
     /// Envoy cluster name or, on Kong, the `ip:port` to dial (the URL's host name still goes in
     /// `:authority` and SNI). Authorities not listed are dialled as the URL's `host:port` (port 443
-    /// or 80 made explicit). Keys and values must be non-empty. Default: none.
+    /// or 80 made explicit). Keys and values must be non-empty, without spaces; a key is not a URL,
+    /// and a value has no scheme or path (a URL such as `http://10.0.0.5:80` traps the filter on
+    /// Kong). Default: none.
     pub upstreams: BTreeMap<String, String>,
     /// Where the client certificate comes from. Default: `{"source": "connection"}`, the request's
     /// own mutual-TLS connection.

@@ -1,7 +1,10 @@
-//! A bounded cache of introspection answers, keyed by the SHA-256 of the token (the token
-//! itself is never stored). It is direct-mapped: a fixed number of slots, each holding one
-//! entry, so its size is bounded without any eviction bookkeeping, and the same layout works
-//! per worker or in the host's shared data (which has no way to list or expire keys).
+//! Bounded caches keyed by the SHA-256 of a token (the token itself is never stored):
+//! introspection answers, verified and failed JWT signatures. Direct-mapped: a fixed number
+//! of slots, each holding one entry, so the size is bounded without any eviction
+//! bookkeeping, and the same layout works per worker or in the host's shared data (which has
+//! no way to list or expire keys). An entry records when it was written, so a reader can
+//! refuse one older than its own lifetime: configurations sharing an IdP and client share
+//! entries, and a route caching for 5 s must not take an answer another caches for an hour.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -10,8 +13,10 @@ use sha2::{Digest, Sha256};
 
 /// Largest payload stored; bigger answers are simply not cached.
 pub const MAX_PAYLOAD: usize = 2 * 1024;
-const MAGIC: &[u8; 4] = b"cb1\0";
-const HEADER: usize = MAGIC.len() + 32 + 8;
+/// Entry layout: magic, token hash, written at, expires at (big-endian seconds), payload.
+/// Entries of another layout (an older filter's, in shared data) are misses.
+const MAGIC: &[u8; 4] = b"cb2\0";
+const HEADER: usize = MAGIC.len() + 32 + 8 + 8;
 
 /// SHA-256 of an access token.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -85,8 +90,19 @@ impl SlotCache {
         )
     }
 
-    pub fn get(&self, store: &dyn Store, hash: &TokenHash, now: u64) -> Option<Vec<u8>> {
-        decode(&store.load(&self.key(hash))?, hash, now)
+    /// The payload stored for `hash`, if it has not expired and was written less than
+    /// `max_age` seconds ago.
+    pub fn get(
+        &self,
+        store: &dyn Store,
+        hash: &TokenHash,
+        now: u64,
+        max_age: u64,
+    ) -> Option<Vec<u8>> {
+        let bytes = store.load(&self.key(hash))?;
+        let entry = Entry::parse(&bytes)?;
+        (entry.hash == hash.0 && now < entry.expires && now < entry.written.saturating_add(max_age))
+            .then(|| entry.payload.to_vec())
     }
 
     /// Like `put`, but leaves a slot alone that holds another token's live entry.
@@ -94,25 +110,23 @@ impl SlotCache {
         &self,
         store: &dyn Store,
         hash: &TokenHash,
+        now: u64,
         expires_at: u64,
         payload: &[u8],
-        now: u64,
     ) -> bool {
-        let occupied = store.load(&self.key(hash)).is_some_and(|entry| {
-            entry
-                .strip_prefix(MAGIC.as_slice())
-                .and_then(|rest| rest.split_first_chunk::<32>())
-                .and_then(|(h, rest)| rest.split_first_chunk::<8>().map(|(e, _)| (*h, *e)))
-                .is_some_and(|(h, e)| h != hash.0 && now < u64::from_be_bytes(e))
+        let occupied = store.load(&self.key(hash)).is_some_and(|bytes| {
+            Entry::parse(&bytes).is_some_and(|e| e.hash != hash.0 && now < e.expires)
         });
-        !occupied && self.put(store, hash, expires_at, payload)
+        !occupied && self.put(store, hash, now, expires_at, payload)
     }
 
-    /// Stores `payload` until `expires_at`; returns false if it was too large to cache.
+    /// Stores `payload`, written at `now`, until `expires_at`; returns false if it was too
+    /// large to cache.
     pub fn put(
         &self,
         store: &dyn Store,
         hash: &TokenHash,
+        now: u64,
         expires_at: u64,
         payload: &[u8],
     ) -> bool {
@@ -122,6 +136,7 @@ impl SlotCache {
         let mut entry = Vec::with_capacity(HEADER + payload.len());
         entry.extend_from_slice(MAGIC);
         entry.extend_from_slice(&hash.0);
+        entry.extend_from_slice(&now.to_be_bytes());
         entry.extend_from_slice(&expires_at.to_be_bytes());
         entry.extend_from_slice(payload);
         store.save(&self.key(hash), &entry);
@@ -129,13 +144,27 @@ impl SlotCache {
     }
 }
 
-/// The payload of `entry` if it belongs to `hash` (slots are shared by colliding tokens)
-/// and has not expired.
-fn decode(entry: &[u8], hash: &TokenHash, now: u64) -> Option<Vec<u8>> {
-    let rest = entry.strip_prefix(MAGIC.as_slice())?;
-    let (stored_hash, rest) = rest.split_first_chunk::<32>()?;
-    let (expires, payload) = rest.split_first_chunk::<8>()?;
-    (stored_hash == &hash.0 && now < u64::from_be_bytes(*expires)).then(|| payload.to_vec())
+/// One stored entry, read without trusting it (shared data may hold anything).
+struct Entry<'a> {
+    hash: [u8; 32],
+    written: u64,
+    expires: u64,
+    payload: &'a [u8],
+}
+
+impl<'a> Entry<'a> {
+    fn parse(bytes: &'a [u8]) -> Option<Entry<'a>> {
+        let rest = bytes.strip_prefix(MAGIC.as_slice())?;
+        let (hash, rest) = rest.split_first_chunk::<32>()?;
+        let (written, rest) = rest.split_first_chunk::<8>()?;
+        let (expires, payload) = rest.split_first_chunk::<8>()?;
+        Some(Entry {
+            hash: *hash,
+            written: u64::from_be_bytes(*written),
+            expires: u64::from_be_bytes(*expires),
+            payload,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -147,9 +176,12 @@ mod tests {
         let store = LocalStore::default();
         let cache = SlotCache::new("idp-a", 16);
         let h = TokenHash::of("token-1");
-        assert!(cache.put(&store, &h, 100, b"payload"));
-        assert_eq!(cache.get(&store, &h, 99).as_deref(), Some(&b"payload"[..]));
-        assert_eq!(cache.get(&store, &h, 100), None);
+        assert!(cache.put(&store, &h, 0, 100, b"payload"));
+        assert_eq!(
+            cache.get(&store, &h, 99, u64::MAX).as_deref(),
+            Some(&b"payload"[..])
+        );
+        assert_eq!(cache.get(&store, &h, 100, u64::MAX), None);
     }
 
     #[test]
@@ -157,15 +189,18 @@ mod tests {
         let store = LocalStore::default();
         let cache = SlotCache::new("idp-a", 1);
         let (a, b) = (TokenHash::of("a"), TokenHash::of("b"));
-        cache.put(&store, &a, 100, b"for a");
-        assert_eq!(cache.get(&store, &b, 1), None);
-        cache.put(&store, &b, 100, b"for b");
+        cache.put(&store, &a, 0, 100, b"for a");
+        assert_eq!(cache.get(&store, &b, 1, u64::MAX), None);
+        cache.put(&store, &b, 0, 100, b"for b");
         assert_eq!(
-            cache.get(&store, &a, 1),
+            cache.get(&store, &a, 1, u64::MAX),
             None,
             "b evicted a from the single slot"
         );
-        assert_eq!(cache.get(&store, &b, 1).as_deref(), Some(&b"for b"[..]));
+        assert_eq!(
+            cache.get(&store, &b, 1, u64::MAX).as_deref(),
+            Some(&b"for b"[..])
+        );
     }
 
     #[test]
@@ -173,7 +208,7 @@ mod tests {
         let store = LocalStore::default();
         let cache = SlotCache::new("idp-a", 8);
         for i in 0..1000 {
-            cache.put(&store, &TokenHash::of(&format!("t{i}")), 100, b"x");
+            cache.put(&store, &TokenHash::of(&format!("t{i}")), 0, 100, b"x");
         }
         assert!(store.0.borrow().len() <= 8);
     }
@@ -183,8 +218,8 @@ mod tests {
         let store = LocalStore::default();
         let (one, two) = (SlotCache::new("idp-a", 8), SlotCache::new("idp-b", 8));
         let h = TokenHash::of("t");
-        one.put(&store, &h, 100, b"x");
-        assert_eq!(two.get(&store, &h, 1), None);
+        one.put(&store, &h, 0, 100, b"x");
+        assert_eq!(two.get(&store, &h, 1, u64::MAX), None);
     }
 
     #[test]
@@ -192,12 +227,12 @@ mod tests {
         let store = LocalStore::default();
         let cache = SlotCache::new("idp-a", 8);
         let h = TokenHash::of("secret-token");
-        cache.put(&store, &h, 100, b"x");
+        cache.put(&store, &h, 0, 100, b"x");
         for (k, v) in store.0.borrow().iter() {
             assert!(!k.contains("secret-token"));
             assert!(!v.windows(12).any(|w| w == b"secret-token"));
         }
-        assert!(!cache.put(&store, &h, 100, &vec![b'x'; MAX_PAYLOAD + 1]));
+        assert!(!cache.put(&store, &h, 0, 100, &vec![b'x'; MAX_PAYLOAD + 1]));
     }
 
     #[test]
@@ -205,7 +240,33 @@ mod tests {
         let store = LocalStore::default();
         let cache = SlotCache::new("idp-a", 1);
         let h = TokenHash::of("t");
-        store.save(&cache.key(&h), b"cb1\0short");
-        assert_eq!(cache.get(&store, &h, 1), None);
+        store.save(&cache.key(&h), b"cb2\0short");
+        assert_eq!(cache.get(&store, &h, 1, u64::MAX), None);
+    }
+
+    #[test]
+    fn a_reader_refuses_an_entry_older_than_its_own_lifetime() {
+        // Two configurations share the entry; the one caching for 5 s must not use an
+        // answer written 10 s ago by the one caching for an hour.
+        let store = LocalStore::default();
+        let cache = SlotCache::new("idp-a", 8);
+        let h = TokenHash::of("t");
+        cache.put(&store, &h, 1000, 1000 + 3600, b"x");
+        assert!(cache.get(&store, &h, 1010, 3600).is_some());
+        assert!(cache.get(&store, &h, 1010, 5).is_none());
+        assert!(cache.get(&store, &h, 1004, 5).is_some());
+    }
+
+    #[test]
+    fn entries_of_an_older_layout_are_misses() {
+        let store = LocalStore::default();
+        let cache = SlotCache::new("idp-a", 1);
+        let h = TokenHash::of("t");
+        let mut old = b"cb1\0".to_vec();
+        old.extend_from_slice(&h.0);
+        old.extend_from_slice(&u64::MAX.to_be_bytes());
+        old.extend_from_slice(b"payload");
+        store.save(&cache.key(&h), &old);
+        assert_eq!(cache.get(&store, &h, 1, u64::MAX), None);
     }
 }

@@ -36,15 +36,22 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
     Count(Metric),
-    /// The token's signature verified; its verdict may be reused until `until`.
+    /// The token's signature verified at `now`; the verdict may be reused until `until`.
     Verified {
         hash: TokenHash,
+        now: u64,
         until: u64,
     },
-    /// An introspection answer to cache until `until`; an inactive one never evicts a live
-    /// entry of another token.
+    /// The token's signature failed at `now`: refuse it unchecked for a while.
+    SignatureFailed {
+        hash: TokenHash,
+        now: u64,
+    },
+    /// An introspection answer to cache from `now` until `until`; an inactive one never
+    /// evicts a live entry of another token.
     Answer {
         hash: TokenHash,
+        now: u64,
         until: u64,
         payload: Vec<u8>,
         inactive: bool,
@@ -145,6 +152,7 @@ pub fn introspected(presented: &Presented, outcome: &CallOutcome, view: &View<'_
         if let Some(until) = introspection::cache_until(&kept, view.now, intro.cache_ttl) {
             notes.push(Note::Answer {
                 hash: TokenHash::of(&presented.token),
+                now: view.now,
                 until,
                 payload: introspection::encode(&kept),
                 // Random tokens (all inactive) must not flush the answers of real clients.
@@ -197,18 +205,34 @@ fn check_jwt(
         notes.push(Note::Count(Metric::JwtCacheHits));
         return finish(accept_verified(settings, unverified.claims));
     }
+    if view.worker.signature_failed(&hash, now) {
+        return Step::Deny(Rejection::BadSignature);
+    }
     let exp = unverified.claims.time("exp").ok().flatten().unwrap_or(now);
     let remote = view.keys.keys();
     let sets: Vec<&KeySet> = std::iter::once(&bearer.inline_keys).chain(remote).collect();
-    match verify(settings, bearer, &presented.token, unverified, &sets, now) {
+    let signature = verify(settings, bearer, &presented.token, unverified, &sets, now);
+    if !matches!(
+        signature,
+        Signature::NoKey | Signature::Invalid(Rejection::KeyNotIdentified)
+    ) {
+        notes.push(Note::Count(Metric::SignatureChecks));
+    }
+    match signature {
         Signature::Valid(claims) => {
             notes.push(Note::Verified {
                 hash,
+                now,
                 until: exp.saturating_add(settings.leeway),
             });
             finish(accept_verified(settings, claims))
         }
-        Signature::Invalid(r) => Step::Deny(r),
+        Signature::Invalid(r) => {
+            if r == Rejection::BadSignature {
+                notes.push(Note::SignatureFailed { hash, now });
+            }
+            Step::Deny(r)
+        }
         Signature::NoKey => match (&bearer.jwks_endpoint, phase) {
             (None, _) => Step::Deny(Rejection::UnknownKey),
             (Some(_), Phase::KeysFetched) => Step::Deny(if remote.is_some() {
@@ -235,9 +259,11 @@ enum Signature {
     NoKey,
 }
 
-/// Checks the signature against the inline keys, then the fetched ones. A key that fails on
-/// a time or audience re-check (done by jwt-simple on the verified payload) gives that
-/// rejection; otherwise a bad signature.
+/// One signature check per token: with a `kid`, against the first key of that name and
+/// algorithm (inline keys first, then the fetched ones); without one, only when exactly one
+/// key fits, or a forger could make every key of the algorithm be tried. A key that verifies
+/// but fails jwt-simple's re-check of time or audience on the verified payload gives that
+/// rejection.
 fn verify(
     settings: &Settings,
     bearer: &BearerSettings,
@@ -246,20 +272,20 @@ fn verify(
     keysets: &[&KeySet],
     now: u64,
 ) -> Signature {
-    let rules = jwt_rules(settings, bearer);
     let kid = unverified.header.kid.as_deref();
-    let mut outcome = Signature::NoKey;
-    for key in keysets
+    let mut candidates = keysets
         .iter()
-        .flat_map(|set| set.candidates(kid, unverified.alg))
-    {
-        match jwt::verify_signature(token, key, &rules, now) {
-            Ok(()) => return Signature::Valid(unverified.claims),
-            Err(Rejection::BadSignature) if matches!(outcome, Signature::Invalid(_)) => {}
-            Err(r) => outcome = Signature::Invalid(r),
-        }
+        .flat_map(|set| set.candidates(kid, unverified.alg));
+    let Some(key) = candidates.next() else {
+        return Signature::NoKey;
+    };
+    if kid.is_none() && candidates.next().is_some() {
+        return Signature::Invalid(Rejection::KeyNotIdentified);
     }
-    outcome
+    match jwt::verify_signature(token, key, &jwt_rules(settings, bearer), now) {
+        Ok(()) => Signature::Valid(unverified.claims),
+        Err(r) => Signature::Invalid(r),
+    }
 }
 
 /// The last check on a token whose signature is known good (now, or from the cache of

@@ -159,14 +159,17 @@ impl RequestCore {
         for note in decision.notes {
             match note {
                 Note::Count(metric) => host.count(metric),
-                Note::Verified { hash, until } => worker.remember_verified(&hash, until),
+                Note::Verified { hash, now, until } => {
+                    worker.remember_verified(&hash, now, until);
+                }
+                Note::SignatureFailed { hash, now } => worker.remember_failed(&hash, now),
                 Note::Answer {
                     hash,
+                    now,
                     until,
                     payload,
                     inactive,
                 } => {
-                    let now = host.now().unwrap_or(0);
                     let store = worker.answer_store(host);
                     worker.remember_answer(store.as_ref(), &hash, until, &payload, inactive, now);
                 }

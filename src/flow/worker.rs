@@ -26,6 +26,9 @@ use crate::tokens::jwks::{KeySet, MAX_JWKS_BYTES};
 /// Requests that may wait for one JWKS fetch; more get a 503 at once.
 pub const MAX_WAITING: usize = 1024;
 
+/// Seconds a failed JWT signature is remembered (per worker, by token hash).
+pub const FAILED_SIGNATURE_MEMORY: u64 = 60;
+
 /// A request waiting for keys. Weak: a request that ends stops waiting by itself.
 struct Waiter {
     context_id: u32,
@@ -47,6 +50,11 @@ pub struct Worker {
     /// so a key the IdP withdraws stops counting within one refresh interval.
     verified: LocalStore,
     verified_slots: SlotCache,
+    /// JWTs whose signature failed, for `FAILED_SIGNATURE_MEMORY` seconds: a forger who binds
+    /// the token to its own certificate (or any token where binding is optional) passes every
+    /// cheap check, and must not buy a signature check per request. Emptied with `verified`.
+    failed: LocalStore,
+    failed_slots: SlotCache,
     engine: Cell<Option<Engine>>,
     /// A request shortened the root's tick period to have a fetch started at once.
     nudged: Cell<bool>,
@@ -70,6 +78,7 @@ impl Worker {
             SlotCache::new(&scope, settings.cache_max_entries)
         });
         let verified_slots = SlotCache::new("verified-jwt", settings.cache_max_entries);
+        let failed_slots = SlotCache::new("failed-jwt", settings.cache_max_entries);
         Worker {
             settings,
             root_context: Cell::new(None),
@@ -79,6 +88,8 @@ impl Worker {
             answer_slots,
             verified: LocalStore::default(),
             verified_slots,
+            failed: LocalStore::default(),
+            failed_slots,
             engine: Cell::new(None),
             nudged: Cell::new(false),
         }
@@ -89,21 +100,29 @@ impl Worker {
         self.root_context.set(Some(context_id));
     }
 
-    /// What to log once at configure time; no secrets.
-    pub fn startup_log(&self) -> Vec<String> {
-        let mut lines = vec![format!("configured: {}", self.describe())];
+    /// What to log once at configure time, and at which level; no secrets.
+    pub fn startup_log(&self) -> Vec<(LogLevel, String)> {
+        let mut lines = vec![(LogLevel::Info, format!("configured: {}", self.describe()))];
         if self.settings.audience_required.is_empty() {
-            lines.push(
+            lines.push((
+                LogLevel::Warn,
                 "audience_required is empty: tokens for any audience of the IdP are accepted \
                  (RFC 9068 section 4 asks resource servers to check aud)"
                     .to_string(),
-            );
+            ));
         }
         if !self.settings.shared_cache && self.settings.introspection.is_some() {
-            lines.push(
+            lines.push((
+                LogLevel::Info,
                 "shared_cache is off: introspection results are cached per worker".to_string(),
-            );
+            ));
         }
+        lines.extend(
+            self.settings
+                .warnings
+                .iter()
+                .map(|w| (LogLevel::Warn, w.clone())),
+        );
         lines
     }
 
@@ -171,23 +190,40 @@ impl Worker {
 
     /// Whether this worker verified the token's signature and the verdict still holds.
     pub(crate) fn signature_verified(&self, hash: &TokenHash, now: u64) -> bool {
-        self.verified_slots.get(&self.verified, hash, now).is_some()
+        self.verified_slots
+            .get(&self.verified, hash, now, u64::MAX)
+            .is_some()
     }
 
-    pub(crate) fn remember_verified(&self, hash: &TokenHash, until: u64) {
-        self.verified_slots.put(&self.verified, hash, until, &[]);
+    pub(crate) fn remember_verified(&self, hash: &TokenHash, now: u64, until: u64) {
+        self.verified_slots
+            .put(&self.verified, hash, now, until, &[]);
     }
 
-    /// A cached introspection answer for the token, if one is live.
+    /// Whether the token's signature failed here a short while ago.
+    pub(crate) fn signature_failed(&self, hash: &TokenHash, now: u64) -> bool {
+        self.failed_slots
+            .get(&self.failed, hash, now, u64::MAX)
+            .is_some()
+    }
+
+    pub(crate) fn remember_failed(&self, hash: &TokenHash, now: u64) {
+        let until = now.saturating_add(FAILED_SIGNATURE_MEMORY);
+        self.failed_slots.put(&self.failed, hash, now, until, &[]);
+    }
+
+    /// A cached introspection answer for the token, if one is live and was written within
+    /// this configuration's own `cache_introspection`.
     pub(crate) fn cached_answer(
         &self,
         store: &dyn Store,
         hash: &TokenHash,
         now: u64,
     ) -> Option<Answer> {
+        let ttl = self.settings.introspection.as_ref()?.cache_ttl;
         self.answer_slots
             .as_ref()?
-            .get(store, hash, now)
+            .get(store, hash, now, ttl)
             .and_then(|p| introspection::decode(&p))
     }
 
@@ -204,9 +240,9 @@ impl Worker {
             return;
         };
         if inactive {
-            slots.put_if_free(store, hash, until, payload, now);
+            slots.put_if_free(store, hash, now, until, payload);
         } else {
-            slots.put(store, hash, until, payload);
+            slots.put(store, hash, now, until, payload);
         }
     }
 
@@ -397,7 +433,9 @@ impl Worker {
     /// the effective context (Envoy: the root context may act for a paused request).
     fn fetch_done(&self, host: &impl Host, now: u64, keys: Option<KeySet>) {
         if keys.is_some() {
+            // Verdicts were reached with the old keys.
             self.verified.clear();
+            self.failed.clear();
         }
         self.keys.borrow_mut().finished(now, keys);
         let waiting = std::mem::take(&mut *self.waiting.borrow_mut());

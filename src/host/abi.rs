@@ -218,8 +218,8 @@ impl RootContext for Root {
         };
         let worker = Rc::new(Worker::new(settings));
         worker.set_root_context(self.id);
-        for line in worker.startup_log() {
-            host.log(LogLevel::Info, &line);
+        for (level, line) in worker.startup_log() {
+            host.log(level, &line);
         }
         for metric in Metric::all() {
             if let Ok(id) = calls::define_counter(metric.name()) {

@@ -12,6 +12,8 @@ pub enum Metric {
     IntrospectionCacheHits,
     IntrospectionFailures,
     JwtCacheHits,
+    /// Signature verifications attempted: at most one per token and worker, per cache life.
+    SignatureChecks,
     JwksFetches,
     JwksFetchFailures,
 }
@@ -25,6 +27,7 @@ impl Metric {
             Metric::IntrospectionCacheHits,
             Metric::IntrospectionFailures,
             Metric::JwtCacheHits,
+            Metric::SignatureChecks,
             Metric::JwksFetches,
             Metric::JwksFetchFailures,
         ]
@@ -39,6 +42,7 @@ impl Metric {
             Metric::IntrospectionCacheHits => "certbound_introspection_cache_hits",
             Metric::IntrospectionFailures => "certbound_introspection_failures",
             Metric::JwtCacheHits => "certbound_jwt_cache_hits",
+            Metric::SignatureChecks => "certbound_jwt_signature_checks",
             Metric::JwksFetches => "certbound_jwks_fetches",
             Metric::JwksFetchFailures => "certbound_jwks_fetch_failures",
             Metric::Denied(group) => match group {

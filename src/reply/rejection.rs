@@ -161,6 +161,10 @@ rejections! {
         "the token is not intended for this API";
     UnknownKey => TOKEN, InvalidToken, "unknown_key",
         "the token was signed with an unknown key";
+    /// No `kid`, and more than one key of the token's algorithm: one signature check per
+    /// token, never one per key.
+    KeyNotIdentified => TOKEN, InvalidToken, "key_not_identified",
+        "the token names no key (kid) and more than one key could have signed it";
     BadSignature => TOKEN, InvalidToken, "bad_signature",
         "the token signature is invalid";
     Inactive => TOKEN, InvalidToken, "inactive",

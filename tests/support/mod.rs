@@ -202,8 +202,8 @@ pub const ALL_SIGNERS: [Signer; 9] = [
     Signer::EdDSA,
 ];
 
-/// Signs `claims` (registered claims taken from the map, exactly as given) with a real key.
-pub fn mint_with(signer: Signer, claims: &Map<String, Value>, typ: Option<&str>) -> String {
+/// `claims` as jwt-simple's claims: registered claims taken from the map, exactly as given.
+fn jwt_claims(claims: &Map<String, Value>) -> JWTClaims<Map<String, Value>> {
     let mut custom = claims.clone();
     let take = |c: &mut Map<String, Value>, k: &str| {
         c.remove(k)
@@ -234,6 +234,22 @@ pub fn mint_with(signer: Signer, claims: &Map<String, Value>, typ: Option<&str>)
         _ => None,
     };
     jwt.custom = custom;
+    jwt
+}
+
+/// An `at+jwt` ES256 token signed by the JWKS's EC key, with no `kid` in its header.
+pub fn mint_kidless_es256(claims: &Map<String, Value>) -> String {
+    let key = ES256KeyPair::from_bytes(&keys().ec256.to_bytes()).unwrap();
+    let opts = HeaderOptions {
+        signature_type: Some("at+jwt".into()),
+        ..Default::default()
+    };
+    key.sign_with_options(jwt_claims(claims), &opts).unwrap()
+}
+
+/// Signs `claims` (registered claims taken from the map, exactly as given) with a real key.
+pub fn mint_with(signer: Signer, claims: &Map<String, Value>, typ: Option<&str>) -> String {
+    let jwt = jwt_claims(claims);
     let opts = HeaderOptions {
         signature_type: typ.map(str::to_string),
         ..Default::default()
