@@ -348,6 +348,7 @@ fn a_query_token_is_refused_on_kong_where_path_has_no_query() {
     // ngx_wasm_module's `:path` is nginx's $uri: no query string. `request.path` has it.
     host.headers.borrow_mut()[1].1 = b"/x".to_vec();
     run(&worker(&base_config()), &host);
+    // A token in the header and in the query: two methods at once.
     assert_eq!(host.last_response().unwrap().status, 400);
 }
 
@@ -1775,4 +1776,49 @@ fn a_route_caching_briefly_never_takes_an_answer_another_route_cached_for_long()
     host.bearer(OPAQUE);
     assert_eq!(run(&long, &host).1, Flow::Continue);
     assert_eq!(host.dispatched.borrow().len(), before + 1);
+}
+
+#[test]
+fn rfc6750_no_credentials_or_an_unsupported_method_gets_the_bare_challenge() {
+    // RFC 6750 §3.1: a request that lacks any authentication information, or uses an
+    // unsupported method, gets 401 and no error code; two methods at once is invalid_request.
+    let cert = &pki().ec;
+    let token = bound_jwt(cert);
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, u16);
+    let cases: [Case; 5] = [
+        ("/x", vec![], 401),
+        ("/x?access_token=abc", vec![], 401),
+        (
+            "/x",
+            vec![("authorization", "Basic dXNlcjpwdw==".to_string())],
+            401,
+        ),
+        (
+            "/x",
+            vec![("authorization", "Digest username=\"u\"".to_string())],
+            401,
+        ),
+        (
+            "/x?access_token=abc",
+            vec![("authorization", format!("Bearer {token}"))],
+            400,
+        ),
+    ];
+    for (path, headers, status) in cases {
+        let host = envoy_with(cert);
+        let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        host.request(path, &refs);
+        run(&worker(&base_config()), &host);
+        let r = host.last_response().unwrap();
+        assert_eq!(r.status, status, "{path} {headers:?}");
+        let challenge = r.header("www-authenticate").unwrap();
+        if status == 401 {
+            assert_eq!(challenge, "Bearer realm=\"api\"", "{path} {headers:?}");
+        } else {
+            assert!(
+                challenge.contains("error=\"invalid_request\""),
+                "{challenge}"
+            );
+        }
+    }
 }

@@ -119,16 +119,23 @@ rejections! {
     MissingToken => BARE, MissingToken, "missing_token",
         "an access token is required in the Authorization header";
 
+    /// An Authorization scheme this gateway does not take (`Basic`): an unsupported method,
+    /// so the bare challenge (RFC 6750 §3.1).
+    UnsupportedScheme => BARE, MissingToken, "unsupported_scheme",
+        "the Authorization header must use the Bearer scheme";
+    /// A token only in the query string (FAPI 2.0 forbids it): an unsupported method.
+    TokenInQuery => BARE, MissingToken, "token_in_query",
+        "access tokens are accepted only in the Authorization header";
+
     MultipleAuthorization => REQUEST, InvalidRequest, "multiple_authorization_headers",
         "more than one Authorization header";
-    UnsupportedScheme => REQUEST, InvalidRequest, "unsupported_scheme",
-        "the Authorization header must use the Bearer scheme";
+    /// A token in the header and in the query: more than one method at once (RFC 6750 §3.1).
+    MultipleMethods => REQUEST, InvalidRequest, "multiple_methods",
+        "the request carries an access token in more than one way";
     EmptyToken => REQUEST, InvalidRequest, "empty_token",
         "the Bearer token is empty";
     MalformedAuthorization => REQUEST, InvalidRequest, "malformed_authorization",
         "the Authorization header is not a valid Bearer credential";
-    TokenInQuery => REQUEST, InvalidRequest, "token_in_query",
-        "access tokens are accepted only in the Authorization header";
     DuplicateIdentityHeader => REQUEST, InvalidRequest, "duplicate_identity_header",
         "the request repeats, or imitates with underscores, a header this gateway reserves";
     /// A header name that is not UTF-8 (the host hands names over as bytes).

@@ -1,6 +1,7 @@
 //! Where the access token comes from: the `Authorization: Bearer` header only (RFC 6750 §2.1).
-//! FAPI 2.0 forbids tokens in the query or a form body; a query `access_token` is refused
-//! outright so the client learns why, and the body is never read.
+//! FAPI 2.0 forbids tokens in the query or a form body: a query `access_token` alone is an
+//! unsupported method (401 with the bare challenge), next to a header it is two methods at
+//! once (400 invalid_request); the body is never read.
 
 use crate::reply::rejection::Rejection;
 
@@ -15,16 +16,23 @@ pub fn bearer_token(
     headers: &[(String, Vec<u8>)],
     path: &str,
 ) -> Result<Option<String>, Rejection> {
-    if query_has_access_token(path) {
-        return Err(Rejection::TokenInQuery);
-    }
+    let in_query = query_has_access_token(path);
     let mut values = headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         .map(|(_, v)| v);
     let Some(value) = values.next() else {
-        return Ok(None);
+        // RFC 6750 §3.1: no authentication information, or only an unsupported method (a
+        // token in the query, which FAPI 2.0 forbids), gets the bare challenge.
+        return if in_query {
+            Err(Rejection::TokenInQuery)
+        } else {
+            Ok(None)
+        };
     };
+    if in_query {
+        return Err(Rejection::MultipleMethods);
+    }
     if values.next().is_some() {
         return Err(Rejection::MultipleAuthorization);
     }
@@ -173,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn token_in_query_is_refused_even_with_a_header() {
+    fn a_query_token_alone_is_an_unsupported_method_and_next_to_a_header_two_methods() {
         for path in [
             "/x?access_token=abc",
             "/x?a=1&access_token",
@@ -181,8 +189,13 @@ mod tests {
             "/x?access%5Ftoken=1",
         ] {
             assert_eq!(
-                bearer_token(&auth(&["Bearer a"]), path),
+                bearer_token(&auth(&[]), path),
                 Err(Rejection::TokenInQuery),
+                "{path}"
+            );
+            assert_eq!(
+                bearer_token(&auth(&["Bearer a"]), path),
+                Err(Rejection::MultipleMethods),
                 "{path}"
             );
         }

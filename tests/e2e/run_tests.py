@@ -383,19 +383,24 @@ def _(t):
     t.expect_denied(r, 400, "invalid_request")
 
 
-@case("strict: ?access_token= in the query -> 400 invalid_request")
+def expect_bare_challenge(t, r):
+    """RFC 6750 section 3.1: 401 with exactly `Bearer realm="api"`, no error code."""
+    t.expect_status(r, 401)
+    www = [v for n, v in r.headers if n == "www-authenticate"]
+    expect(www == ['Bearer realm="api"'], f"WWW-Authenticate {www!r}, expected exactly ['Bearer realm=\"api\"']")
+
+
+@case("strict: ?access_token= alone -> 401 bare challenge (unsupported method); next to a header -> 400 invalid_request")
 def _(t):
-    r = t.s.request("strict", "/accounts?access_token=abc", cert="a")
-    t.expect_denied(r, 400, "invalid_request")
-    # ... also next to a good header token
+    expect_bare_challenge(t, t.s.request("strict", "/accounts?access_token=abc", cert="a"))
     r = t.s.request("strict", "/accounts?x=1&access_token=abc", cert="a", token=t.token("jwt"))
     t.expect_denied(r, 400, "invalid_request")
 
 
-@case("strict: Basic scheme -> 400 invalid_request")
+@case("strict: Basic scheme -> 401 bare challenge (unsupported method)")
 def _(t):
     r = t.s.request("strict", cert="a", token=base64.b64encode(b"user:password").decode(), scheme="Basic")
-    t.expect_denied(r, 400, "invalid_request")
+    expect_bare_challenge(t, r)
 
 
 @case("strict: empty Bearer token -> 400 invalid_request")
