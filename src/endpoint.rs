@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use http::Uri;
-
 /// A parsed endpoint URL and the `upstream` argument its calls are dispatched to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -18,46 +16,100 @@ pub struct Endpoint {
     pub upstream: String,
 }
 
+/// Characters of a URL's path and query we take (RFC 3986 pchar, `/` and `?`); the schema's
+/// pattern for the endpoint fields allows exactly these.
+fn path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._~!$&'()*+,;=:@%/?-".contains(&b)
+}
+
+/// A port: 1 to 65535, no leading zero.
+fn port(digits: &str) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 || digits.starts_with('0') {
+        return None;
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u16>().ok()
+}
+
 impl Endpoint {
+    /// Parses an endpoint URL: `http` or `https` (any case), a host name (letters, digits,
+    /// `.`, `_`, `~`, `-`) or a bracketed IPv6 literal, an optional port, an optional path and
+    /// query of RFC 3986 characters; no credentials, no fragment. This is exactly the
+    /// schema's pattern for `jwks_endpoint` and `introspection_endpoint`, so Kong refuses at
+    /// its Admin API what the filter would.
     pub fn parse(url: &str, upstreams: &BTreeMap<String, String>) -> Result<Endpoint, String> {
         // Messages do not repeat the URL: it could carry credentials.
-        let uri: Uri = url.parse().map_err(|_| "is not a URL".to_string())?;
-        let scheme = match uri.scheme_str() {
-            Some(s @ ("https" | "http")) => s.to_string(),
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| "must be an http or https URL".to_string())?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "https" => 443,
+            "http" => 80,
             _ => return Err("must be an http or https URL".to_string()),
         };
-        let authority = uri.authority().ok_or_else(|| "has no host".to_string())?;
-        if authority.as_str().contains('@') {
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.contains('@') {
             return Err(
                 "credentials in the URL are not supported; use client_id and client_secret".into(),
             );
         }
-        if authority.host().is_empty() {
-            return Err("has no host".to_string());
-        }
-        if url.contains('#') {
+        if path.contains('#') {
             return Err("must not have a fragment".to_string());
         }
-        let default_port = if scheme == "https" { 443 } else { 80 };
-        let host_port = format!(
-            "{}:{}",
-            authority.host(),
-            authority.port_u16().unwrap_or(default_port)
-        );
+        if !path.bytes().all(path_char) {
+            return Err("has characters a URL path may not hold unescaped".to_string());
+        }
+        let (host, port_text) = if let Some(inner) = authority.strip_prefix('[') {
+            let (literal, after) = inner
+                .split_once(']')
+                .ok_or_else(|| "has an unterminated IPv6 literal".to_string())?;
+            if literal.is_empty()
+                || !literal
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            {
+                return Err("has a malformed IPv6 literal".to_string());
+            }
+            let host = authority.get(..literal.len() + 2).unwrap_or(authority);
+            (host, after)
+        } else {
+            let end = authority.find(':').unwrap_or(authority.len());
+            authority.split_at(end)
+        };
+        if !host.starts_with('[')
+            && (host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b)))
+        {
+            return Err("has no host, or a host with characters a host name may not hold".into());
+        }
+        let port = match port_text {
+            "" => default_port,
+            p => p
+                .strip_prefix(':')
+                .and_then(port)
+                .ok_or_else(|| "has a port that is not 1 to 65535".to_string())?,
+        };
+        let host_port = format!("{host}:{port}");
         let upstream = upstreams
-            .get(authority.as_str())
+            .get(authority)
             .or_else(|| upstreams.get(&host_port))
             .cloned()
             .unwrap_or(host_port);
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = match path.strip_prefix('?') {
+            Some(query) => format!("/?{query}"),
+            None if path.is_empty() => "/".to_string(),
+            None => path.to_string(),
+        };
         Ok(Endpoint {
             scheme,
-            authority: authority.as_str().to_string(),
-            path: if path.is_empty() {
-                "/".into()
-            } else {
-                path.to_string()
-            },
+            authority: authority.to_string(),
+            path,
             upstream,
         })
     }

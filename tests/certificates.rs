@@ -132,7 +132,7 @@ fn rfc9440_client_cert_header() {
     for cert in all_certs() {
         let value = format!(":{}:", STANDARD.encode(&cert.der));
         let tp = certificate::from_header(value.as_bytes(), HeaderFormat::Rfc9440).unwrap();
-        assert_eq!(tp.to_x5t_s256(), cert.x5t_openssl);
+        assert_eq!(tp.thumbprint.to_x5t_s256(), cert.x5t_openssl);
     }
     let bare = STANDARD.encode(&pki().ec.der);
     assert_eq!(
@@ -153,7 +153,7 @@ fn base64_der_header() {
         HeaderFormat::Base64Der,
     )
     .unwrap();
-    assert_eq!(tp.to_x5t_s256(), cert.x5t_openssl);
+    assert_eq!(tp.thumbprint.to_x5t_s256(), cert.x5t_openssl);
     assert!(certificate::from_header(b"bm90IGEgY2VydA==", HeaderFormat::Base64Der).is_err());
 }
 
@@ -165,7 +165,7 @@ fn url_encoded_pem_header_as_nginx_escapes_it() {
         HeaderFormat::UrlEncodedPem,
     )
     .unwrap();
-    assert_eq!(tp.to_x5t_s256(), cert.x5t_openssl);
+    assert_eq!(tp.thumbprint.to_x5t_s256(), cert.x5t_openssl);
     assert!(certificate::from_header(b"%2D%2D%2D", HeaderFormat::UrlEncodedPem).is_err());
 }
 
@@ -290,18 +290,18 @@ fn xfcc_one_element_from_a_front_envoy_is_read() {
         "client.example",
     );
     let tp = certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).unwrap();
-    assert_eq!(tp.to_x5t_s256(), p.ec.x5t_openssl);
+    assert_eq!(tp.thumbprint.to_x5t_s256(), p.ec.x5t_openssl);
     // Subject escapes (RFC 2253 inside a quoted string) and an empty URI are fine.
     let value = envoy_xfcc(&p.ec, r#"CN=a\,b\;c\=d\"e\\,O=x"#, "", "a.example");
     let tp = certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).unwrap();
-    assert_eq!(tp.to_x5t_s256(), p.ec.x5t_openssl);
+    assert_eq!(tp.thumbprint.to_x5t_s256(), p.ec.x5t_openssl);
     // `By=` (the front proxy's own URI SANs) may come first, even repeated.
     let value = format!(
         "By=spiffe://gw;By=spiffe://gw2;{}",
         envoy_xfcc(&p.rsa, "CN=a", "", "")
     );
     let tp = certificate::from_header(value.as_bytes(), HeaderFormat::Xfcc).unwrap();
-    assert_eq!(tp.to_x5t_s256(), p.rsa.x5t_openssl);
+    assert_eq!(tp.thumbprint.to_x5t_s256(), p.rsa.x5t_openssl);
 }
 
 #[test]
@@ -384,6 +384,7 @@ fn xfcc_needs_the_hash_envoy_always_writes() {
     assert_eq!(
         certificate::from_header(hash_only.as_bytes(), HeaderFormat::Xfcc)
             .unwrap()
+            .thumbprint
             .to_x5t_s256(),
         p.rsa.x5t_openssl
     );

@@ -69,8 +69,11 @@ fn full() -> Value {
     })
 }
 
+/// A CA certificate (public, self-signed, EC P-256, valid for a century) for the header source.
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBrTCCAVOgAwIBAgIUYfeFuuqrRPuc0R6GKv3L6XAKIqQwCgYIKoZIzj0EAwIw\nIzEhMB8GA1UEAwwYY2VydGJvdW5kIHNjaGVtYSB0ZXN0IENBMCAXDTI2MTIwMTA1\nMDgzMVoYDzIxMjYxMTA3MDUwODMxWjAjMSEwHwYDVQQDDBhjZXJ0Ym91bmQgc2No\nZW1hIHRlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAT0SuVmnuZLXfsP\nBwe3ZTGsJu9+BPHRveYhkdhfR/QFnVCUAqURl5nwxMURpRFRQ2GL1LT0PMukatqz\n9K7UXXT1o2MwYTAdBgNVHQ4EFgQUU4hNjFoDyC5El2DBXhwNKtvdcHowHwYDVR0j\nBBgwFoAUU4hNjFoDyC5El2DBXhwNKtvdcHowDwYDVR0TAQH/BAUwAwEB/zAOBgNV\nHQ8BAf8EBAMCAQYwCgYIKoZIzj0EAwIDSAAwRQIgS3DN7tbFhNOrpnKE9H0HVdPE\nzp6rJHnben9Ty1uKqFYCIQC6rRSFFCchqLWFKmMOEn6YBGRlBsuagupgkeZ2BpxG\n7A==\n-----END CERTIFICATE-----\n";
+
 fn header_source(format: &str) -> Value {
-    json!({"source": "header", "header": "client-cert", "format": format, "trusted_ips": ["10.0.0.0/8"]})
+    json!({"source": "header", "header": "client-cert", "format": format, "trusted_ips": ["10.0.0.0/8"], "ca_certificates": CA_PEM})
 }
 
 fn with(mut config: Value, field: &str, value: Value) -> Value {
@@ -1077,26 +1080,11 @@ fn rust_errors_name_the_field() {
         (with(full(), "leeway", json!(601)), "leeway"),
         (with(full(), "http_timeout", json!(0)), "http_timeout"),
         (
-            with(
-                full(),
-                "upstream_headers_claims",
-                json!(["sub", "client_id"]),
-            ),
-            "upstream_headers_names",
-        ),
-        (
             with(full(), "upstream_headers_names", json!(["authorization"])),
             "upstream_headers_names[0]",
         ),
         (with(full(), "issuer", Value::Null), "issuer"),
-        (
-            with(
-                full(),
-                "jwks",
-                json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}),
-            ),
-            "jwks.keys[0]",
-        ),
+        (with(full(), "jwks", json!({"keys": [5]})), "jwks.keys[0]"),
         (
             with(
                 full(),
@@ -1104,7 +1092,7 @@ fn rust_errors_name_the_field() {
                 with(
                     header_source("rfc9440"),
                     "trusted_ips",
-                    json!(["10.0.0.300"]),
+                    json!(["0.0.0.0/0"]),
                 ),
             ),
             "client_certificate.trusted_ips[0]",
@@ -1331,6 +1319,385 @@ fn schema_descriptions_are_the_config_fields_doc_comments() {
                 doc.split_whitespace().collect::<Vec<_>>(),
                 description.split_whitespace().collect::<Vec<_>>(),
                 "{name}.{field}: doc comment and schema description differ"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (e) One config truth: over many generated configurations, the draft-4 schema (what Kong
+// checks at its Admin API) and the filter's parser agree on every one.
+
+fn valid_jwk() -> Value {
+    json!({"kty": "EC", "crv": "P-256", "kid": "k1",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"})
+}
+
+/// Values to try in each field: valid ones, invalid ones, `null` to leave the field out.
+fn field_values() -> Vec<(&'static str, Vec<Value>)> {
+    let urls = [
+        "https://idp",
+        "https://idp.example:8443/x",
+        "HTTPS://IDP/x",
+        "http://10.0.0.1:80/jwks",
+        "https://idp?x=1",
+        "https://idp/a%20b",
+        "https://[::1]:8443/x",
+        "https://idp:65535",
+        "https://idp_name-1~x/x",
+        "https://idp:0/x",
+        "https://idp:65536",
+        "https://idp:08080",
+        "https://[::1/x",
+        "https://[zz]/x",
+        "https://idp/x y",
+        "https://idp/x#f",
+        "https://u@idp/x",
+        "https://idp:/x",
+        "https://:443/x",
+        "https:///x",
+        "ftp://idp",
+        "https://idp/ä",
+        "https://idp/x\"y",
+        "https://idp/x{y}",
+        "idp/x",
+        "",
+        "https://idp/x\\y",
+    ];
+    let urls: Vec<Value> = urls
+        .iter()
+        .map(|u| json!(u))
+        .chain([Value::Null, json!(5)])
+        .collect();
+    vec![
+        (
+            "proof_of_possession_mtls",
+            vec![json!("strict"), json!("off"), json!("Strict"), json!(1)],
+        ),
+        (
+            "auth_methods",
+            vec![
+                json!([]),
+                json!(["bearer"]),
+                json!(["introspection"]),
+                json!(["bearer", "introspection"]),
+                json!(["bearer", "bearer"]),
+                json!(["dpop"]),
+                json!("bearer"),
+                Value::Null,
+            ],
+        ),
+        (
+            "issuer",
+            vec![json!(""), json!(" "), json!("x"), json!(5), Value::Null],
+        ),
+        (
+            "audience_required",
+            vec![json!([]), json!([""]), json!(["a", "b"]), json!("a")],
+        ),
+        (
+            "scopes_required",
+            vec![
+                json!(["a:b"]),
+                json!(["a b"]),
+                json!(["a\"b"]),
+                json!([""]),
+                json!(["é"]),
+            ],
+        ),
+        (
+            "leeway",
+            vec![
+                json!(-1),
+                json!(0),
+                json!(600),
+                json!(601),
+                json!(1.5),
+                json!("5"),
+            ],
+        ),
+        ("jwt_typ_strict", vec![json!(false), json!("true")]),
+        (
+            "jwt_algorithms",
+            vec![
+                json!([]),
+                json!(["ES256"]),
+                json!(["none"]),
+                json!(["HS256"]),
+                json!(["es256"]),
+            ],
+        ),
+        (
+            "jwks",
+            vec![
+                // Not `{"keys": {}}`: Kong's re-encoding of `[]`, which the filter also takes
+                // (configuration.rs), while users' JSON goes through the schema as `[]`.
+                json!({"keys": []}),
+                json!([1]),
+                json!({}),
+                json!({"keys": [1]}),
+                json!({"keys": [valid_jwk()]}),
+                json!({"keys": [{"kty": "EC", "x": "AA"}]}),
+                json!({"keys": vec![valid_jwk(); 65]}),
+                Value::Null,
+            ],
+        ),
+        ("jwks_endpoint", urls.clone()),
+        (
+            "jwks_refresh_interval",
+            vec![json!(9), json!(10), json!(604800), json!(604801)],
+        ),
+        (
+            "rediscovery_lifetime",
+            vec![json!(0), json!(1), json!(86400), json!(86401)],
+        ),
+        ("introspection_endpoint", urls),
+        (
+            "client_id",
+            vec![json!(""), json!(" "), json!("gw"), Value::Null],
+        ),
+        (
+            "client_secret",
+            vec![json!(""), json!("s"), json!(1), Value::Null],
+        ),
+        (
+            "client_auth",
+            vec![json!("client_secret_post"), json!("private_key_jwt")],
+        ),
+        (
+            "cache_introspection",
+            vec![json!(0), json!(86400), json!(86401)],
+        ),
+        (
+            "introspection_jwt",
+            vec![json!(true), json!(false), json!("true")],
+        ),
+        (
+            "upstream_introspection_jwt_header",
+            vec![
+                json!("x-jwt"),
+                json!("Authorization"),
+                json!("DPoP"),
+                json!("x y"),
+                json!(""),
+                Value::Null,
+            ],
+        ),
+        (
+            "cache_max_entries",
+            vec![json!(0), json!(1), json!(1000000), json!(1000001)],
+        ),
+        ("shared_cache", vec![json!(false), json!(0)]),
+        (
+            "http_timeout",
+            vec![json!(0), json!(1), json!(60000), json!(60001)],
+        ),
+        (
+            "upstreams",
+            vec![
+                json!({}),
+                json!({"idp.example:8443": "idp"}),
+                json!({"idp:1": "outbound|443||idp.example.com"}),
+                json!({"idp:1": "http://127.0.0.1:80"}),
+                json!({"idp:1": "10.0.0.5:80/x"}),
+                json!({"idp:1": " "}),
+                json!({"https://idp:1": "idp"}),
+                json!({"idp:1": 5}),
+                json!({"": "idp"}),
+                json!({"idp:1": "a b"}),
+            ],
+        ),
+        (
+            "upstream_headers_claims",
+            vec![
+                json!([]),
+                json!(["sub"]),
+                json!(["sub", "client_id", "scope"]),
+                json!([""]),
+            ],
+        ),
+        (
+            "upstream_headers_names",
+            vec![
+                json!([]),
+                json!(["x-a"]),
+                json!(["x-a", "X-A"]),
+                json!(["x-a", "x-a"]),
+                json!(["Cookie"]),
+                json!(["x a"]),
+                json!([":path"]),
+                json!(["dpop"]),
+            ],
+        ),
+        (
+            "realm",
+            vec![
+                json!(""),
+                json!("api"),
+                json!("a\"b"),
+                json!("a\\b"),
+                json!("apí"),
+            ],
+        ),
+        (
+            "client_certificate",
+            vec![
+                json!({}),
+                json!({"source": "connection"}),
+                json!({"source": "connection", "header": "x"}),
+                json!({"source": "connection", "header": "a b"}),
+                json!({"source": "connection", "trusted_ips": ["0.0.0.0/0"]}),
+                json!({"source": "connection", "trusted_ips": [""]}),
+                json!({"source": "connection", "ca_certificates": "not a pem"}),
+                json!({"source": "connection", "crls": "no"}),
+                json!({"source": "connection", "format": "pem"}),
+                json!({"source": "file"}),
+                header_source("xfcc"),
+                header_source("rfc9440"),
+                with(header_source("xfcc"), "ca_certificates", Value::Null),
+                with(header_source("xfcc"), "ca_certificates", json!("not a pem")),
+                with(header_source("xfcc"), "trusted_ips", json!([])),
+                with(
+                    header_source("xfcc"),
+                    "trusted_ips",
+                    json!(["10.0.0.0/33", "x"]),
+                ),
+                with(header_source("xfcc"), "trusted_ips", json!(["0.0.0.0/0"])),
+                with(header_source("xfcc"), "trusted_ips", json!(["::/00"])),
+                with(header_source("xfcc"), "trusted_ips", json!([""])),
+                with(header_source("xfcc"), "header", json!("a b")),
+                with(header_source("xfcc"), "header", Value::Null),
+                with(header_source("xfcc"), "format", Value::Null),
+                with(header_source("xfcc"), "allow_partial_chain", json!(true)),
+                with(header_source("xfcc"), "allow_partial_chain", json!("yes")),
+                with(
+                    header_source("xfcc"),
+                    "crls",
+                    json!("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"),
+                ),
+                with(header_source("xfcc"), "crls", json!("no pem")),
+                json!({"source": "header"}),
+            ],
+        ),
+    ]
+}
+
+/// Bases: each method alone and together, signed introspection on and off.
+fn bases() -> Vec<Value> {
+    let bearer = json!({"issuer": "https://idp.example:8443", "jwks_endpoint": "https://idp.example:8443/jwks"});
+    let intro = json!({"auth_methods": ["introspection"],
+        "introspection_endpoint": "https://idp.example:8443/token/introspection",
+        "client_id": "gateway", "client_secret": "s3cret"});
+    let signed = with(
+        with(intro.clone(), "introspection_jwt", json!(true)),
+        "jwks",
+        json!({"keys": [valid_jwk()]}),
+    );
+    let signed = with(signed, "issuer", json!("https://idp.example:8443"));
+    vec![
+        json!({}),
+        bearer,
+        intro,
+        full(),
+        signed.clone(),
+        with(full(), "introspection_jwt", json!(true)),
+    ]
+}
+
+fn set_field(config: &Value, field: &str, value: &Value) -> Value {
+    let mut out = config.clone();
+    let object = out.as_object_mut().unwrap();
+    if value.is_null() {
+        object.remove(field);
+    } else {
+        object.insert(field.to_string(), value.clone());
+    }
+    out
+}
+
+#[test]
+fn schema_and_filter_agree_on_generated_configurations() {
+    let validator = validator();
+    let mut checked = 0;
+    let mut accepted = 0;
+    let mut disagreements = Vec::new();
+    let mut check = |config: &Value| {
+        let schema_ok = validator.is_valid(config);
+        let rust = rust_load(config);
+        checked += 1;
+        accepted += usize::from(schema_ok);
+        if schema_ok != rust.is_ok() {
+            disagreements.push(format!(
+                "schema {} / filter {}: {config}",
+                if schema_ok { "accepts" } else { "refuses" },
+                match &rust {
+                    Ok(_) => "accepts".to_string(),
+                    Err(e) => format!("refuses ({e})"),
+                }
+            ));
+        }
+    };
+    let fields = field_values();
+    for base in bases() {
+        check(&base);
+        for (field, values) in &fields {
+            for value in values {
+                let one = set_field(&base, field, value);
+                check(&one);
+                // And each value next to each method's toggles.
+                for methods in [json!(["bearer"]), json!(["introspection"])] {
+                    check(&set_field(&one, "auth_methods", &methods));
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {checked} configurations disagree:\n{}",
+        disagreements.len(),
+        disagreements[..disagreements.len().min(15)].join("\n")
+    );
+    eprintln!("{checked} generated configurations, {accepted} accepted by both");
+}
+
+#[test]
+fn unused_fields_are_warnings_not_refusals() {
+    // A user toggles auth_methods and leaves the rest: Kong's schema accepts it, so must the
+    // filter, saying what it ignores.
+    let both = full();
+    let bearer_only = set_field(&both, "auth_methods", &json!(["bearer"]));
+    let s = rust_load(&bearer_only).unwrap();
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.starts_with("introspection_endpoint is not used"))
+    );
+    let intro_only = set_field(&both, "auth_methods", &json!(["introspection"]));
+    let s = rust_load(&intro_only).unwrap();
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.starts_with("jwks_endpoint is not used"))
+    );
+    assert!(validator().is_valid(&bearer_only) && validator().is_valid(&intro_only));
+}
+
+#[test]
+fn the_reserved_header_pattern_is_the_filters_list() {
+    let schema = schema();
+    let pattern = schema["properties"]["upstream_headers_names"]["items"]["not"]["pattern"]
+        .as_str()
+        .unwrap();
+    for name in certbound::config::RESERVED_HEADERS {
+        let upper = name.to_ascii_uppercase();
+        for variant in [name.to_string(), upper] {
+            let config = with(full(), "upstream_headers_names", json!([variant]));
+            let config = with(config, "upstream_headers_claims", json!(["sub"]));
+            assert!(
+                !validator().is_valid(&config),
+                "{variant} accepted by {pattern}"
             );
         }
     }

@@ -1,5 +1,6 @@
-//! The configuration is the user interface: every rule refuses a bad config at load time with
-//! an error naming the field, and accepts the good one.
+//! The configuration is the user interface: a rule the schema states refuses a bad config at
+//! load time with an error naming the field; what the schema cannot state is a warning that
+//! names the field, resolved toward refusing requests; the good config loads clean.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -27,6 +28,18 @@ fn refused_naming(config: Value, field: &str) {
     assert!(msg.contains(field), "error {msg:?} does not name {field}");
 }
 
+/// Asserts the config loads and a start-up warning contains `text`.
+fn warned(config: Value, text: &str) -> certbound::config::Settings {
+    let s = Settings::from_json(config.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("refused: {e}\n{config}"));
+    assert!(
+        s.warnings.iter().any(|w| w.contains(text)),
+        "no warning containing {text:?} in {:?}",
+        s.warnings
+    );
+    s
+}
+
 fn minimal_jwt() -> Value {
     json!({"issuer": ISSUER, "jwks_endpoint": "https://idp.example/jwks"})
 }
@@ -39,12 +52,13 @@ fn minimal_configs_load_with_documented_defaults() {
     assert_eq!(s.realm, "api");
     assert_eq!(s.http_timeout.as_millis(), 2000);
     assert!(s.shared_cache);
-    assert_eq!(s.cert_source, CertSource::Connection);
-    let b = s.bearer.unwrap();
-    assert!(b.typ_strict);
-    assert_eq!(b.refresh_interval, 600);
-    assert_eq!(b.rediscovery_lifetime, 30);
-    assert_eq!(b.algorithms.len(), 9);
+    assert!(matches!(s.cert_source, CertSource::Connection));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert!(s.bearer.unwrap().typ_strict);
+    let k = s.keys.unwrap();
+    assert_eq!(k.refresh_interval, 600);
+    assert_eq!(k.rediscovery_lifetime, 30);
+    assert_eq!(k.algorithms.len(), 9);
     assert!(s.introspection.is_none());
 
     let s = settings(&json!({
@@ -139,20 +153,32 @@ fn bearer_needs_an_issuer_and_keys() {
 }
 
 #[test]
-fn inline_jwks_is_checked_at_load_time() {
-    let bad_key = json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "tiny"}]});
-    refused_naming(json!({"issuer": ISSUER, "jwks": bad_key}), "jwks.keys[0]");
-    refused_naming(json!({"issuer": ISSUER, "jwks": {"keys": []}}), "jwks.keys");
-    refused_naming(
-        json!({"issuer": ISSUER, "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}),
-        "jwks.keys",
+fn inline_jwks_keys_that_do_not_decode_are_skipped_with_a_warning() {
+    // The schema checks the shape; a key that does not decode cannot be refused by Kong, so
+    // it is left out (a JWT it would verify is refused) and named in a warning.
+    let bad_key = json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "tiny"}, jwks()["keys"][1].clone()]});
+    let s = warned(json!({"issuer": ISSUER, "jwks": bad_key}), "jwks.keys[0]");
+    assert_eq!(s.keys.unwrap().inline.len(), 1);
+    warned(
+        json!({"issuer": ISSUER, "jwks": {"keys": []}}),
+        "every JWT will be refused",
     );
-    refused_naming(json!({"issuer": ISSUER, "jwks": [1]}), "jwks");
+    warned(
+        json!({"issuer": ISSUER, "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}),
+        "every JWT will be refused",
+    );
     // Keys usable only with algorithms the config does not allow leave nothing to verify with.
     let ec_only = json!({"keys": [jwks()["keys"][1].clone()]});
-    refused_naming(
+    warned(
         json!({"issuer": ISSUER, "jwks": ec_only, "jwt_algorithms": ["RS256"]}),
-        "jwks.keys",
+        "every JWT will be refused",
+    );
+    // The shape is the schema's: refused.
+    refused_naming(json!({"issuer": ISSUER, "jwks": [1]}), "jwks");
+    refused_naming(json!({"issuer": ISSUER, "jwks": {"nokeys": []}}), "jwks");
+    refused_naming(
+        json!({"issuer": ISSUER, "jwks": {"keys": [1]}}),
+        "jwks.keys[0]",
     );
 }
 
@@ -197,20 +223,32 @@ fn introspection_needs_client_credentials() {
 }
 
 #[test]
-fn settings_for_a_method_that_is_off_are_refused_not_ignored() {
-    refused_naming(
+fn settings_for_a_method_that_is_off_are_warned_about_not_refused() {
+    // Users toggle auth_methods and leave the rest; on Kong a refusal loses the worker.
+    warned(
         with(
             minimal_jwt(),
-            json!({"introspection_endpoint": "https://idp/i"}),
+            json!({"introspection_endpoint": "https://idp/i", "client_id": "g"}),
         ),
-        "introspection_endpoint",
+        "introspection_endpoint is not used",
     );
     let intro = json!({"auth_methods": ["introspection"], "introspection_endpoint": "https://idp/i", "client_id": "g", "client_secret": "s"});
-    refused_naming(
+    let s = warned(
         with(intro.clone(), json!({"jwks_endpoint": "https://idp/jwks"})),
-        "jwks_endpoint",
+        "jwks_endpoint is not used",
     );
-    refused_naming(with(intro, json!({"jwks": jwks()})), "jwks");
+    assert!(s.keys.is_none());
+    warned(
+        with(intro.clone(), json!({"jwks": jwks()})),
+        "jwks is not used",
+    );
+    warned(
+        with(intro.clone(), json!({"jwt_typ_strict": false})),
+        "jwt_typ_strict is not used",
+    );
+    // A default value written out (Kong may fill defaults in) is not "unused".
+    let s = settings(&with(intro, json!({"jwks_refresh_interval": 600})));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
 }
 
 #[test]
@@ -252,19 +290,42 @@ fn numeric_bounds() {
         "jwks_refresh_interval",
     );
     ok(json!({"jwks_refresh_interval": 10}));
+    ok(json!({"jwks_refresh_interval": 604800}));
+    refused_naming(
+        with(base_config(), json!({"jwks_refresh_interval": 604801})),
+        "jwks_refresh_interval",
+    );
     refused_naming(
         with(base_config(), json!({"rediscovery_lifetime": 0})),
         "rediscovery_lifetime",
     );
     ok(json!({"rediscovery_lifetime": 1}));
+    refused_naming(
+        with(base_config(), json!({"rediscovery_lifetime": 86401})),
+        "rediscovery_lifetime",
+    );
 }
 
 #[test]
 fn upstream_header_lists_pair_up_and_name_safe_headers() {
-    refused_naming(
+    // Lists of different lengths: the schema cannot say so; an unpaired header is always
+    // cleared (a client's copy never survives), an unpaired claim not sent.
+    let s = warned(
         with(base_config(), json!({"upstream_headers_names": ["x-a"]})),
-        "upstream_headers_names",
+        "they pair up by position",
     );
+    assert_eq!(
+        s.upstream_headers,
+        vec![(Some("sub".to_string()), "x-a".to_string())]
+    );
+    let s = warned(
+        with(
+            base_config(),
+            json!({"upstream_headers_claims": ["sub"], "upstream_headers_names": ["x-a", "x-b"]}),
+        ),
+        "an unpaired header is always removed",
+    );
+    assert_eq!(s.upstream_headers[1], (None, "x-b".to_string()));
     let pair = |claim: &str, name: &str| {
         with(
             base_config(),
@@ -280,21 +341,31 @@ fn upstream_header_lists_pair_up_and_name_safe_headers() {
         "content-length",
         "x-forwarded-client-cert",
         "cookie",
+        "DPoP",
     ] {
         refused_naming(pair("sub", reserved), "upstream_headers_names[0]");
     }
     refused_naming(
         with(
             base_config(),
+            json!({"upstream_headers_claims": ["sub", "client_id"], "upstream_headers_names": ["x-a", "x-a"]}),
+        ),
+        "upstream_headers_names",
+    );
+    // The same name in another case: the schema's uniqueItems cannot see it; used once.
+    let s = warned(
+        with(
+            base_config(),
             json!({"upstream_headers_claims": ["sub", "client_id"], "upstream_headers_names": ["X-A", "x-a"]}),
         ),
-        "upstream_headers_names[1]",
+        "upstream_headers_names[1] names a header already listed",
     );
+    assert_eq!(s.upstream_headers.len(), 1);
     refused_naming(pair("", "x-a"), "upstream_headers_claims[0]");
     let s = settings(&pair("sub", "X-User"));
     assert_eq!(
         s.upstream_headers,
-        vec![("sub".to_string(), "x-user".to_string())]
+        vec![(Some("sub".to_string()), "x-user".to_string())]
     );
 }
 
@@ -330,53 +401,76 @@ fn scopes_and_realm_must_be_safe_inside_the_challenge() {
 #[test]
 fn client_certificate_header_source_rules() {
     let src = |v: Value| with(base_config(), json!({"client_certificate": v}));
+    let full = |fields: Value| {
+        let mut v = header_source("x", "xfcc", &["10.0.0.0/8"]);
+        for (k, f) in fields.as_object().unwrap() {
+            if f.is_null() {
+                v.as_object_mut().unwrap().remove(k);
+            } else {
+                v[k] = f.clone();
+            }
+        }
+        src(v)
+    };
+    for missing in ["header", "format", "trusted_ips", "ca_certificates"] {
+        refused_naming(
+            full(json!({missing: null})),
+            &format!("client_certificate.{missing}"),
+        );
+    }
     refused_naming(
-        src(json!({"source": "header", "format": "xfcc", "trusted_ips": ["10.0.0.0/8"]})),
+        full(json!({"trusted_ips": []})),
+        "client_certificate.trusted_ips",
+    );
+    refused_naming(full(json!({"format": "pem"})), "client_certificate.format");
+    refused_naming(
+        full(json!({"header": "client cert"})),
         "client_certificate.header",
     );
-    refused_naming(
-        src(json!({"source": "header", "header": "x", "trusted_ips": ["10.0.0.0/8"]})),
-        "client_certificate.format",
+    // An entry that is no address or block trusts no one: skipped with a warning.
+    let s = warned(
+        full(json!({"trusted_ips": ["10.0.0.0/33", "10.0.0.9"]})),
+        "client_certificate.trusted_ips[0] is not an IP address",
     );
-    refused_naming(
-        src(json!({"source": "header", "header": "x", "format": "xfcc"})),
-        "client_certificate.trusted_ips",
-    );
-    refused_naming(
-        src(json!({"source": "header", "header": "x", "format": "xfcc", "trusted_ips": []})),
-        "client_certificate.trusted_ips",
-    );
-    refused_naming(
-        src(
-            json!({"source": "header", "header": "x", "format": "xfcc", "trusted_ips": ["10.0.0.0/33"]}),
-        ),
-        "client_certificate.trusted_ips[0]",
-    );
-    refused_naming(
-        src(
-            json!({"source": "header", "header": "x", "format": "pem", "trusted_ips": ["10.0.0.1"]}),
-        ),
-        "client_certificate.format",
-    );
-    refused_naming(
-        src(json!({"source": "connection", "header": "x"})),
-        "client_certificate",
-    );
+    match s.cert_source {
+        CertSource::Header { trusted, .. } => assert_eq!(trusted.len(), 1),
+        other => panic!("{other:?}"),
+    }
     // A /0 block, or a typo giving one, makes every client a trusted proxy.
-    for zero in ["0.0.0.0/0", "10.0.0.1/0", "::/0"] {
+    for zero in ["0.0.0.0/0", "10.0.0.1/0", "::/0", "10.0.0.0/00"] {
         refused_naming(
-            src(
-                json!({"source": "header", "header": "x", "format": "xfcc", "trusted_ips": ["10.0.0.9", zero]}),
-            ),
+            full(json!({"trusted_ips": ["10.0.0.9", zero]})),
             "client_certificate.trusted_ips[1]: a /0 block",
         );
     }
-    let s = settings(&src(
-        json!({"source": "header", "header": "Client-Cert", "format": "rfc9440", "trusted_ips": ["10.0.0.0/8", "192.168.1.1", "::1"]}),
-    ));
+    // A CA block that is not a CA certificate: skipped, and with no anchor left every header
+    // certificate is refused (warned).
+    warned(
+        full(
+            json!({"ca_certificates": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}),
+        ),
+        "every header certificate will be refused",
+    );
+    // Fields of the header source with the connection source: not used.
+    warned(
+        src(json!({"source": "connection", "header": "x"})),
+        "client_certificate.header is not used",
+    );
+    let s = settings(&src(header_source(
+        "Client-Cert",
+        "rfc9440",
+        &["10.0.0.0/8", "192.168.1.1", "::1"],
+    )));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     match s.cert_source {
-        CertSource::Header { name, trusted, .. } => {
+        CertSource::Header {
+            name,
+            chain_header,
+            trusted,
+            ..
+        } => {
             assert_eq!(name, "client-cert");
+            assert_eq!(chain_header.as_deref(), Some("client-cert-chain"));
             assert_eq!(trusted.len(), 3);
         }
         other => panic!("{other:?}"),

@@ -163,7 +163,7 @@ fn an_unreadable_certificate_property_counts_as_no_certificate() {
 fn header_config(format: &str) -> Value {
     with(
         base_config(),
-        json!({"client_certificate": {"source": "header", "header": "Client-Cert", "format": format, "trusted_ips": ["10.0.0.0/8"]}}),
+        json!({"client_certificate": header_source("Client-Cert", format, &["10.0.0.0/8"])}),
     )
 }
 
@@ -263,8 +263,10 @@ fn xfcc_header_from_envoy_in_front() {
     let cert = &pki().rsa;
     let host = FakeHost::envoy(None, None);
     host.set_property("source.address", b"10.0.0.9:1234");
+    let encoded =
+        percent_encoding::utf8_percent_encode(&cert.pem, percent_encoding::NON_ALPHANUMERIC);
     let xfcc = format!(
-        "By=spiffe://gw;Hash={};Subject=\"CN=client-rsa,O=certbound tests\"",
+        "By=spiffe://gw;Hash={};Cert=\"{encoded}\";Subject=\"CN=client-rsa,O=certbound tests\"",
         cert.sha256_hex
     );
     host.request(
@@ -276,9 +278,30 @@ fn xfcc_header_from_envoy_in_front() {
     );
     let cfg = with(
         base_config(),
-        json!({"client_certificate": {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["10.0.0.9"]}}),
+        json!({"client_certificate": header_source("x-forwarded-client-cert", "xfcc", &["10.0.0.9"])}),
     );
     assert_eq!(run(&worker(&cfg), &host).1, Flow::Continue);
+    // A hash alone cannot be checked against ca_certificates: refused.
+    let host = FakeHost::envoy(None, None);
+    host.set_property("source.address", b"10.0.0.9:1234");
+    host.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", bound_jwt(cert))),
+            (
+                "x-forwarded-client-cert",
+                &format!("Hash={}", cert.sha256_hex),
+            ),
+        ],
+    );
+    assert_eq!(run(&worker(&cfg), &host).1, Flow::Pause);
+    let r = host.last_response().unwrap();
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("not trusted")
+    );
 }
 
 #[test]
@@ -302,7 +325,7 @@ fn xfcc_element_injected_through_the_attackers_san_is_refused() {
     );
     let cfg = with(
         base_config(),
-        json!({"client_certificate": {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["10.0.0.9"]}}),
+        json!({"client_certificate": header_source("x-forwarded-client-cert", "xfcc", &["10.0.0.9"])}),
     );
     assert_eq!(run(&worker(&cfg), &host).1, Flow::Pause);
     let r = host.last_response().unwrap();
@@ -1525,7 +1548,7 @@ fn startup_text(w: &Worker) -> String {
 fn a_very_wide_trusted_range_is_warned_about_at_start() {
     let wide = worker(&with(
         header_config("rfc9440"),
-        json!({"client_certificate": {"source": "header", "header": "client-cert", "format": "rfc9440", "trusted_ips": ["10.0.0.0/8", "10.0.0.0/4"]}}),
+        json!({"client_certificate": header_source("client-cert", "rfc9440", &["10.0.0.0/8", "10.0.0.0/4"])}),
     ));
     let warnings: Vec<String> = wide
         .startup_log()
@@ -1821,4 +1844,159 @@ fn rfc6750_no_credentials_or_an_unsupported_method_gets_the_bare_challenge() {
             );
         }
     }
+}
+
+// --- signed introspection responses (RFC 9701) --------------------------------------------
+
+fn signed_config() -> Value {
+    with(
+        base_config(),
+        json!({"introspection_jwt": true, "upstream_introspection_jwt_header": "X-Introspection-JWT"}),
+    )
+}
+
+/// A signed introspection response: `token_introspection` from `active_answer`, signed by
+/// the IdP's EC key (ec-1), for audience "gateway" (base_config's client_id).
+fn signed_answer(cert: &TestCert, change: Value, signer: Signer) -> Vec<u8> {
+    let inner: Value = serde_json::from_slice(&active_answer(cert, NOW + 300)).unwrap();
+    let mut claims =
+        json!({"iss": ISSUER, "aud": "gateway", "iat": NOW - 2, "token_introspection": inner});
+    for (k, v) in change.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    let typ = claims["typ"]
+        .as_str()
+        .unwrap_or("token-introspection+jwt")
+        .to_string();
+    claims.as_object_mut().unwrap().remove("typ");
+    mint_with(signer, claims.as_object().unwrap(), Some(&typ)).into_bytes()
+}
+
+#[test]
+fn a_signed_introspection_response_is_verified_used_and_forwarded() {
+    let cert = &pki().ec;
+    let w = worker(&signed_config());
+    let host = envoy_with(cert);
+    let answer = signed_answer(cert, json!({}), Signer::ES256);
+    introspect_once(&w, &host, &[(":status", "200")], &answer);
+    let call = host.dispatched.borrow()[0].clone();
+    assert!(
+        call.headers
+            .iter()
+            .any(|(k, v)| k == "accept" && v == "application/token-introspection+jwt")
+    );
+    assert_eq!(host.resumed.get(), 1, "{:?}", host.last_response());
+    assert_eq!(
+        host.header_values("x-authenticated-client"),
+        vec!["client-a"]
+    );
+    let forwarded = String::from_utf8(answer.clone()).unwrap();
+    assert_eq!(
+        host.header_values("x-introspection-jwt"),
+        vec![forwarded.clone()]
+    );
+    // A cache hit forwards the same signed response; a client's copy never survives.
+    let again = envoy_with(cert);
+    again.request(
+        "/accounts",
+        &[
+            ("authorization", &format!("Bearer {OPAQUE}")),
+            ("x-introspection-jwt", "forged"),
+        ],
+    );
+    again.shared.replace(host.shared.borrow().clone());
+    assert_eq!(run(&w, &again).1, Flow::Continue);
+    assert!(again.dispatched.borrow().is_empty());
+    assert_eq!(again.header_values("x-introspection-jwt"), vec![forwarded]);
+}
+
+#[test]
+fn a_signed_introspection_response_that_does_not_verify_is_a_503() {
+    let cert = &pki().ec;
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("unsigned JSON", active_answer(cert, NOW + 300)),
+        ("another key", signed_answer(cert, json!({}), Signer::Rogue)),
+        (
+            "another audience",
+            signed_answer(cert, json!({"aud": "someone-else"}), Signer::ES256),
+        ),
+        (
+            "another issuer",
+            signed_answer(cert, json!({"iss": "https://evil.example"}), Signer::ES256),
+        ),
+        (
+            "stale",
+            signed_answer(cert, json!({"iat": NOW - 600}), Signer::ES256),
+        ),
+        (
+            "wrong typ",
+            signed_answer(cert, json!({"typ": "at+jwt"}), Signer::ES256),
+        ),
+    ];
+    for (what, answer) in cases {
+        let host = envoy_with(cert);
+        introspect_once(
+            &worker(&signed_config()),
+            &host,
+            &[(":status", "200")],
+            &answer,
+        );
+        let r = host
+            .last_response()
+            .unwrap_or_else(|| panic!("{what}: allowed"));
+        assert_eq!(r.status, 503, "{what}");
+        assert_eq!(host.resumed.get(), 0, "{what}");
+        assert!(
+            host.header_values("x-introspection-jwt").is_empty(),
+            "{what}"
+        );
+    }
+    // An inactive token, signed: 401.
+    let host = envoy_with(cert);
+    let inactive = mint_with(
+        Signer::ES256,
+        json!({"iss": ISSUER, "aud": "gateway", "iat": NOW, "token_introspection": {"active": false}})
+            .as_object()
+            .unwrap(),
+        Some("token-introspection+jwt"),
+    );
+    introspect_once(
+        &worker(&signed_config()),
+        &host,
+        &[(":status", "200")],
+        inactive.as_bytes(),
+    );
+    assert_eq!(host.last_response().unwrap().status, 401);
+}
+
+#[test]
+fn a_signed_response_whose_key_is_not_yet_fetched_waits_for_the_roots_fetch() {
+    let cert = &pki().ec;
+    let w = worker(&with(
+        signed_config(),
+        json!({"auth_methods": ["introspection"], "jwks": null, "jwks_endpoint": "https://idp.example:8443/jwks"}),
+    ));
+    let host = envoy_with(cert);
+    let answer = signed_answer(cert, json!({}), Signer::ES256);
+    // The request context lives on while it waits.
+    let _request = introspect_once(&w, &host, &[(":status", "200")], &answer);
+    assert!(host.responses.borrow().is_empty(), "waits for the keys");
+    assert_eq!(host.resumed.get(), 0);
+    root_fetches(
+        &w,
+        &host,
+        &[(":status", "200")],
+        jwks().to_string().as_bytes(),
+    );
+    assert_eq!(
+        *host.resumed_contexts.borrow(),
+        vec![REQUEST],
+        "{:?}\n{}",
+        host.last_response(),
+        host.log_text()
+    );
+    assert_eq!(
+        host.header_values("x-authenticated-client"),
+        vec!["client-a"]
+    );
 }

@@ -48,7 +48,7 @@ fn decide_with(
     cert: Option<&TestCert>,
 ) -> Result<Claims, Rejection> {
     match step_for(settings.clone(), token, cert) {
-        Step::Allow(claims) => Ok(claims),
+        Step::Allow(verdict) => Ok(verdict.claims),
         Step::Deny(r) => Err(r),
         other => panic!("a JWT with inline keys only: {other:?}"),
     }
@@ -707,16 +707,20 @@ fn tokens_signed_by_openssl_verify() {
 }
 
 #[test]
-fn jwks_parsing_keeps_signature_keys_and_refuses_broken_ones() {
+fn jwks_parsing_keeps_signature_keys_and_reports_broken_ones() {
     use certbound::tokens::jwks::Alg;
+    let ok = |v: &Value, algs: &[Alg]| {
+        let (set, problems) = KeySet::from_jwks(v, algs);
+        assert!(problems.is_empty(), "{problems:?}");
+        set
+    };
     let jwks = support::jwks();
-    let set = KeySet::from_jwks(&jwks, &Alg::ALL).unwrap();
+    let set = ok(&jwks, &Alg::ALL);
     // RSA without alg serves six algorithms; EC P-256, P-384 and Ed25519 one each.
     assert_eq!(set.len(), 9);
     assert!(set.has_candidate(Some("rsa-1"), Alg::PS512));
     assert!(!set.has_candidate(Some("rsa-1"), Alg::ES256));
-    let only_es = KeySet::from_jwks(&jwks, &[Alg::ES256]).unwrap();
-    assert_eq!(only_es.len(), 1);
+    assert_eq!(ok(&jwks, &[Alg::ES256]).len(), 1);
 
     let mut with_enc = jwks.clone();
     with_enc["keys"]
@@ -728,24 +732,29 @@ fn jwks_parsing_keeps_signature_keys_and_refuses_broken_ones() {
         .unwrap()
         .push(json!({"kty": "oct", "k": "c2VjcmV0"}));
     assert_eq!(
-        KeySet::from_jwks(&with_enc, &Alg::ALL).unwrap().len(),
+        ok(&with_enc, &Alg::ALL).len(),
         9,
         "encryption and symmetric keys skipped"
     );
 
-    let broken =
-        json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA", "kid": "bad"}]});
-    let err = KeySet::from_jwks(&broken, &Alg::ALL).unwrap_err();
-    assert_eq!(err.path, ".keys[0]");
-    assert!(KeySet::from_jwks(&json!({"nokeys": []}), &Alg::ALL).is_err());
+    // A key that does not decode is left out and reported; the others still load.
+    let mut broken = jwks.clone();
+    broken["keys"].as_array_mut().unwrap().insert(
+        0,
+        json!({"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA", "kid": "bad"}),
+    );
+    let (set, problems) = KeySet::from_jwks(&broken, &Alg::ALL);
+    assert_eq!(set.len(), 9);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].path, ".keys[0]");
+    let (set, problems) = KeySet::from_jwks(&json!({"nokeys": []}), &Alg::ALL);
+    assert!(set.is_empty() && problems.len() == 1);
     assert!(
-        KeySet::from_jwks(&json!({"keys": {}}), &Alg::ALL)
-            .unwrap()
-            .is_empty(),
+        ok(&json!({"keys": {}}), &Alg::ALL).is_empty(),
         "Kong's {{}} for []"
     );
     // A JWK carrying a long x5c chain still loads (extras are dropped before jwt-simple's size limit).
     let mut big = jwks.clone();
     big["keys"][1]["x5c"] = json!(["A".repeat(9000)]);
-    assert_eq!(KeySet::from_jwks(&big, &Alg::ALL).unwrap().len(), 9);
+    assert_eq!(ok(&big, &Alg::ALL).len(), 9);
 }

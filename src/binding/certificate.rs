@@ -84,22 +84,7 @@ impl Thumbprint {
 
     /// From PEM text; the first certificate block is the leaf.
     pub fn from_pem(pem: &[u8]) -> Result<Thumbprint, CertError> {
-        if pem.len() > MAX_CERT_INPUT {
-            return Err(CertError::TooLarge);
-        }
-        let text = std::str::from_utf8(pem)
-            .map_err(|_| CertError::NotPem)?
-            .trim();
-        const END: &str = "-----END CERTIFICATE-----";
-        let first = text
-            .find(END)
-            .and_then(|i| text.get(..i + END.len()))
-            .ok_or(CertError::NotPem)?;
-        let (label, der) = der::pem::decode_vec(first.as_bytes()).map_err(|_| CertError::NotPem)?;
-        if label != "CERTIFICATE" {
-            return Err(CertError::NotPem);
-        }
-        Thumbprint::from_der(&der)
+        Thumbprint::from_der(&first_pem_certificate(pem)?)
     }
 
     /// From a hex SHA-256 digest (Envoy's `sha256_peer_certificate_digest`, XFCC `Hash=`).
@@ -140,8 +125,65 @@ impl fmt::Debug for Thumbprint {
     }
 }
 
-/// The thumbprint in a header set by a TLS-terminating proxy.
-pub fn from_header(value: &[u8], format: HeaderFormat) -> Result<Thumbprint, CertError> {
+/// The DER of the first certificate block of PEM text.
+fn first_pem_certificate(pem: &[u8]) -> Result<Vec<u8>, CertError> {
+    if pem.len() > MAX_CERT_INPUT {
+        return Err(CertError::TooLarge);
+    }
+    let text = std::str::from_utf8(pem)
+        .map_err(|_| CertError::NotPem)?
+        .trim();
+    const END: &str = "-----END CERTIFICATE-----";
+    let first = text
+        .find(END)
+        .and_then(|i| text.get(..i + END.len()))
+        .ok_or(CertError::NotPem)?;
+    let (label, der) = der::pem::decode_vec(first.as_bytes()).map_err(|_| CertError::NotPem)?;
+    if label != "CERTIFICATE" {
+        return Err(CertError::NotPem);
+    }
+    Ok(der)
+}
+
+/// A certificate a TLS-terminating proxy put in a header: its thumbprint, the certificate
+/// itself when the header carried it (XFCC may carry only the hash), and the intermediates
+/// it carried (XFCC `Chain=`, RFC 9440 `Client-Cert-Chain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderCertificate {
+    pub thumbprint: Thumbprint,
+    pub der: Option<Vec<u8>>,
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl HeaderCertificate {
+    fn from_der(der: Vec<u8>) -> Result<HeaderCertificate, CertError> {
+        Ok(HeaderCertificate {
+            thumbprint: Thumbprint::from_der(&der)?,
+            der: Some(der),
+            chain: Vec::new(),
+        })
+    }
+}
+
+/// RFC 9440 `Client-Cert-Chain`: a list of byte sequences, `:<base64 DER>:` each; an item
+/// that does not decode is left out (the path is then unlikely to verify: fail closed).
+pub fn chain_from_rfc9440(value: &[u8]) -> Vec<Vec<u8>> {
+    if value.len() > MAX_CERT_INPUT * 4 {
+        return Vec::new();
+    }
+    let Ok(text) = std::str::from_utf8(value) else {
+        return Vec::new();
+    };
+    text.split(',')
+        .filter_map(|item| {
+            let inner = item.trim().strip_prefix(':')?.strip_suffix(':')?;
+            STANDARD_LENIENT.decode(inner).ok()
+        })
+        .collect()
+}
+
+/// The certificate in a header set by a TLS-terminating proxy.
+pub fn from_header(value: &[u8], format: HeaderFormat) -> Result<HeaderCertificate, CertError> {
     if value.len() > MAX_CERT_INPUT {
         return Err(CertError::TooLarge);
     }
@@ -157,18 +199,18 @@ pub fn from_header(value: &[u8], format: HeaderFormat) -> Result<Thumbprint, Cer
             let der = STANDARD_LENIENT
                 .decode(inner)
                 .map_err(|_| CertError::NotDer)?;
-            Thumbprint::from_der(&der)
+            HeaderCertificate::from_der(der)
         }
         HeaderFormat::Base64Der => {
             let der = STANDARD_LENIENT
                 .decode(text)
                 .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
                 .map_err(|_| CertError::NotDer)?;
-            Thumbprint::from_der(&der)
+            HeaderCertificate::from_der(der)
         }
         HeaderFormat::UrlEncodedPem => {
             let pem = percent_decode_str(text).collect::<Vec<u8>>();
-            Thumbprint::from_pem(&pem)
+            HeaderCertificate::from_der(first_pem_certificate(&pem)?)
         }
         HeaderFormat::Xfcc => from_xfcc(text),
     }
@@ -183,18 +225,18 @@ pub fn from_header(value: &[u8], format: HeaderFormat) -> Result<Thumbprint, Cer
 /// element of a proxy chain from one a client wrote into its certificate, so a second element,
 /// a repeated `Hash`/`Cert`, a stray quote or an unterminated one make the header unusable.
 /// The front proxy must replace the header (`SANITIZE_SET`), not append to it.
-fn from_xfcc(text: &str) -> Result<Thumbprint, CertError> {
+fn from_xfcc(text: &str) -> Result<HeaderCertificate, CertError> {
     let mut elements = parse_xfcc(text)?;
     if elements.len() != 1 {
         return Err(CertError::XfccElements);
     }
     let element = elements.pop().ok_or(CertError::BadHeaderSyntax)?;
-    let mut hash = None;
-    let mut cert = None;
+    let (mut hash, mut cert, mut chain) = (None, None, None);
     for (key, value) in element {
         let slot = match key.to_ascii_lowercase().as_str() {
             "hash" => &mut hash,
             "cert" => &mut cert,
+            "chain" => &mut chain,
             _ => continue,
         };
         if slot.is_some() {
@@ -202,14 +244,30 @@ fn from_xfcc(text: &str) -> Result<Thumbprint, CertError> {
         }
         *slot = Some(value);
     }
-    let hash = Thumbprint::from_hex(hash.ok_or(CertError::BadHeaderSyntax)?.as_bytes())?;
-    if let Some(cert) = cert {
-        let pem = percent_decode_str(&cert).collect::<Vec<u8>>();
-        if Thumbprint::from_pem(&pem)? != hash {
-            return Err(CertError::Inconsistent);
+    let thumbprint = Thumbprint::from_hex(hash.ok_or(CertError::BadHeaderSyntax)?.as_bytes())?;
+    let der = match cert {
+        Some(cert) => {
+            let der = first_pem_certificate(&percent_decode_str(&cert).collect::<Vec<u8>>())?;
+            if Thumbprint::from_der(&der)? != thumbprint {
+                return Err(CertError::Inconsistent);
+            }
+            Some(der)
         }
-    }
-    Ok(hash)
+        None => None,
+    };
+    // Envoy's Chain= is the whole chain, leaf included; extra certificates do not hurt path
+    // building.
+    let chain = chain
+        .map(|c| {
+            let pem = percent_decode_str(&c).decode_utf8_lossy().into_owned();
+            crate::binding::chain::pem_blocks(&pem, "CERTIFICATE").0
+        })
+        .unwrap_or_default();
+    Ok(HeaderCertificate {
+        thumbprint,
+        der,
+        chain,
+    })
 }
 
 type XfccElement = Vec<(String, String)>;

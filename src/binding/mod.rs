@@ -3,6 +3,8 @@
 //! token's `cnf` against what the request presented.
 
 pub mod certificate;
+pub mod chain;
+mod sigalgs;
 
 use serde::{Deserialize, Serialize};
 

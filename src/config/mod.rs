@@ -1,18 +1,30 @@
 //! The filter's configuration: the JSON a user writes (`raw`, mirrored by
 //! `filter-config/certbound.schema.json`) and the validated, ready-to-use form (`Settings`)
-//! built once at `on_configure`. Every refusal names the field at fault.
+//! built once at `on_configure`.
+//!
+//! One truth with the schema: the filter refuses a configuration only for a rule the schema
+//! states too (so Kong refuses it at its Admin API instead of losing a worker: docs/hosts.md),
+//! and every refusal names the field at fault. What the schema cannot express (a key that
+//! does not decode, a CA certificate that is not one, header lists of different lengths) and a
+//! field the other settings leave unused is a warning logged once at start-up, and is always
+//! resolved toward refusing more requests, never fewer.
 
 mod raw;
 
 use std::fmt;
 use std::time::Duration;
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use ipnet::IpNet;
+use serde_json::Value;
 
 pub use raw::*;
 
 use crate::binding::PopMode;
 use crate::binding::certificate::HeaderFormat;
+use crate::binding::chain::TrustStore;
 use crate::endpoint::Endpoint;
 use crate::tokens::jwks::{Alg, KeySet};
 
@@ -42,16 +54,22 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Local JWT verification settings (`auth_methods` has `bearer`).
+/// The IdP's signing keys, inline and fetched: for JWT access tokens (`bearer`) and for
+/// signed introspection responses (`introspection_jwt`).
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub algorithms: Vec<Alg>,
+    pub inline: KeySet,
+    pub endpoint: Option<Endpoint>,
+    pub refresh_interval: u64,
+    pub rediscovery_lifetime: u64,
+}
+
+/// Local JWT verification settings (`auth_methods` has `bearer`); the keys are `Settings::keys`.
 #[derive(Debug, Clone)]
 pub struct BearerSettings {
     pub issuer: String,
-    pub algorithms: Vec<Alg>,
     pub typ_strict: bool,
-    pub inline_keys: KeySet,
-    pub jwks_endpoint: Option<Endpoint>,
-    pub refresh_interval: u64,
-    pub rediscovery_lifetime: u64,
 }
 
 /// Introspection settings (`auth_methods` has `introspection`).
@@ -64,16 +82,30 @@ pub struct IntrospectionSettings {
     /// The issuer an `iss` member of the response must equal, when configured.
     pub issuer: Option<String>,
     pub cache_ttl: u64,
+    /// Ask for a signed response (RFC 9701) and verify it: the issuer it must come from.
+    pub signed: Option<SignedIntrospection>,
+}
+
+/// JWT introspection responses (RFC 9701).
+#[derive(Debug, Clone)]
+pub struct SignedIntrospection {
+    pub issuer: String,
+    /// The request header the signed response is forwarded upstream in, lower-case.
+    pub forward_header: Option<String>,
 }
 
 /// Where the client certificate comes from, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum CertSource {
     Connection,
     Header {
         name: String,
+        /// With `rfc9440`: `<name>-chain`, the intermediates (RFC 9440 `Client-Cert-Chain`).
+        chain_header: Option<String>,
         format: HeaderFormat,
         trusted: Vec<IpNet>,
+        /// The CAs a header certificate must chain to.
+        trust: Arc<TrustStore>,
     },
 }
 
@@ -81,6 +113,7 @@ pub enum CertSource {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub pop: PopMode,
+    pub keys: Option<KeySettings>,
     pub bearer: Option<BearerSettings>,
     pub introspection: Option<IntrospectionSettings>,
     pub audience_required: Vec<String>,
@@ -91,8 +124,9 @@ pub struct Settings {
     pub cache_max_entries: u32,
     pub http_timeout: Duration,
     pub cert_source: CertSource,
-    /// (claim, lower-case header name) pairs set on allowed requests.
-    pub upstream_headers: Vec<(String, String)>,
+    /// (claim, lower-case header name) pairs set on allowed requests; a pair without a claim
+    /// (`None`) always clears its header.
+    pub upstream_headers: Vec<(Option<String>, String)>,
     pub realm: String,
     /// Settings that load but deserve the operator's attention, logged once at start-up.
     pub warnings: Vec<String>,
@@ -103,9 +137,13 @@ const MAX_LEEWAY: u64 = 600;
 const MAX_CACHE_TTL: u64 = 86_400;
 const MAX_CACHE_ENTRIES: u32 = 1_000_000;
 const MAX_HTTP_TIMEOUT_MS: u64 = 60_000;
+const MIN_JWKS_REFRESH: u64 = 10;
+const MAX_JWKS_REFRESH: u64 = 604_800;
+const MAX_REDISCOVERY: u64 = 86_400;
 
-/// Request headers the filter must never overwrite from claims.
-const RESERVED_HEADERS: &[&str] = &[
+/// Request headers the filter must never set from claims: the schema's pattern for header
+/// names refuses them too (tests/config_schema.rs checks the two lists agree).
+pub const RESERVED_HEADERS: &[&str] = &[
     "authorization",
     "host",
     "connection",
@@ -120,30 +158,76 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-client-cert",
     "client-cert",
     "client-cert-chain",
+    "dpop",
 ];
 
-impl Settings {
-    /// Request headers a client may not send more than once or imitate: those set from
-    /// claims, and the certificate header.
-    pub fn reserved_headers(&self) -> impl Iterator<Item = &str> {
-        let cert_header = match &self.cert_source {
-            CertSource::Header { name, .. } => Some(name.as_str()),
-            CertSource::Connection => None,
+/// The top-level and `client_certificate` members the user wrote with a value other than
+/// the default: only those can be "unused" (Kong may fill in defaults it knows).
+struct Written {
+    top: Vec<String>,
+    cert: Vec<String>,
+}
+
+impl Written {
+    fn of(value: &Value) -> Written {
+        let defaults = serde_json::to_value(RawConfig::default()).unwrap_or_default();
+        let differs = |obj: Option<&serde_json::Map<String, Value>>, defaults: &Value| {
+            obj.map(|o| {
+                o.iter()
+                    .filter(|(k, v)| defaults.get(k.as_str()) != Some(*v) && !v.is_null())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
         };
+        Written {
+            top: differs(value.as_object(), &defaults),
+            cert: differs(
+                value.get("client_certificate").and_then(Value::as_object),
+                defaults.get("client_certificate").unwrap_or(&Value::Null),
+            ),
+        }
+    }
+}
+
+impl Settings {
+    /// Request headers a client may not send more than once or imitate: those the filter
+    /// sets (identity headers, the forwarded introspection JWT) and the certificate headers.
+    pub fn reserved_headers(&self) -> impl Iterator<Item = &str> {
+        let cert_headers = match &self.cert_source {
+            CertSource::Header {
+                name, chain_header, ..
+            } => [Some(name.as_str()), chain_header.as_deref()],
+            CertSource::Connection => [None, None],
+        };
+        let jwt_header = self
+            .introspection
+            .as_ref()
+            .and_then(|i| i.signed.as_ref())
+            .and_then(|s| s.forward_header.as_deref());
         self.upstream_headers
             .iter()
             .map(|(_, n)| n.as_str())
-            .chain(cert_header)
+            .chain(cert_headers.into_iter().flatten())
+            .chain(jwt_header)
     }
 
     /// Parses and validates the configuration bytes the host hands to `on_configure`.
-    /// An empty configuration is refused: an issuer or an introspection endpoint is always needed.
     pub fn from_json(bytes: &[u8]) -> Result<Settings, ConfigError> {
-        let raw = RawConfig::from_json(bytes)?;
-        Settings::validate(raw)
+        let value = parse_json(bytes)?;
+        let written = Written::of(&value);
+        let raw = RawConfig::from_value(value)?;
+        Settings::build(raw, &written)
     }
 
+    /// Validates a configuration as if every field were written.
     pub fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
+        let value = serde_json::to_value(&raw).unwrap_or_default();
+        Settings::build(raw, &Written::of(&value))
+    }
+
+    fn build(raw: RawConfig, written: &Written) -> Result<Settings, ConfigError> {
+        // Every refusal below is a rule the schema states as well.
         if raw.auth_methods.is_empty() {
             return Err(ConfigError::new(
                 "auth_methods",
@@ -153,42 +237,32 @@ impl Settings {
         if has_duplicates(&raw.auth_methods) {
             return Err(ConfigError::new("auth_methods", "lists a method twice"));
         }
-        if raw.leeway > MAX_LEEWAY {
-            return Err(ConfigError::new(
-                "leeway",
-                format!("must be at most {MAX_LEEWAY} seconds"),
-            ));
-        }
-        if raw.http_timeout == 0 || raw.http_timeout > MAX_HTTP_TIMEOUT_MS {
-            return Err(ConfigError::new(
-                "http_timeout",
-                format!("must be 1 to {MAX_HTTP_TIMEOUT_MS} milliseconds"),
-            ));
-        }
-        if raw.cache_introspection > MAX_CACHE_TTL {
-            return Err(ConfigError::new(
-                "cache_introspection",
-                format!("must be at most {MAX_CACHE_TTL} seconds"),
-            ));
-        }
-        if raw.cache_max_entries == 0 || raw.cache_max_entries > MAX_CACHE_ENTRIES {
-            return Err(ConfigError::new(
-                "cache_max_entries",
-                format!("must be 1 to {MAX_CACHE_ENTRIES}"),
-            ));
-        }
-        if raw.jwks_refresh_interval < 10 {
-            return Err(ConfigError::new(
-                "jwks_refresh_interval",
-                "must be at least 10 seconds",
-            ));
-        }
-        if raw.rediscovery_lifetime == 0 {
-            return Err(ConfigError::new(
-                "rediscovery_lifetime",
-                "must be at least 1 second, or a flood of unknown kids would reach the IdP",
-            ));
-        }
+        check_range("leeway", raw.leeway, 0, MAX_LEEWAY)?;
+        check_range("http_timeout", raw.http_timeout, 1, MAX_HTTP_TIMEOUT_MS)?;
+        check_range(
+            "cache_introspection",
+            raw.cache_introspection,
+            0,
+            MAX_CACHE_TTL,
+        )?;
+        check_range(
+            "cache_max_entries",
+            u64::from(raw.cache_max_entries),
+            1,
+            u64::from(MAX_CACHE_ENTRIES),
+        )?;
+        check_range(
+            "jwks_refresh_interval",
+            raw.jwks_refresh_interval,
+            MIN_JWKS_REFRESH,
+            MAX_JWKS_REFRESH,
+        )?;
+        check_range(
+            "rediscovery_lifetime",
+            raw.rediscovery_lifetime,
+            1,
+            MAX_REDISCOVERY,
+        )?;
         if raw.jwt_algorithms.is_empty() {
             return Err(ConfigError::new(
                 "jwt_algorithms",
@@ -197,47 +271,166 @@ impl Settings {
         }
         check_strings("audience_required", &raw.audience_required, |_| true)?;
         check_strings("scopes_required", &raw.scopes_required, is_scope_token)?;
+        check_strings(
+            "upstream_headers_claims",
+            &raw.upstream_headers_claims,
+            |_| true,
+        )?;
         check_quoted_string("realm", &raw.realm)?;
         for (authority, upstream) in &raw.upstreams {
             check_upstream(authority, upstream)?;
         }
-        let mut warnings = Vec::new();
-
-        let bearer_on = raw.auth_methods.contains(&AuthMethod::Bearer);
-        let introspection_on = raw.auth_methods.contains(&AuthMethod::Introspection);
-        let issuer = optional_nonempty("issuer", raw.issuer.as_deref())?;
-
-        let bearer = if bearer_on {
-            Some(bearer_settings(&raw, issuer.clone())?)
-        } else {
-            None
-        };
-        if !bearer_on && (raw.jwks.is_some() || raw.jwks_endpoint.is_some()) {
+        for (i, name) in raw.upstream_headers_names.iter().enumerate() {
+            check_settable_header(&format!("upstream_headers_names[{i}]"), name)?;
+        }
+        if has_duplicates(&raw.upstream_headers_names) {
             return Err(ConfigError::new(
-                if raw.jwks.is_some() {
-                    "jwks"
-                } else {
-                    "jwks_endpoint"
-                },
-                "is only used when auth_methods includes \"bearer\"",
+                "upstream_headers_names",
+                "lists a header twice",
             ));
         }
-        let introspection = if introspection_on {
-            Some(introspection_settings(&raw, issuer)?)
+        if let Some(name) = &raw.upstream_introspection_jwt_header {
+            check_settable_header("upstream_introspection_jwt_header", name)?;
+        }
+        if let Some(jwks) = &raw.jwks {
+            check_jwks_shape(jwks)?;
+        }
+        // The schema checks a URL's syntax whether or not its method is on.
+        let jwks_endpoint = endpoint("jwks_endpoint", raw.jwks_endpoint.as_deref(), &raw)?;
+        let introspection_endpoint = endpoint(
+            "introspection_endpoint",
+            raw.introspection_endpoint.as_deref(),
+            &raw,
+        )?;
+        let issuer = optional_nonempty("issuer", raw.issuer.as_deref())?;
+        let client_id = optional_nonempty("client_id", raw.client_id.as_deref())?;
+        let client_secret = optional_nonempty("client_secret", raw.client_secret.as_deref())?;
+
+        let mut warnings = Vec::new();
+        let bearer_on = raw.auth_methods.contains(&AuthMethod::Bearer);
+        let introspection_on = raw.auth_methods.contains(&AuthMethod::Introspection);
+        let signed_on = introspection_on && raw.introspection_jwt;
+        let keys_on = bearer_on || signed_on;
+        let need =
+            |field: &str, why: &str| ConfigError::new(field, format!("is required when {why}"));
+
+        let bearer = if bearer_on {
+            let issuer = issuer
+                .clone()
+                .ok_or_else(|| need("issuer", "auth_methods includes \"bearer\""))?;
+            Some(BearerSettings {
+                issuer,
+                typ_strict: raw.jwt_typ_strict,
+            })
         } else {
-            if raw.introspection_endpoint.is_some() {
-                return Err(ConfigError::new(
-                    "introspection_endpoint",
-                    "is only used when auth_methods includes \"introspection\"",
+            None
+        };
+        let keys = if keys_on {
+            if raw.jwks.is_none() && raw.jwks_endpoint.is_none() {
+                return Err(need(
+                    "jwks_endpoint",
+                    "auth_methods includes \"bearer\" or introspection_jwt is on (or jwks)",
                 ));
             }
+            Some(key_settings(&raw, jwks_endpoint, &mut warnings))
+        } else {
+            None
+        };
+        let introspection = if introspection_on {
+            let endpoint = introspection_endpoint.ok_or_else(|| {
+                need(
+                    "introspection_endpoint",
+                    "auth_methods includes \"introspection\"",
+                )
+            })?;
+            let client_id = client_id
+                .ok_or_else(|| need("client_id", "auth_methods includes \"introspection\""))?;
+            let client_secret = client_secret
+                .ok_or_else(|| need("client_secret", "auth_methods includes \"introspection\""))?;
+            let signed = if signed_on {
+                let issuer = issuer
+                    .clone()
+                    .ok_or_else(|| need("issuer", "introspection_jwt is on"))?;
+                Some(SignedIntrospection {
+                    issuer,
+                    forward_header: raw
+                        .upstream_introspection_jwt_header
+                        .as_deref()
+                        .map(str::to_ascii_lowercase),
+                })
+            } else {
+                None
+            };
+            Some(IntrospectionSettings {
+                endpoint,
+                client_id,
+                client_secret,
+                client_auth: raw.client_auth,
+                issuer: issuer.clone(),
+                cache_ttl: raw.cache_introspection,
+                signed,
+            })
+        } else {
             None
         };
 
-        let upstream_headers = upstream_headers(&raw)?;
-        let cert_source = cert_source(&raw.client_certificate, &mut warnings)?;
+        // Written but unused: a warning, never a refusal (users toggle auth_methods and leave
+        // the rest, as Kong's and Envoy's own filters allow).
+        let unused = |fields: &[&str], why: &str, warnings: &mut Vec<String>| {
+            for f in fields {
+                if written.top.iter().any(|w| w == f) {
+                    warnings.push(format!("{f} is not used: {why}"));
+                }
+            }
+        };
+        if !keys_on {
+            unused(
+                &[
+                    "jwks",
+                    "jwks_endpoint",
+                    "jwks_refresh_interval",
+                    "rediscovery_lifetime",
+                    "jwt_algorithms",
+                ],
+                "auth_methods has no \"bearer\" and introspection_jwt is off",
+                &mut warnings,
+            );
+        }
+        if !bearer_on {
+            unused(
+                &["jwt_typ_strict"],
+                "auth_methods has no \"bearer\"",
+                &mut warnings,
+            );
+        }
+        if !introspection_on {
+            unused(
+                &[
+                    "introspection_endpoint",
+                    "client_id",
+                    "client_secret",
+                    "client_auth",
+                    "cache_introspection",
+                    "shared_cache",
+                    "introspection_jwt",
+                    "upstream_introspection_jwt_header",
+                ],
+                "auth_methods has no \"introspection\"",
+                &mut warnings,
+            );
+        } else if !signed_on {
+            unused(
+                &["upstream_introspection_jwt_header"],
+                "introspection_jwt is off",
+                &mut warnings,
+            );
+        }
+
+        let upstream_headers = upstream_headers(&raw, &introspection, &mut warnings);
+        let cert_source = cert_source(&raw.client_certificate, written, &mut warnings)?;
         Ok(Settings {
             pop: raw.proof_of_possession_mtls,
+            keys,
             bearer,
             introspection,
             audience_required: raw.audience_required,
@@ -254,17 +447,29 @@ impl Settings {
     }
 }
 
+fn parse_json(bytes: &[u8]) -> Result<Value, ConfigError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigError::new(
+            "",
+            "the configuration is empty; it must be a JSON object",
+        ));
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ConfigError::new("", format!("not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ConfigError::new("", "must be a JSON object"));
+    }
+    Ok(value)
+}
+
 impl RawConfig {
     /// Deserialises, naming the field of a type error (`leeway: invalid type ...`).
     pub fn from_json(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ConfigError::new(
-                "",
-                "the configuration is empty; it must be a JSON object",
-            ));
-        }
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        RawConfig::from_value(parse_json(bytes)?)
+    }
+
+    fn from_value(value: Value) -> Result<RawConfig, ConfigError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { String::new() } else { path };
             // serde quotes the offending value; a secret must not reach the host's log.
@@ -278,115 +483,138 @@ impl RawConfig {
     }
 }
 
-fn bearer_settings(raw: &RawConfig, issuer: Option<String>) -> Result<BearerSettings, ConfigError> {
-    let issuer = issuer.ok_or_else(|| {
-        ConfigError::new(
-            "issuer",
-            "is required when auth_methods includes \"bearer\" (JWT `iss` is checked against it)",
-        )
-    })?;
-    if raw.jwks.is_none() && raw.jwks_endpoint.is_none() {
-        return Err(ConfigError::new(
-            "jwks_endpoint",
-            "either jwks or jwks_endpoint is required when auth_methods includes \"bearer\"",
-        ));
+/// The shape the schema gives `jwks`: an object with a `keys` array of at most 64 objects
+/// (`{}` for an empty array: Kong's Lua encoding).
+fn check_jwks_shape(jwks: &Value) -> Result<(), ConfigError> {
+    let keys = match jwks.as_object().map(|o| o.get("keys")) {
+        None => return Err(ConfigError::new("jwks", "must be a JSON object")),
+        Some(None) => return Err(ConfigError::new("jwks", "must have a \"keys\" array")),
+        Some(Some(keys)) => keys,
+    };
+    match keys {
+        Value::Object(o) if o.is_empty() => Ok(()),
+        Value::Array(items) if items.len() > crate::tokens::jwks::MAX_KEYS => {
+            Err(ConfigError::new("jwks.keys", "has more than 64 keys"))
+        }
+        Value::Array(items) => match items.iter().position(|k| !k.is_object()) {
+            Some(i) => Err(ConfigError::new(
+                format!("jwks.keys[{i}]"),
+                "must be a JSON object (a JWK)",
+            )),
+            None => Ok(()),
+        },
+        _ => Err(ConfigError::new("jwks.keys", "must be an array")),
     }
-    let inline_keys = match &raw.jwks {
+}
+
+fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, format!("must be {min} to {max}")))
+    }
+}
+
+/// The keys: a key of the inline JWKS that cannot be used is skipped with a warning (a JWT
+/// it would have verified is refused: never a pass).
+fn endpoint(
+    field: &str,
+    url: Option<&str>,
+    raw: &RawConfig,
+) -> Result<Option<Endpoint>, ConfigError> {
+    url.map(|url| Endpoint::parse(url, &raw.upstreams).map_err(|m| ConfigError::new(field, m)))
+        .transpose()
+}
+
+fn key_settings(
+    raw: &RawConfig,
+    endpoint: Option<Endpoint>,
+    warnings: &mut Vec<String>,
+) -> KeySettings {
+    let inline = match &raw.jwks {
         None => KeySet::default(),
         Some(value) => {
-            let keys = KeySet::from_jwks(value, &raw.jwt_algorithms)
-                .map_err(|e| ConfigError::new(format!("jwks{}", e.path), e.message))?;
-            // Inline keys may be empty when the endpoint provides them.
+            let (keys, skipped) = KeySet::from_jwks(value, &raw.jwt_algorithms);
+            for e in skipped {
+                warnings.push(format!("jwks{}: {}; skipped", e.path, e.message));
+            }
             if keys.is_empty() && raw.jwks_endpoint.is_none() {
-                return Err(ConfigError::new(
-                    "jwks.keys",
-                    "holds no signature key usable with jwt_algorithms",
-                ));
+                warnings.push(
+                    "jwks holds no key usable with jwt_algorithms and there is no \
+                     jwks_endpoint: every JWT will be refused"
+                        .to_string(),
+                );
             }
             keys
         }
     };
-    let jwks_endpoint = raw
-        .jwks_endpoint
-        .as_deref()
-        .map(|url| {
-            Endpoint::parse(url, &raw.upstreams).map_err(|m| ConfigError::new("jwks_endpoint", m))
-        })
-        .transpose()?;
-    Ok(BearerSettings {
-        issuer,
+    KeySettings {
         algorithms: raw.jwt_algorithms.clone(),
-        typ_strict: raw.jwt_typ_strict,
-        inline_keys,
-        jwks_endpoint,
+        inline,
+        endpoint,
         refresh_interval: raw.jwks_refresh_interval,
         rediscovery_lifetime: raw.rediscovery_lifetime,
-    })
+    }
 }
 
-fn introspection_settings(
+/// Pairs claims with header names by position. Lists of different lengths cannot be refused
+/// by the schema: an unpaired claim is dropped, an unpaired header is always cleared (so a
+/// client's copy never survives), both with a warning. The header the signed introspection
+/// response goes in wins over a claim header of the same name.
+fn upstream_headers(
     raw: &RawConfig,
-    issuer: Option<String>,
-) -> Result<IntrospectionSettings, ConfigError> {
-    let url = raw.introspection_endpoint.as_deref().ok_or_else(|| {
-        ConfigError::new(
-            "introspection_endpoint",
-            "is required when auth_methods includes \"introspection\"",
-        )
-    })?;
-    let endpoint = Endpoint::parse(url, &raw.upstreams)
-        .map_err(|m| ConfigError::new("introspection_endpoint", m))?;
-    let client_id = optional_nonempty("client_id", raw.client_id.as_deref())?
-        .ok_or_else(|| ConfigError::new("client_id", "is required for introspection"))?;
-    let client_secret = optional_nonempty("client_secret", raw.client_secret.as_deref())?
-        .ok_or_else(|| ConfigError::new("client_secret", "is required for introspection"))?;
-    Ok(IntrospectionSettings {
-        endpoint,
-        client_id,
-        client_secret,
-        client_auth: raw.client_auth,
-        issuer,
-        cache_ttl: raw.cache_introspection,
-    })
-}
-
-fn upstream_headers(raw: &RawConfig) -> Result<Vec<(String, String)>, ConfigError> {
+    introspection: &Option<IntrospectionSettings>,
+    warnings: &mut Vec<String>,
+) -> Vec<(Option<String>, String)> {
     let (claims, names) = (&raw.upstream_headers_claims, &raw.upstream_headers_names);
     if claims.len() != names.len() {
-        return Err(ConfigError::new(
-            "upstream_headers_names",
-            format!(
-                "has {} entries but upstream_headers_claims has {}; they pair up by position",
-                names.len(),
-                claims.len()
-            ),
+        warnings.push(format!(
+            "upstream_headers_names has {} entries and upstream_headers_claims {}: they pair up \
+             by position; an unpaired claim is not sent, an unpaired header is always removed",
+            names.len(),
+            claims.len()
         ));
     }
-    check_strings("upstream_headers_claims", claims, |_| true)?;
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(claims.len());
-    for (i, (claim, name)) in claims.iter().zip(names).enumerate() {
+    let jwt_header = introspection
+        .as_ref()
+        .and_then(|i| i.signed.as_ref())
+        .and_then(|s| s.forward_header.clone());
+    let mut pairs = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
         let lower = name.to_ascii_lowercase();
-        if !is_header_name(&lower) {
-            return Err(ConfigError::new(
-                format!("upstream_headers_names[{i}]"),
-                "is not a valid HTTP header name",
+        if jwt_header.as_deref() == Some(lower.as_str()) {
+            warnings.push(format!(
+                "upstream_headers_names[{i}] is upstream_introspection_jwt_header too: it \
+                 carries the signed introspection response"
             ));
-        }
-        if RESERVED_HEADERS.contains(&lower.as_str()) {
-            return Err(ConfigError::new(
-                format!("upstream_headers_names[{i}]"),
-                format!("\"{lower}\" may not be set from a claim"),
-            ));
+            continue;
         }
         if pairs.iter().any(|(_, n)| *n == lower) {
-            return Err(ConfigError::new(
-                format!("upstream_headers_names[{i}]"),
-                "names a header twice",
+            warnings.push(format!(
+                "upstream_headers_names[{i}] names a header already listed (case-insensitive); \
+                 the first one is used"
             ));
+            continue;
         }
-        pairs.push((claim.clone(), lower));
+        pairs.push((claims.get(i).cloned(), lower));
     }
-    Ok(pairs)
+    pairs
+}
+
+/// A header name the filter may set: RFC 9110 token characters, not one of the reserved
+/// headers (case-insensitive).
+fn check_settable_header(field: &str, name: &str) -> Result<(), ConfigError> {
+    let lower = name.to_ascii_lowercase();
+    if !is_header_name(&lower) {
+        return Err(ConfigError::new(field, "is not a valid HTTP header name"));
+    }
+    if RESERVED_HEADERS.contains(&lower.as_str()) {
+        return Err(ConfigError::new(
+            field,
+            format!("\"{lower}\" may not be set by the filter"),
+        ));
+    }
+    Ok(())
 }
 
 /// An `upstreams` entry: the key a URL authority, the value an Envoy cluster name or
@@ -423,14 +651,33 @@ fn check_upstream(authority: &str, upstream: &str) -> Result<(), ConfigError> {
 const WIDE_V4_PREFIX: u8 = 8;
 const WIDE_V6_PREFIX: u8 = 32;
 
-fn cert_source(raw: &RawCertSource, warnings: &mut Vec<String>) -> Result<CertSource, ConfigError> {
+fn cert_source(
+    raw: &RawCertSource,
+    written: &Written,
+    warnings: &mut Vec<String>,
+) -> Result<CertSource, ConfigError> {
+    let need = |field: &str| {
+        ConfigError::new(
+            format!("client_certificate.{field}"),
+            "is required with \"source\": \"header\"",
+        )
+    };
+    check_cert_fields(raw)?;
     match raw.source {
         CertSourceKind::Connection => {
-            if raw.header.is_some() || raw.format.is_some() || !raw.trusted_ips.is_empty() {
-                return Err(ConfigError::new(
-                    "client_certificate",
-                    "header, format and trusted_ips are only used with \"source\": \"header\"",
-                ));
+            for f in [
+                "header",
+                "format",
+                "trusted_ips",
+                "ca_certificates",
+                "allow_partial_chain",
+                "crls",
+            ] {
+                if written.cert.iter().any(|w| w == f) {
+                    warnings.push(format!(
+                        "client_certificate.{f} is not used: the source is the connection"
+                    ));
+                }
             }
             Ok(CertSource::Connection)
         }
@@ -438,37 +685,31 @@ fn cert_source(raw: &RawCertSource, warnings: &mut Vec<String>) -> Result<CertSo
             let name = raw
                 .header
                 .as_deref()
-                .map(str::to_ascii_lowercase)
-                .filter(|n| is_header_name(n))
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "client_certificate.header",
-                        "a valid header name is required with source header",
-                    )
-                })?;
-            let format = raw.format.ok_or_else(|| {
-                ConfigError::new(
-                    "client_certificate.format",
-                    "is required with source header",
-                )
-            })?;
+                .ok_or_else(|| need("header"))?
+                .to_ascii_lowercase();
+            let format = raw.format.ok_or_else(|| need("format"))?;
             if raw.trusted_ips.is_empty() {
                 return Err(ConfigError::new(
                     "client_certificate.trusted_ips",
                     "must list the proxies allowed to set the header (CIDR or address)",
                 ));
             }
+            let ca = raw
+                .ca_certificates
+                .as_deref()
+                .ok_or_else(|| need("ca_certificates"))?;
+
             let mut trusted = Vec::with_capacity(raw.trusted_ips.len());
             for (i, s) in raw.trusted_ips.iter().enumerate() {
                 let field = format!("client_certificate.trusted_ips[{i}]");
-                let net = parse_net(s)
-                    .ok_or_else(|| ConfigError::new(&field, "is not an IP address or CIDR"))?;
-                if net.prefix_len() == 0 {
-                    return Err(ConfigError::new(
-                        field,
-                        "a /0 block makes every client a trusted proxy; list the proxies",
+                // What the schema cannot tell: an entry that is no address or block trusts
+                // no one.
+                let Some(net) = parse_net(s) else {
+                    warnings.push(format!(
+                        "{field} is not an IP address or CIDR block; skipped"
                     ));
-                }
+                    continue;
+                };
                 let wide = match net {
                     IpNet::V4(_) => net.prefix_len() < WIDE_V4_PREFIX,
                     IpNet::V6(_) => net.prefix_len() < WIDE_V6_PREFIX,
@@ -481,20 +722,88 @@ fn cert_source(raw: &RawCertSource, warnings: &mut Vec<String>) -> Result<CertSo
                 }
                 trusted.push(net);
             }
+            if trusted.is_empty() {
+                warnings.push(
+                    "client_certificate.trusted_ips holds no usable entry: no certificate \
+                     header will be believed"
+                        .to_string(),
+                );
+            }
+            let trust = TrustStore::new(ca, raw.crls.as_deref(), raw.allow_partial_chain, warnings);
             Ok(CertSource::Header {
+                chain_header: (format == HeaderFormat::Rfc9440).then(|| format!("{name}-chain")),
                 name,
                 format,
                 trusted,
+                trust: Arc::new(trust),
             })
         }
     }
 }
 
+/// The syntax the schema gives each member of `client_certificate`, whatever the source.
+fn check_cert_fields(raw: &RawCertSource) -> Result<(), ConfigError> {
+    if raw.header.as_deref().is_some_and(|h| !is_header_name(h)) {
+        return Err(ConfigError::new(
+            "client_certificate.header",
+            "is not a valid HTTP header name",
+        ));
+    }
+    check_strings("client_certificate.trusted_ips", &raw.trusted_ips, |_| true)?;
+    for (i, s) in raw.trusted_ips.iter().enumerate() {
+        if ends_in_zero_prefix(s) {
+            return Err(ConfigError::new(
+                format!("client_certificate.trusted_ips[{i}]"),
+                "a /0 block makes every client a trusted proxy; list the proxies",
+            ));
+        }
+    }
+    // PEM blocks: at least the opening line of one.
+    if raw
+        .ca_certificates
+        .as_deref()
+        .is_some_and(|c| !c.contains("-----BEGIN CERTIFICATE-----"))
+    {
+        return Err(ConfigError::new(
+            "client_certificate.ca_certificates",
+            "must hold PEM CERTIFICATE blocks",
+        ));
+    }
+    if raw
+        .crls
+        .as_deref()
+        .is_some_and(|c| !c.contains("-----BEGIN X509 CRL-----"))
+    {
+        return Err(ConfigError::new(
+            "client_certificate.crls",
+            "must hold PEM X509 CRL blocks",
+        ));
+    }
+    Ok(())
+}
+
+/// `/0`, `/00`, ...: the schema's pattern for these.
+fn ends_in_zero_prefix(s: &str) -> bool {
+    s.rsplit_once('/').is_some_and(|(_, p)| {
+        let p = p.trim_end();
+        !p.is_empty() && p.bytes().all(|b| b == b'0')
+    })
+}
+
+/// An address or a CIDR block: digits only in the prefix, the prefix no longer than the
+/// address.
 fn parse_net(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    match s.split_once('/') {
+        None => s.parse::<IpAddr>().ok().map(IpNet::from),
+        Some((addr, prefix)) => {
+            let addr = addr.parse::<IpAddr>().ok()?;
+            if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            IpNet::new(addr, prefix.parse().ok()?).ok()
+        }
+    }
 }
 
 fn optional_nonempty(field: &str, value: Option<&str>) -> Result<Option<String>, ConfigError> {

@@ -45,27 +45,48 @@ pub struct RawCertSource {
     /// `connection`: the certificate of the request's mutual-TLS connection, read from the host
     /// (Envoy: `connection.sha256_peer_certificate_digest` or `connection.peer_certificate`; Kong:
     /// `ngx.ssl_client_raw_cert`). `header`: a header set by a trusted TLS-terminating proxy in
-    /// front of the gateway; then `header`, `format` and `trusted_ips` are required, and they are
-    /// refused with `connection`. Default: `connection`.
+    /// front of the gateway; then `header`, `format`, `trusted_ips` and `ca_certificates` are
+    /// required. With `connection` they are not used (a warning at start-up). Default:
+    /// `connection`.
     pub source: CertSourceKind,
     /// With source `header`: the request header carrying the certificate, e.g. `client-cert` (RFC
-    /// 9440) or `x-forwarded-client-cert` (Envoy XFCC); case-insensitive. The header is removed
-    /// before the request goes upstream; one sent twice is ignored. No default.
+    /// 9440) or `x-forwarded-client-cert` (Envoy XFCC); case-insensitive. With `rfc9440`,
+    /// intermediates come in `<header>-chain` (RFC 9440 `Client-Cert-Chain`). The headers are
+    /// removed before the request goes upstream; one sent twice is ignored. No default.
     pub header: Option<String>,
     /// With source `header`: how the header encodes the certificate. `rfc9440`: `:<base64 DER>:`
     /// (RFC 9440 Client-Cert). `xfcc`: Envoy x-forwarded-client-cert holding exactly one element,
-    /// written by a front Envoy with `forward_client_cert_details: SANITIZE_SET`: its `Hash=` (a
-    /// `Cert=` must agree with it); a second element, a repeated `Hash`/`Cert` or a stray quote
-    /// make the header unusable (a client can write `,` and `;` into its own certificate's SANs,
-    /// which Envoy does not escape). `url_encoded_pem`: URL-encoded PEM (nginx
-    /// `$ssl_client_escaped_cert`). `base64_der`: base64 of the DER certificate. No default.
+    /// written by a front Envoy with `forward_client_cert_details: SANITIZE_SET` and `cert: true`:
+    /// its `Cert=` (needed for the CA check), which must agree with its `Hash=`, and its `Chain=`;
+    /// a second element, a repeated `Hash`/`Cert`/`Chain` or a stray quote make the header unusable
+    /// (a client can write `,` and `;` into its own certificate's SANs, which Envoy does not
+    /// escape). `url_encoded_pem`: URL-encoded PEM (nginx `$ssl_client_escaped_cert`).
+    /// `base64_der`: base64 of the DER certificate. No default.
     pub format: Option<HeaderFormat>,
     /// With source `header`: the peers allowed to set the header, as IP addresses or CIDR blocks
     /// (`10.0.0.0/8`, `2001:db8::/32`), at least one. From any other peer the header is ignored and
     /// the request has no certificate. A `/0` block is refused (it would trust every client); one
-    /// wider than /8 (IPv4) or /32 (IPv6) is warned about at start-up. Default: none.
+    /// wider than /8 (IPv4) or /32 (IPv6) is warned about at start-up, and an entry that is no
+    /// address or block is skipped with a warning. Default: none.
     #[serde(deserialize_with = "list")]
     pub trusted_ips: Vec<String>,
+    /// With source `header`: the CA certificates (PEM, one or more `CERTIFICATE` blocks, inline:
+    /// the filter reads no files) a header certificate must chain to, with the intermediates the
+    /// header carries. The certificate must be within its validity and allow client authentication
+    /// (every certificate of the path, when they name extended key usages), else 401. Without
+    /// `allow_partial_chain` only self-issued CAs are trust anchors and the others serve as
+    /// intermediates. A block that is not a usable CA certificate is skipped with a warning.
+    /// Required with source `header`. No default.
+    pub ca_certificates: Option<String>,
+    /// With source `header`: when true, every certificate in `ca_certificates` is a trust anchor,
+    /// an intermediate CA included (OpenSSL's partial-chain flag, Kong's `allow_partial_chain`).
+    /// Default: false.
+    pub allow_partial_chain: bool,
+    /// With source `header`: certificate revocation lists (PEM, one or more `X509 CRL` blocks,
+    /// inline). When set, the header certificate's issuer must have a CRL here and the certificate
+    /// must not be on it, else 401. A CRL that cannot be used is warned about (its CA's
+    /// certificates are then refused). No default (no revocation check).
+    pub crls: Option<String>,
 }
 
 /// The configuration exactly as the user writes it. Field docs are the reference; the JSON
@@ -88,13 +109,14 @@ pub struct RawConfig {
     /// 7662); needs `client_id` and `client_secret`. With both, a token that looks like a JWT
     /// (three base64url segments whose header is a JSON object with `alg`) is verified locally and
     /// any other token is introspected; with `introspection` alone every token, JWT or not, is
-    /// introspected. Default: `["bearer"]`.
+    /// introspected. Settings of a method that is off are not used (a warning at start-up names
+    /// each one). Default: `["bearer"]`.
     #[serde(deserialize_with = "list")]
     pub auth_methods: Vec<AuthMethod>,
     /// The IdP's issuer identifier, compared exactly (no normalisation) with the `iss` claim.
-    /// Required when `auth_methods` includes `bearer`: a JWT must carry this `iss`. With
-    /// `introspection`, when set, an `iss` member in the introspection response must equal it (an
-    /// absent one passes). No default.
+    /// Required when `auth_methods` includes `bearer` (a JWT must carry this `iss`) and with
+    /// `introspection_jwt` (the signed response's `iss`). With `introspection`, when set, an `iss`
+    /// member in the introspection response must equal it (an absent one passes). No default.
     pub issuer: Option<String>,
     /// Audiences accepted: the token's `aud` (string or array) must contain at least one of them;
     /// when empty, the audience is not checked. Each entry is a non-empty string. Default: none (no
@@ -114,36 +136,41 @@ pub struct RawConfig {
     /// case-insensitive). When false, `typ: JWT` or no `typ` is accepted too, for IdPs that do not
     /// issue RFC 9068 tokens. Used with `bearer`. Default: true.
     pub jwt_typ_strict: bool,
-    /// JWT signature algorithms accepted, case-sensitive. A token whose header names another
-    /// algorithm is refused before any key lookup, and keys are only used for the algorithms listed
-    /// here. `none` and HMAC are never accepted. With `bearer`, at least one. Default: all nine.
+    /// Signature algorithms accepted for JWT access tokens and signed introspection responses,
+    /// case-sensitive, at least one. A token whose header names another algorithm is refused before
+    /// any key lookup, and keys are only used for the algorithms listed here. `none` and HMAC are
+    /// never accepted. Default: all nine.
     #[serde(deserialize_with = "list")]
     pub jwt_algorithms: Vec<Alg>,
     /// A static JSON Web Key Set (RFC 7517), `{"keys": [...]}`, of the IdP's public signing keys
     /// (RSA, EC P-256/P-384, Ed25519), at most 64 keys. Keys with `use` other than `sig` and key
-    /// types certbound does not verify with are skipped; a malformed signature key refuses the
-    /// whole configuration, and the set must hold at least one key usable with `jwt_algorithms`.
-    /// Only with `bearer`; with `jwks_endpoint` as well, both sets are tried (inline keys first).
-    /// No default.
+    /// types certbound does not verify with are skipped; a key that does not decode is skipped with
+    /// a warning at start-up (as is a set with no key usable with `jwt_algorithms` and no
+    /// `jwks_endpoint`: every JWT would be refused). Used with `bearer` and `introspection_jwt`;
+    /// with `jwks_endpoint` as well, both sets are tried (inline keys first). No default.
     pub jwks: Option<serde_json::Value>,
-    /// The IdP's JWKS URL (http or https, no credentials or fragment in it), e.g.
+    /// The IdP's JWKS URL: `http` or `https`, a host name or bracketed IPv6 address, an optional
+    /// port (1 to 65535), an optional path and query; no credentials or fragment. E.g.
     /// `https://idp.example:8443/jwks`. Fetched at start-up, every `jwks_refresh_interval` seconds,
-    /// and when a token names an unknown `kid` (at most once per `rediscovery_lifetime`). With
-    /// `bearer`, `jwks` or `jwks_endpoint` (or both) is required; without `bearer` it is refused.
-    /// No default.
+    /// and when a token names a `kid` the worker does not have (at most once per
+    /// `rediscovery_lifetime`); one fetch at a time per worker, owned by the worker. With `bearer`
+    /// or `introspection_jwt`, `jwks` or `jwks_endpoint` (or both) is required. No default.
     pub jwks_endpoint: Option<String>,
-    /// Seconds between periodic fetches of `jwks_endpoint`. At least 10. Default: 600.
+    /// Seconds between periodic fetches of `jwks_endpoint`. 10 to 604800. Default: 600.
     pub jwks_refresh_interval: u64,
-    /// Cool-down, in seconds, between JWKS fetches triggered by a token with an unknown `kid`, and
-    /// after a failed fetch: a flood of random kids reaches the IdP at most once per this period.
-    /// At least 1. Default: 30.
+    /// Cool-down, in seconds, counted from the end of the last JWKS fetch, before a token with an
+    /// unknown `kid` may cause another: a flood of random kids reaches the IdP at most once per
+    /// this period. While a worker has no keys at all, failed fetches are retried after 1, 2, 4,
+    /// ... seconds, never more than this. 1 to 86400. Default: 30.
     pub rediscovery_lifetime: u64,
-    /// The IdP's token introspection URL (RFC 7662; http or https, no credentials or fragment in
-    /// it), e.g. `https://idp.example:8443/token/introspection`. Required when `auth_methods`
-    /// includes `introspection`, refused otherwise. No default.
+    /// The IdP's token introspection URL (RFC 7662): `http` or `https`, a host name or bracketed
+    /// IPv6 address, an optional port (1 to 65535), an optional path and query; no credentials or
+    /// fragment. E.g. `https://idp.example:8443/token/introspection`. Required when `auth_methods`
+    /// includes `introspection`. No default.
     pub introspection_endpoint: Option<String>,
-    /// The gateway's client id at the IdP, used to authenticate introspection calls. Required
-    /// (non-empty) with `introspection`. No default.
+    /// The gateway's client id at the IdP, used to authenticate introspection calls; the `aud` a
+    /// signed introspection response must carry. Required (non-empty) with `introspection`. No
+    /// default.
     pub client_id: Option<String>,
     /// The gateway's client secret at the IdP, for introspection calls. Required (non-empty) with
     /// `introspection`. Never logged. No default.
@@ -156,6 +183,19 @@ pub struct RawConfig {
     /// token itself), and never past the token's `exp`; 0 disables the cache. The binding,
     /// audience, scopes and lifetime are re-checked on every cache hit. At most 86400. Default: 60.
     pub cache_introspection: u64,
+    /// When true, introspection asks for a signed JWT response (RFC 9701, `Accept:
+    /// application/token-introspection+jwt`) and uses its `token_introspection` claims only after
+    /// checking it: `typ` `token-introspection+jwt`, a signature by the IdP's keys
+    /// (`jwks`/`jwks_endpoint`, `jwt_algorithms`), `iss` equal to `issuer`, `aud` equal to
+    /// `client_id`, and an `iat` at most `leeway` + 60 seconds old. Needs `issuer` and keys. Used
+    /// with `introspection`. Default: false.
+    pub introspection_jwt: bool,
+    /// With `introspection_jwt`: the request header the signed introspection response is forwarded
+    /// upstream in, so the upstream can verify the caller's identity itself (as Kong's
+    /// `upstream_introspection_jwt_header`); a client's copy is replaced, and a request carrying it
+    /// twice is refused. A valid HTTP header name, not a reserved one (see
+    /// `upstream_headers_names`). No default (not forwarded).
+    pub upstream_introspection_jwt_header: Option<String>,
     /// Number of slots of each of the filter's two caches: introspection answers (shared or per
     /// worker, see `shared_cache`) and, per worker, JWTs whose signature was verified (their
     /// signature is not checked again until `exp`; every other check is). Fixed-size caches: a new
@@ -183,15 +223,17 @@ pub struct RawConfig {
     /// `upstream_headers_names`: claim `upstream_headers_claims[i]` goes into header
     /// `upstream_headers_names[i]`. A string claim is sent as is, an array of strings
     /// space-separated, other values as JSON; a claim that is absent (or holds control characters)
-    /// removes the header. Each entry is a non-empty claim name. Default: none.
+    /// removes the header. Each entry is a non-empty claim name. Lists of different lengths are
+    /// warned about: an unpaired claim is not sent. Default: none.
     #[serde(deserialize_with = "list")]
     pub upstream_headers_claims: Vec<String>,
-    /// Request header names set from `upstream_headers_claims`, which must have the same number of
-    /// entries. Any copy of these headers sent by the client is replaced, and a request carrying
-    /// one of them twice is refused. Valid HTTP header names, each at most once (case-insensitive);
-    /// reserved headers may not be named: authorization, host, connection, content-length,
-    /// content-type, transfer-encoding, te, upgrade, keep-alive, proxy-authorization, cookie,
-    /// x-forwarded-client-cert, client-cert, client-cert-chain. Default: none.
+    /// Request header names set from `upstream_headers_claims`. Any copy of these headers sent by
+    /// the client is replaced, and a request carrying one of them twice is refused; a name without
+    /// a claim is always removed. Valid HTTP header names, each at most once (a name repeated in
+    /// another case is warned about and used once); reserved headers may not be named:
+    /// authorization, host, connection, content-length, content-type, transfer-encoding, te,
+    /// upgrade, keep-alive, proxy-authorization, cookie, x-forwarded-client-cert, client-cert,
+    /// client-cert-chain, dpop. Default: none.
     #[serde(deserialize_with = "list")]
     pub upstream_headers_names: Vec<String>,
     /// The `realm` of the `WWW-Authenticate: Bearer` challenge in 401 and 403 responses. Non-empty
@@ -227,6 +269,8 @@ impl Default for RawConfig {
             client_secret: None,
             client_auth: ClientAuth::ClientSecretBasic,
             cache_introspection: DEFAULT_CACHE_TTL,
+            introspection_jwt: false,
+            upstream_introspection_jwt_header: None,
             cache_max_entries: DEFAULT_CACHE_ENTRIES,
             shared_cache: true,
             http_timeout: DEFAULT_HTTP_TIMEOUT_MS,

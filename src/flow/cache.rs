@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 /// Largest payload stored; bigger answers are simply not cached.
-pub const MAX_PAYLOAD: usize = 2 * 1024;
+pub const MAX_PAYLOAD: usize = 4 * 1024;
 /// Entry layout: magic, token hash, written at, expires at (big-endian seconds), payload.
 /// Entries of another layout (an older filter's, in shared data) are misses.
 const MAGIC: &[u8; 4] = b"cb2\0";

@@ -5,7 +5,9 @@
 //! signature check. Nothing here touches the host; `request` applies the step.
 
 use crate::binding;
-use crate::config::{BearerSettings, IntrospectionSettings, Settings};
+use crate::config::{
+    BearerSettings, IntrospectionSettings, KeySettings, Settings, SignedIntrospection,
+};
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{Store, TokenHash};
 use crate::flow::extract::Presented;
@@ -19,15 +21,24 @@ use crate::tokens::jwks::KeySet;
 use crate::tokens::jwt::{self, JwtRules, UnverifiedJwt};
 use crate::tokens::policy;
 
+/// What an allowed request goes upstream with.
+#[derive(Debug)]
+pub struct Verdict {
+    /// The token's claims: the identity headers come from them.
+    pub claims: Claims,
+    /// The signed introspection response (RFC 9701) the claims came in, to forward.
+    pub signed_introspection: Option<String>,
+}
+
 /// The next step for a request.
 #[derive(Debug)]
 pub enum Step {
-    /// Let it through with these claims (identity headers come from them).
-    Allow(Claims),
+    Allow(Verdict),
     Deny(Rejection),
-    /// The token's key is not in hand: wait for the worker's JWKS fetch, then decide again
-    /// with `Phase::KeysFetched`.
-    NeedKeys,
+    /// A key is not in hand: wait for the worker's JWKS fetch, then decide again with
+    /// `Phase::KeysFetched` (on the introspection answer held here, when it is that answer's
+    /// signature that needs the key).
+    NeedKeys(Option<CallOutcome>),
     /// Ask the IdP about the token; `introspected` decides on the answer.
     Introspect(OutboundRequest),
 }
@@ -67,7 +78,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(step: Step) -> Decision {
+    pub(crate) fn new(step: Step) -> Decision {
         Decision {
             step,
             notes: Vec::new(),
@@ -105,7 +116,7 @@ impl View<'_> {
 
 /// How a token is validated.
 enum Route<'a> {
-    Jwt(&'a BearerSettings),
+    Jwt(&'a BearerSettings, &'a KeySettings),
     Introspect(&'a IntrospectionSettings),
 }
 
@@ -113,9 +124,11 @@ enum Route<'a> {
 /// `bearer` is on; everything else is introspected when `introspection` is on. With only
 /// introspection enabled every token, JWT or not, is introspected.
 fn route<'a>(settings: &'a Settings, token: &str) -> Result<Route<'a>, Rejection> {
-    match (&settings.bearer, &settings.introspection) {
-        (Some(bearer), _) if jwt::header_of(token).is_some() => Ok(Route::Jwt(bearer)),
-        (_, Some(intro)) => Ok(Route::Introspect(intro)),
+    match (&settings.bearer, &settings.keys, &settings.introspection) {
+        (Some(bearer), Some(keys), _) if jwt::header_of(token).is_some() => {
+            Ok(Route::Jwt(bearer, keys))
+        }
+        (_, _, Some(intro)) => Ok(Route::Introspect(intro)),
         _ => Err(Rejection::NotAJwt),
     }
 }
@@ -125,17 +138,36 @@ pub fn decide(presented: &Presented, view: &View<'_>, phase: Phase) -> Decision 
     let mut notes = Vec::new();
     let step = match route(view.settings(), &presented.token) {
         Err(r) => Step::Deny(r),
-        Ok(Route::Jwt(bearer)) => check_jwt(presented, bearer, view, phase, &mut notes),
+        Ok(Route::Jwt(bearer, keys)) => check_jwt(presented, bearer, keys, view, phase, &mut notes),
         Ok(Route::Introspect(intro)) => check_opaque(presented, intro, view, &mut notes),
     };
     Decision { step, notes }
 }
 
-/// The decision on the introspection endpoint's answer.
-pub fn introspected(presented: &Presented, outcome: &CallOutcome, view: &View<'_>) -> Decision {
+/// The decision on the introspection endpoint's answer (its signature checked first, when
+/// signed responses are configured).
+pub fn introspected(
+    presented: &Presented,
+    outcome: &CallOutcome,
+    view: &View<'_>,
+    phase: Phase,
+) -> Decision {
     let settings = view.settings();
-    let answer = match introspection::parse(outcome) {
-        Ok(answer) => answer,
+    let Some(intro) = &settings.introspection else {
+        return Decision::deny(Rejection::IntrospectionUnavailable);
+    };
+    let parsed = match &intro.signed {
+        None => introspection::parse(outcome).map(|a| (a, None)),
+        Some(signed) => match verify_signed(outcome, intro, signed, view, phase) {
+            Signed::Answer(answer, jwt) => Ok((answer, Some(jwt))),
+            Signed::NeedKeys => {
+                return Decision::new(Step::NeedKeys(Some(outcome.clone())));
+            }
+            Signed::Failed(failure) => Err(failure),
+        },
+    };
+    let (answer, jwt) = match parsed {
+        Ok(parsed) => parsed,
         Err(failure) => {
             return Decision {
                 step: Step::Deny(Rejection::IntrospectionUnavailable),
@@ -147,43 +179,124 @@ pub fn introspected(presented: &Presented, outcome: &CallOutcome, view: &View<'_
         }
     };
     let mut notes = Vec::new();
-    if let Some(intro) = &settings.introspection {
-        let kept = introspection::cacheable(&answer, &settings.upstream_headers);
-        if let Some(until) = introspection::cache_until(&kept, view.now, intro.cache_ttl) {
-            notes.push(Note::Answer {
-                hash: TokenHash::of(&presented.token),
-                now: view.now,
-                until,
-                payload: introspection::encode(&kept),
-                // Random tokens (all inactive) must not flush the answers of real clients.
-                inactive: kept == Answer::Inactive,
-            });
-        }
+    let kept = introspection::cacheable(&answer, &settings.upstream_headers);
+    if let Some(until) = introspection::cache_until(&kept, view.now, intro.cache_ttl) {
+        notes.push(Note::Answer {
+            hash: TokenHash::of(&presented.token),
+            now: view.now,
+            until,
+            payload: introspection::encode(&kept, jwt.as_deref()),
+            // Random tokens (all inactive) must not flush the answers of real clients.
+            inactive: kept == Answer::Inactive,
+        });
     }
-    let step = finish(check_introspected(settings, &answer, presented, view.now));
+    let step = finish(
+        check_introspected(settings, &answer, presented, view.now),
+        jwt,
+    );
     Decision { step, notes }
 }
 
-fn finish(verdict: Result<Claims, Rejection>) -> Step {
+/// A signed introspection response, checked.
+enum Signed {
+    Answer(Answer, String),
+    NeedKeys,
+    Failed(introspection::Failure),
+}
+
+/// RFC 9701: `typ`, one signature check with the key its `kid` names (keys as for JWT
+/// access tokens), `iss` = `issuer`, `aud` = our client id, `iat` fresh.
+fn verify_signed(
+    outcome: &CallOutcome,
+    intro: &IntrospectionSettings,
+    signed: &SignedIntrospection,
+    view: &View<'_>,
+    phase: Phase,
+) -> Signed {
+    use introspection::Failure;
+    let jwt_text = match introspection::signed_response(outcome) {
+        Ok(jwt) => jwt,
+        Err(f) => return Signed::Failed(f),
+    };
+    let Some(keys) = &view.settings().keys else {
+        return Signed::Failed(Failure::BadSignature("no keys configured"));
+    };
+    let Some(header) = jwt::header_of(&jwt_text) else {
+        return Signed::Failed(Failure::NotSigned);
+    };
+    let Some(alg) =
+        crate::tokens::jwks::Alg::from_name(&header.alg).filter(|a| keys.algorithms.contains(a))
+    else {
+        return Signed::Failed(Failure::BadSignature("algorithm not allowed"));
+    };
+    let remote = view.keys.keys();
+    let sets: Vec<&KeySet> = std::iter::once(&keys.inline).chain(remote).collect();
+    let audience = [intro.client_id.clone()];
+    let rules = JwtRules {
+        issuer: &signed.issuer,
+        algorithms: &keys.algorithms,
+        typ_strict: false,
+        audience_required: &audience,
+        leeway: view.settings().leeway,
+        max_age: Some(introspection::MAX_SIGNED_AGE + view.settings().leeway),
+    };
+    let kid = header.kid.as_deref();
+    let mut candidates = sets.iter().flat_map(|set| set.candidates(kid, alg));
+    let Some(key) = candidates.next() else {
+        return match (&keys.endpoint, phase) {
+            (Some(_), Phase::First)
+                if matches!(
+                    view.keys
+                        .on_missing_key(view.now, keys.rediscovery_lifetime),
+                    Refetch::Wait | Refetch::Fetch
+                ) =>
+            {
+                Signed::NeedKeys
+            }
+            _ => Signed::Failed(Failure::BadSignature("no key for its kid")),
+        };
+    };
+    if kid.is_none() && candidates.next().is_some() {
+        return Signed::Failed(Failure::BadSignature("no kid, and several keys fit"));
+    }
+    match jwt::verify_signature(&jwt_text, key, &rules, view.now) {
+        Ok(()) => match introspection::signed_answer(&jwt_text) {
+            Ok(answer) => Signed::Answer(answer, jwt_text),
+            Err(f) => Signed::Failed(f),
+        },
+        Err(r) => Signed::Failed(Failure::BadSignature(r.reason())),
+    }
+}
+
+fn finish(verdict: Result<Claims, Rejection>, signed_introspection: Option<String>) -> Step {
     match verdict {
-        Ok(claims) => Step::Allow(claims),
+        Ok(claims) => Step::Allow(Verdict {
+            claims,
+            signed_introspection,
+        }),
         Err(r) => Step::Deny(r),
     }
 }
 
-fn jwt_rules<'a>(settings: &'a Settings, bearer: &'a BearerSettings) -> JwtRules<'a> {
+fn jwt_rules<'a>(
+    settings: &'a Settings,
+    bearer: &'a BearerSettings,
+    keys: &'a KeySettings,
+) -> JwtRules<'a> {
     JwtRules {
         issuer: &bearer.issuer,
-        algorithms: &bearer.algorithms,
+        algorithms: &keys.algorithms,
         typ_strict: bearer.typ_strict,
         audience_required: &settings.audience_required,
         leeway: settings.leeway,
+        max_age: None,
     }
 }
 
 fn check_jwt(
     presented: &Presented,
     bearer: &BearerSettings,
+    keys: &KeySettings,
     view: &View<'_>,
     phase: Phase,
     notes: &mut Vec<Note>,
@@ -192,7 +305,7 @@ fn check_jwt(
     let now = view.now;
     // Every check that needs no key, then the binding: only a token that passes them all is
     // worth a key lookup (which may cost an IdP call) and a signature check.
-    let unverified = match jwt::inspect(&presented.token, &jwt_rules(settings, bearer), now)
+    let unverified = match jwt::inspect(&presented.token, &jwt_rules(settings, bearer, keys), now)
         .and_then(|u| {
             binding::check_certificate(settings.pop, &u.claims, presented.certificate.as_ref())
                 .map(|()| u)
@@ -203,15 +316,16 @@ fn check_jwt(
     let hash = TokenHash::of(&presented.token);
     if view.worker.signature_verified(&hash, now) {
         notes.push(Note::Count(Metric::JwtCacheHits));
-        return finish(accept_verified(settings, unverified.claims));
+        return finish(accept_verified(settings, unverified.claims), None);
     }
     if view.worker.signature_failed(&hash, now) {
         return Step::Deny(Rejection::BadSignature);
     }
     let exp = unverified.claims.time("exp").ok().flatten().unwrap_or(now);
     let remote = view.keys.keys();
-    let sets: Vec<&KeySet> = std::iter::once(&bearer.inline_keys).chain(remote).collect();
-    let signature = verify(settings, bearer, &presented.token, unverified, &sets, now);
+    let sets: Vec<&KeySet> = std::iter::once(&keys.inline).chain(remote).collect();
+    let rules = jwt_rules(settings, bearer, keys);
+    let signature = verify(&rules, &presented.token, unverified, &sets, now);
     if !matches!(
         signature,
         Signature::NoKey | Signature::Invalid(Rejection::KeyNotIdentified)
@@ -225,7 +339,7 @@ fn check_jwt(
                 now,
                 until: exp.saturating_add(settings.leeway),
             });
-            finish(accept_verified(settings, claims))
+            finish(accept_verified(settings, claims), None)
         }
         Signature::Invalid(r) => {
             if r == Rejection::BadSignature {
@@ -233,7 +347,7 @@ fn check_jwt(
             }
             Step::Deny(r)
         }
-        Signature::NoKey => match (&bearer.jwks_endpoint, phase) {
+        Signature::NoKey => match (&keys.endpoint, phase) {
             (None, _) => Step::Deny(Rejection::UnknownKey),
             (Some(_), Phase::KeysFetched) => Step::Deny(if remote.is_some() {
                 Rejection::UnknownKey
@@ -241,8 +355,8 @@ fn check_jwt(
                 Rejection::KeysUnavailable
             }),
             (Some(_), Phase::First) => {
-                match view.keys.on_missing_key(now, bearer.rediscovery_lifetime) {
-                    Refetch::Wait | Refetch::Fetch => Step::NeedKeys,
+                match view.keys.on_missing_key(now, keys.rediscovery_lifetime) {
+                    Refetch::Wait | Refetch::Fetch => Step::NeedKeys(None),
                     Refetch::UnknownKey => Step::Deny(Rejection::UnknownKey),
                     Refetch::Unavailable => Step::Deny(Rejection::KeysUnavailable),
                 }
@@ -265,8 +379,7 @@ enum Signature {
 /// but fails jwt-simple's re-check of time or audience on the verified payload gives that
 /// rejection.
 fn verify(
-    settings: &Settings,
-    bearer: &BearerSettings,
+    rules: &JwtRules<'_>,
     token: &str,
     unverified: UnverifiedJwt,
     keysets: &[&KeySet],
@@ -282,7 +395,7 @@ fn verify(
     if kid.is_none() && candidates.next().is_some() {
         return Signature::Invalid(Rejection::KeyNotIdentified);
     }
-    match jwt::verify_signature(token, key, &jwt_rules(settings, bearer), now) {
+    match jwt::verify_signature(token, key, rules, now) {
         Ok(()) => Signature::Valid(unverified.claims),
         Err(r) => Signature::Invalid(r),
     }
@@ -307,9 +420,12 @@ fn check_opaque(
     }
     if intro.cache_ttl > 0 {
         let hash = TokenHash::of(&presented.token);
-        if let Some(answer) = view.worker.cached_answer(view.answers, &hash, view.now) {
+        if let Some((answer, jwt)) = view.worker.cached_answer(view.answers, &hash, view.now) {
             notes.push(Note::Count(Metric::IntrospectionCacheHits));
-            return finish(check_introspected(settings, &answer, presented, view.now));
+            return finish(
+                check_introspected(settings, &answer, presented, view.now),
+                jwt,
+            );
         }
     }
     Step::Introspect(introspection::request(

@@ -38,6 +38,11 @@ pub fn extract(
     let headers = host
         .request_headers()
         .map_err(|e| host_failure(host, "reading the request headers", &e))?;
+    // Kong's engine cuts the list it hands over and forwards the rest unseen: a duplicate or
+    // forged header past the cut could not be caught, so such a request is refused.
+    if engine == Engine::Nginx && headers.len() >= host::NGINX_MAX_HEADER_PAIRS {
+        return Err(Rejection::TooManyHeaders);
+    }
     if reserved_header_abused(settings, &headers) {
         return Err(Rejection::DuplicateIdentityHeader);
     }
@@ -87,8 +92,10 @@ fn client_certificate(
         },
         CertSource::Header {
             name,
+            chain_header,
             format,
             trusted,
+            trust,
         } => {
             let mut values = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
             let Some((_, value)) = values.next() else {
@@ -109,11 +116,38 @@ fn client_certificate(
                 );
                 return Ok(None);
             }
-            match certificate::from_header(value, *format) {
-                Ok(tp) => Ok(Some(tp)),
+            let cert = match certificate::from_header(value, *format) {
+                Ok(cert) => cert,
                 Err(e) => {
                     host.log(LogLevel::Warn, &format!("ignoring {name}: {e}"));
-                    Ok(None)
+                    return Ok(None);
+                }
+            };
+            let mut chain = cert.chain;
+            if let Some(chain_name) = chain_header {
+                let mut chains = headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(chain_name));
+                if let (Some((_, v)), None) = (chains.next(), chains.next()) {
+                    chain.extend(certificate::chain_from_rfc9440(v));
+                }
+            }
+            // Believed only with a path to a configured CA (a hash alone cannot be checked).
+            let Some(der) = cert.der else {
+                host.log(
+                    LogLevel::Info,
+                    &format!("{name} carries no certificate to check against ca_certificates"),
+                );
+                return Err(Rejection::CertificateNotTrusted);
+            };
+            let now = host
+                .now()
+                .map_err(|e| host_failure(host, "reading the clock", &e))?;
+            match trust.verify(&der, &chain, now) {
+                Ok(()) => Ok(Some(cert.thumbprint)),
+                Err(e) => {
+                    host.log(LogLevel::Info, &format!("{name} refused: {e}"));
+                    Err(Rejection::CertificateNotTrusted)
                 }
             }
         }

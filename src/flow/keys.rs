@@ -29,8 +29,6 @@ struct InFlight {
 
 /// Longest back-off between fetches while the worker has no keys.
 pub const MAX_BACKOFF: u64 = 30;
-/// Seconds a fetch asked of the root context may wait for its tick.
-const WANTED_TIMEOUT: u64 = 3;
 
 /// A remote JWKS and its fetch bookkeeping, per worker.
 #[derive(Debug, Default)]
@@ -118,13 +116,10 @@ impl KeyFetcher {
     }
 
     /// Whether the fetch in flight is past its deadline (its response will not come: Kong's
-    /// engine never calls back a root context's call that timed out), or a wanted one never
-    /// started (no tick came).
+    /// engine never calls back a root context's call that timed out). A fetch asked for but
+    /// not started yet is never overdue: the tick that sees it starts it, however late.
     pub fn overdue(&self, now: u64) -> bool {
         self.in_flight.is_some_and(|f| now >= f.deadline)
-            || self
-                .wanted_at
-                .is_some_and(|t| now >= t.saturating_add(WANTED_TIMEOUT))
     }
 
     /// Records the fetch's result. A failed refresh keeps the keys we had: an IdP outage
@@ -216,7 +211,10 @@ mod tests {
         assert!(k.overdue(107));
         let mut k = KeyFetcher::default();
         k.want(100);
-        assert!(!k.overdue(102));
-        assert!(k.overdue(103), "asked for, never started");
+        assert!(
+            !k.overdue(1000),
+            "asked for: the next tick starts it, however late"
+        );
+        assert!(k.refresh_due(1000, 600, 30));
     }
 }

@@ -7,14 +7,14 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::config::CertSource;
-use crate::flow::decider::{self, Decision, Note, Phase, Step, View};
+use crate::endpoint::CallOutcome;
+use crate::flow::decider::{self, Decision, Note, Phase, Step, Verdict, View};
 use crate::flow::extract::{self, Presented};
-use crate::flow::worker::{KeyWait, Worker, call_outcome};
+use crate::flow::worker::{KeyWait, NoWait, Worker, call_outcome};
 use crate::host::{Engine, Host, HostError, LogLevel};
 use crate::reply::metrics::Metric;
 use crate::reply::rejection::Rejection;
 use crate::reply::response;
-use crate::tokens::claims::Claims;
 use crate::tokens::introspection::MAX_RESPONSE_BYTES;
 
 /// What the host callback should return.
@@ -31,10 +31,12 @@ enum Stage {
     #[default]
     Start,
     /// Paused until the worker's JWKS fetch completes: the root context resumes it, or (Kong)
-    /// the fetch is its own call `call`.
+    /// the fetch is its own call `call`. `answer`: a signed introspection answer whose key
+    /// was missing.
     WaitingForKeys {
         presented: Presented,
         call: Option<u32>,
+        answer: Option<CallOutcome>,
     },
     /// Paused until the introspection call `call` answers.
     WaitingForIntrospection { call: u32, presented: Presented },
@@ -71,11 +73,29 @@ impl RequestFilter {
     pub fn on_request_headers(&self, host: &impl Host) -> Flow {
         let core = &self.0;
         let worker = &core.worker;
-        let presented = match extract::extract(&worker.settings, worker.engine(host), host) {
+        let engine = match worker.engine(host) {
+            Ok(engine) => engine,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("the engine cannot be told: {e}"));
+                return core.deny(host, Rejection::HostFailure);
+            }
+        };
+        let presented = match extract::extract(&worker.settings, engine, host) {
             Ok(p) => p,
             Err(r) => return core.deny(host, r),
         };
-        core.decide(host, presented, Phase::First)
+        core.decide(host, presented, None, Phase::First)
+    }
+
+    /// The headers a client may not send (they are set or believed here): for the host
+    /// layer to keep them out of the request's trailers too.
+    pub fn reserved_headers(&self) -> Vec<String> {
+        self.0
+            .worker
+            .settings
+            .reserved_headers()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The response to a call this request dispatched: its introspection call, or (Kong)
@@ -88,18 +108,17 @@ impl RequestFilter {
                 call: ours,
                 presented,
             } if ours == call => {
+                core.worker.introspection_ended();
                 let outcome = call_outcome(host, body_size, MAX_RESPONSE_BYTES);
-                let decision = core.with_view(host, |view| {
-                    decider::introspected(&presented, &outcome, view)
-                });
-                core.apply(host, decision, presented);
+                core.decide(host, presented, Some(outcome), Phase::First);
             }
             Stage::WaitingForKeys {
                 presented,
                 call: Some(ours),
+                answer,
             } if ours == call => {
                 core.worker.on_fetch_response(host, call, body_size);
-                core.decide(host, presented, Phase::KeysFetched);
+                core.decide(host, presented, answer, Phase::KeysFetched);
             }
             // Not the call we wait for: keep waiting for ours.
             other => core.stage.set(other),
@@ -112,10 +131,30 @@ fn clock_failure(host: &impl Host, e: &HostError) -> Decision {
     Decision::deny(Rejection::HostFailure)
 }
 
+impl Drop for RequestCore {
+    /// A request that ends while its introspection call is out (a reset stream on Envoy,
+    /// whose answer then never comes) gives its place back.
+    fn drop(&mut self) {
+        if let Stage::WaitingForIntrospection { .. } = self.stage.get_mut() {
+            self.worker.introspection_ended();
+        }
+    }
+}
+
 impl RequestCore {
-    /// Decides with the worker's current state and applies the step.
-    fn decide(self: &Rc<Self>, host: &impl Host, presented: Presented, phase: Phase) -> Flow {
-        let decision = self.with_view(host, |view| decider::decide(&presented, view, phase));
+    /// Decides with the worker's current state, on what the request presented or on the
+    /// introspection answer it got, and applies the step.
+    fn decide(
+        self: &Rc<Self>,
+        host: &impl Host,
+        presented: Presented,
+        answer: Option<CallOutcome>,
+        phase: Phase,
+    ) -> Flow {
+        let decision = self.with_view(host, |view| match &answer {
+            None => decider::decide(&presented, view, phase),
+            Some(outcome) => decider::introspected(&presented, outcome, view, phase),
+        });
         self.apply(host, decision, presented)
     }
 
@@ -140,17 +179,16 @@ impl RequestCore {
 
     /// The worker's JWKS fetch completed: decide again, as the effective context.
     pub(crate) fn on_keys(self: &Rc<Self>, host: &impl Host) {
-        let presented = match self.stage.take() {
+        match self.stage.take() {
             Stage::WaitingForKeys {
                 presented,
                 call: None,
-            } => presented,
-            other => {
-                self.stage.set(other);
-                return;
+                answer,
+            } => {
+                self.decide(host, presented, answer, Phase::KeysFetched);
             }
-        };
-        self.decide(host, presented, Phase::KeysFetched);
+            other => self.stage.set(other),
+        }
     }
 
     /// Applies a decision: the one place where steps take effect.
@@ -177,7 +215,7 @@ impl RequestCore {
             }
         }
         match decision.step {
-            Step::Allow(claims) => match self.set_identity(host, &claims) {
+            Step::Allow(verdict) => match self.set_identity(host, &verdict) {
                 Ok(()) => {
                     host.count(Metric::Allowed);
                     self.stage.set(Stage::Done);
@@ -198,7 +236,7 @@ impl RequestCore {
                 }
             },
             Step::Deny(rejection) => self.deny(host, rejection),
-            Step::NeedKeys => {
+            Step::NeedKeys(answer) => {
                 let Ok(now) = host.now() else {
                     return self.deny(host, Rejection::HostFailure);
                 };
@@ -208,12 +246,23 @@ impl RequestCore {
                             KeyWait::Root => None,
                             KeyWait::OwnCall(call) => Some(call),
                         };
-                        self.stage.set(Stage::WaitingForKeys { presented, call });
+                        self.stage.set(Stage::WaitingForKeys {
+                            presented,
+                            call,
+                            answer,
+                        });
                         self.pause()
                     }
-                    // It cannot wait: decide as if the fetch had happened (unknown key, or 503).
-                    Err(()) => self.decide(host, presented, Phase::KeysFetched),
+                    // No fetch may start: decide as if one had completed (unknown key, or 503).
+                    Err(NoWait::NoFetch) => {
+                        self.decide(host, presented, answer, Phase::KeysFetched)
+                    }
+                    Err(NoWait::Unavailable) => self.deny(host, Rejection::KeysUnavailable),
                 }
+            }
+            Step::Introspect(_) if !worker.introspection_started() => {
+                host.log(LogLevel::Warn, "too many introspection calls in flight");
+                self.deny(host, Rejection::IntrospectionUnavailable)
             }
             Step::Introspect(request) => match host.dispatch(&request) {
                 Ok(call) => {
@@ -223,6 +272,7 @@ impl RequestCore {
                     self.pause()
                 }
                 Err(e) => {
+                    worker.introspection_ended();
                     host.log(
                         LogLevel::Warn,
                         &format!("introspection call could not be started: {e}"),
@@ -239,17 +289,37 @@ impl RequestCore {
         Flow::Pause
     }
 
-    /// Sets the identity headers from the claims (replacing whatever the client sent) and
-    /// removes the certificate header: nothing the client wrote under those names may reach
-    /// the upstream.
-    fn set_identity(&self, host: &impl Host, claims: &Claims) -> Result<(), HostError> {
+    /// Sets the identity headers from the claims and the signed introspection response
+    /// (replacing whatever the client sent) and removes the certificate headers: nothing the
+    /// client wrote under those names may reach the upstream.
+    fn set_identity(&self, host: &impl Host, verdict: &Verdict) -> Result<(), HostError> {
         let settings = &self.worker.settings;
-        if let CertSource::Header { name, .. } = &settings.cert_source {
+        if let CertSource::Header {
+            name, chain_header, ..
+        } = &settings.cert_source
+        {
             self.strip_header(host, name)?;
+            if let Some(chain) = chain_header {
+                self.strip_header(host, chain)?;
+            }
         }
         for (claim, name) in &settings.upstream_headers {
-            match claims.header_value(claim) {
+            match claim
+                .as_deref()
+                .and_then(|c| verdict.claims.header_value(c))
+            {
                 Some(value) => host.set_request_header(name, &value)?,
+                None => self.strip_header(host, name)?,
+            }
+        }
+        let forward = settings
+            .introspection
+            .as_ref()
+            .and_then(|i| i.signed.as_ref())
+            .and_then(|s| s.forward_header.as_deref());
+        if let Some(name) = forward {
+            match &verdict.signed_introspection {
+                Some(jwt) => host.set_request_header(name, jwt)?,
                 None => self.strip_header(host, name)?,
             }
         }
@@ -259,7 +329,7 @@ impl RequestCore {
     /// Removing a header does not stop nginx from forwarding the client's copy; overwriting
     /// does. So on Kong's engine an empty value replaces it (docs/hosts.md).
     fn strip_header(&self, host: &impl Host, name: &str) -> Result<(), HostError> {
-        match self.worker.engine(host) {
+        match self.worker.engine(host)? {
             Engine::Envoy => host.remove_request_header(name),
             Engine::Nginx => host.set_request_header(name, ""),
         }
@@ -281,7 +351,8 @@ impl RequestCore {
         host.count(Metric::Denied(rejection.metric_group()));
         // Kong's engine was seen aborting a worker on a local reply with a body sent from the
         // call-response path after a timed-out call; there the reply goes without a body.
-        let body_ok = !(self.paused.get() && self.worker.engine(host) == Engine::Nginx);
+        // An engine not yet known gets the reply that is safe on both.
+        let body_ok = !(self.paused.get() && self.worker.known_engine() != Some(Engine::Envoy));
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()

@@ -26,6 +26,10 @@ use crate::tokens::jwks::{KeySet, MAX_JWKS_BYTES};
 /// Requests that may wait for one JWKS fetch; more get a 503 at once.
 pub const MAX_WAITING: usize = 1024;
 
+/// Introspection calls one worker may have in flight; more requests needing one get a 503.
+/// Random opaque tokens (or many clients at once) cost the IdP at most this much at a time.
+pub const MAX_INTROSPECTIONS: usize = 128;
+
 /// Seconds a failed JWT signature is remembered (per worker, by token hash).
 pub const FAILED_SIGNATURE_MEMORY: u64 = 60;
 
@@ -58,6 +62,8 @@ pub struct Worker {
     engine: Cell<Option<Engine>>,
     /// A request shortened the root's tick period to have a fetch started at once.
     nudged: Cell<bool>,
+    /// Introspection calls this worker's requests have in flight.
+    introspections: Cell<usize>,
 }
 
 impl Worker {
@@ -92,6 +98,7 @@ impl Worker {
             failed_slots,
             engine: Cell::new(None),
             nudged: Cell::new(false),
+            introspections: Cell::new(0),
         }
     }
 
@@ -131,11 +138,13 @@ impl Worker {
         let s = &self.settings;
         let mut parts = vec![format!("proof_of_possession_mtls={:?}", s.pop).to_lowercase()];
         if let Some(b) = &s.bearer {
+            parts.push(format!("bearer(issuer={})", b.issuer));
+        }
+        if let Some(k) = &s.keys {
             parts.push(format!(
-                "bearer(issuer={}, inline_keys={}, jwks_endpoint={})",
-                b.issuer,
-                b.inline_keys.len(),
-                b.jwks_endpoint
+                "keys(inline={}, jwks_endpoint={})",
+                k.inline.len(),
+                k.endpoint
                     .as_ref()
                     .map_or("none".to_string(), ToString::to_string)
             ));
@@ -164,19 +173,26 @@ impl Worker {
     /// Whether the root should tick: only a remote JWKS needs it.
     pub fn needs_tick(&self) -> Option<Duration> {
         self.settings
-            .bearer
+            .keys
             .as_ref()
-            .and_then(|b| b.jwks_endpoint.as_ref())
+            .and_then(|k| k.endpoint.as_ref())
             .map(|_| Duration::from_secs(1))
     }
 
-    pub(crate) fn engine(&self, host: &impl Host) -> Engine {
+    /// The engine, detected on the first request that can tell; a failed probe is not
+    /// remembered.
+    pub(crate) fn engine(&self, host: &impl Host) -> Result<Engine, HostError> {
         if let Some(e) = self.engine.get() {
-            return e;
+            return Ok(e);
         }
-        let e = host::detect_engine(host);
+        let e = host::detect_engine(host)?;
         self.engine.set(Some(e));
-        e
+        Ok(e)
+    }
+
+    /// The engine if a request has told it already.
+    pub(crate) fn known_engine(&self) -> Option<Engine> {
+        self.engine.get()
     }
 
     /// Where introspection answers are cached for this configuration.
@@ -219,7 +235,7 @@ impl Worker {
         store: &dyn Store,
         hash: &TokenHash,
         now: u64,
-    ) -> Option<Answer> {
+    ) -> Option<(Answer, Option<String>)> {
         let ttl = self.settings.introspection.as_ref()?.cache_ttl;
         self.answer_slots
             .as_ref()?
@@ -246,6 +262,22 @@ impl Worker {
         }
     }
 
+    /// Takes a place for an introspection call; `false` when the worker has too many.
+    pub(crate) fn introspection_started(&self) -> bool {
+        let n = self.introspections.get();
+        if n >= MAX_INTROSPECTIONS {
+            return false;
+        }
+        self.introspections.set(n + 1);
+        true
+    }
+
+    /// Gives the place back: the answer came, or the request that waited for it ended.
+    pub(crate) fn introspection_ended(&self) {
+        self.introspections
+            .set(self.introspections.get().saturating_sub(1));
+    }
+
     fn call_timeout_secs(&self) -> u64 {
         self.settings.http_timeout.as_millis().div_ceil(1000) as u64
     }
@@ -257,9 +289,9 @@ impl Worker {
     fn start_fetch(&self, host: &impl Host, now: u64) -> Result<u32, String> {
         let endpoint = self
             .settings
-            .bearer
+            .keys
             .as_ref()
-            .and_then(|b| b.jwks_endpoint.as_ref())
+            .and_then(|k| k.endpoint.as_ref())
             .ok_or_else(|| "no jwks_endpoint".to_string())?;
         let request = OutboundRequest::new(endpoint, "GET", self.settings.http_timeout);
         let call = host
@@ -285,7 +317,7 @@ impl Worker {
     /// periodic refresh or a retry when due, and gives up on a fetch whose response never
     /// came.
     pub fn on_tick(&self, host: &impl Host) {
-        let Some(bearer) = &self.settings.bearer else {
+        let Some(keys) = &self.settings.keys else {
             return;
         };
         if self.nudged.replace(false) {
@@ -303,11 +335,10 @@ impl Worker {
             host.count(Metric::JwksFetchFailures);
             self.fetch_done(host, now, None);
         }
-        let due = self.keys.borrow().refresh_due(
-            now,
-            bearer.refresh_interval,
-            bearer.rediscovery_lifetime,
-        );
+        let due =
+            self.keys
+                .borrow()
+                .refresh_due(now, keys.refresh_interval, keys.rediscovery_lifetime);
         if due && let Err(e) = self.start_fetch(host, now) {
             self.fetch_failed_to_start(host, now, &e);
         }
@@ -326,28 +357,33 @@ impl Worker {
         request: &Rc<RequestCore>,
         context_id: u32,
         now: u64,
-    ) -> Result<KeyWait, ()> {
+    ) -> Result<KeyWait, NoWait> {
         let cooldown = self
             .settings
-            .bearer
+            .keys
             .as_ref()
-            .map_or(0, |b| b.rediscovery_lifetime);
+            .map_or(0, |k| k.rediscovery_lifetime);
         let decision = self.keys.borrow().on_missing_key(now, cooldown);
-        match (self.engine(host), decision) {
-            (_, Refetch::UnknownKey | Refetch::Unavailable) => Err(()),
+        let engine = self.engine(host).map_err(|_| NoWait::Unavailable)?;
+        match (engine, decision) {
+            (_, Refetch::UnknownKey | Refetch::Unavailable) => Err(NoWait::NoFetch),
             (Engine::Nginx, Refetch::Fetch) => match self.start_fetch(host, now) {
                 Ok(call) => Ok(KeyWait::OwnCall(call)),
                 Err(e) => {
                     self.fetch_failed_to_start(host, now, &e);
-                    Err(())
+                    Err(NoWait::NoFetch)
                 }
             },
             // Another context's fetch: nothing on Kong's engine can resume us after it.
-            (Engine::Nginx, Refetch::Wait) => Err(()),
+            (Engine::Nginx, Refetch::Wait) => Err(NoWait::Unavailable),
             (Engine::Envoy, decision) => {
+                // Requests that ended while waiting hold no place.
+                self.waiting
+                    .borrow_mut()
+                    .retain(|w| w.request.strong_count() > 0);
                 if self.waiting.borrow().len() >= MAX_WAITING {
                     host.log(LogLevel::Warn, "too many requests wait for the JWKS");
-                    return Err(());
+                    return Err(NoWait::Unavailable);
                 }
                 if decision == Refetch::Fetch {
                     if let Err(e) = host.set_tick_period(NUDGE) {
@@ -355,7 +391,7 @@ impl Worker {
                             LogLevel::Warn,
                             &format!("cannot ask the root context for a JWKS fetch: {e}"),
                         );
-                        return Err(());
+                        return Err(NoWait::Unavailable);
                     }
                     self.nudged.set(true);
                     self.keys.borrow_mut().want(now);
@@ -393,17 +429,15 @@ impl Worker {
 
     /// Parses a JWKS response; `None` (logged and counted) when it is unusable.
     fn parse_jwks(&self, host: &impl Host, outcome: &CallOutcome) -> Option<KeySet> {
-        let bearer = self.settings.bearer.as_ref()?;
+        let keys = self.settings.keys.as_ref()?;
         let parsed = match (outcome.status, &outcome.failure) {
-            (Some(200), _) => {
-                KeySet::from_fetched(&outcome.body, &bearer.algorithms).map_err(|e| {
-                    if e.path.is_empty() {
-                        e.message
-                    } else {
-                        format!("{}: {}", e.path, e.message)
-                    }
-                })
-            }
+            (Some(200), _) => KeySet::from_fetched(&outcome.body, &keys.algorithms).map_err(|e| {
+                if e.path.is_empty() {
+                    e.message
+                } else {
+                    format!("{}: {}", e.path, e.message)
+                }
+            }),
             (Some(status), _) => Err(format!("HTTP {status}")),
             (None, why) => Err(why.clone().unwrap_or_else(|| "no response".into())),
         };
@@ -459,6 +493,15 @@ impl Worker {
             let _ = host.set_effective_context(root);
         }
     }
+}
+
+/// Why a request cannot wait for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoWait {
+    /// No fetch may start now (cool-down, back-off): decide as if one had completed.
+    NoFetch,
+    /// The worker cannot take the request now (too many wait, a host failure): 503.
+    Unavailable,
 }
 
 /// How a request waits for keys.

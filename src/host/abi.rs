@@ -296,4 +296,20 @@ impl HttpContext for Request {
             Flow::Pause => Action::Pause,
         }
     }
+
+    /// Request trailers (Envoy; Kong's engine has none): a header this gateway sets or
+    /// believes must not arrive there instead, where some upstreams merge trailers in.
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if let Some(filter) = &self.filter {
+            for name in filter.reserved_headers() {
+                if let Err(s) = calls::remove_header(calls::HTTP_REQUEST_TRAILERS, &name) {
+                    self.host.log(
+                        LogLevel::Warn,
+                        &format!("could not remove trailer {name}: status {s}"),
+                    );
+                }
+            }
+        }
+        Action::Continue
+    }
 }

@@ -27,6 +27,7 @@ pub const NOT_FOUND: Status = 1;
 
 /// `proxy_map_type_t`.
 pub const HTTP_REQUEST_HEADERS: u32 = 0;
+pub const HTTP_REQUEST_TRAILERS: u32 = 1;
 pub const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 /// `proxy_buffer_type_t`.
 pub const HTTP_CALL_RESPONSE_BODY: u32 = 4;

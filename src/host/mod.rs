@@ -110,13 +110,20 @@ pub enum Engine {
 }
 
 /// Tells the engines apart by a property only nginx has: `ngx.*` exposes nginx variables,
-/// and `$server_port` is set on every request. Envoy answers an unknown path with NotFound.
-pub fn detect_engine(host: &impl Host) -> Engine {
-    match host.property(&["ngx", "server_port"]) {
-        Ok(Some(v)) if !v.is_empty() => Engine::Nginx,
-        _ => Engine::Envoy,
-    }
+/// and `$server_port` exists on every request (empty on a unix-socket listener, which is
+/// still nginx). Envoy answers an unknown path with NotFound. A host that fails to answer
+/// decides nothing: the caller must not guess (guessing Envoy on Kong would remove headers
+/// where only overwriting works, and act for requests from the root context).
+pub fn detect_engine(host: &impl Host) -> Result<Engine, HostError> {
+    Ok(match host.property(&["ngx", "server_port"])? {
+        Some(_) => Engine::Nginx,
+        None => Engine::Envoy,
+    })
 }
+
+/// ngx_wasm_module hands a filter at most this many request header pairs (pseudo-headers
+/// first) and forwards the rest unseen (docs/hosts.md).
+pub const NGINX_MAX_HEADER_PAIRS: usize = 100;
 
 /// Envoy: ready-made hex SHA-256 of the peer certificate's DER.
 pub const ENVOY_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];

@@ -138,6 +138,9 @@ rejections! {
         "the Authorization header is not a valid Bearer credential";
     DuplicateIdentityHeader => REQUEST, InvalidRequest, "duplicate_identity_header",
         "the request repeats, or imitates with underscores, a header this gateway reserves";
+    /// More headers than Kong's engine hands a filter: the rest could hide a duplicate.
+    TooManyHeaders => REQUEST, InvalidRequest, "too_many_headers",
+        "the request has more headers than this gateway can check";
     /// A header name that is not UTF-8 (the host hands names over as bytes).
     MalformedHeaderName => REQUEST, InvalidRequest, "malformed_header_name",
         "the request has a header name that is not valid";
@@ -188,6 +191,10 @@ rejections! {
         "the token is not bound to a client certificate";
     UnsupportedConfirmation => TOKEN, BindingFailed, "unsupported_confirmation",
         "the token is bound to a key this gateway cannot check";
+    /// A certificate a trusted proxy forwarded that does not chain to `ca_certificates`, is
+    /// out of its validity, not for client authentication or revoked.
+    CertificateNotTrusted => TOKEN, BindingFailed, "certificate_not_trusted",
+        "the client certificate is not trusted by this gateway";
 
     InsufficientScope => SCOPE, InsufficientScope, "insufficient_scope",
         "the token lacks a required scope";

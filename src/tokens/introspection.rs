@@ -15,6 +15,12 @@ use crate::tokens::claims::Claims;
 /// Largest introspection response we read.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// RFC 9701 §4: the media type of a signed introspection response.
+pub const SIGNED_MEDIA_TYPE: &str = "application/token-introspection+jwt";
+
+/// Seconds a signed introspection response's `iat` may lie in the past (plus `leeway`).
+pub const MAX_SIGNED_AGE: u64 = 60;
+
 /// application/x-www-form-urlencoded keeps only these unescaped (WHATWG URL, form encoding).
 const FORM: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'*')
@@ -34,6 +40,14 @@ pub fn request(
     timeout: Duration,
 ) -> OutboundRequest {
     let mut req = OutboundRequest::new(&settings.endpoint, "POST", timeout);
+    if settings.signed.is_some() {
+        // RFC 9701 §4: ask for the signed form.
+        for (k, v) in &mut req.headers {
+            if k == "accept" {
+                *v = SIGNED_MEDIA_TYPE.to_string();
+            }
+        }
+    }
     req.headers.push((
         "content-type".into(),
         "application/x-www-form-urlencoded".into(),
@@ -79,6 +93,10 @@ pub enum Failure {
     Status(u16),
     /// 200 but not a JSON object with a boolean `active`.
     Malformed,
+    /// A signed response was asked for (RFC 9701) and something else came back.
+    NotSigned,
+    /// A signed response that does not verify: signature, `iss`, `aud` or `iat`.
+    BadSignature(&'static str),
 }
 
 impl std::fmt::Display for Failure {
@@ -92,13 +110,18 @@ impl std::fmt::Display for Failure {
             Failure::Malformed => {
                 f.write_str("introspection response is not a JSON object with a boolean \"active\"")
             }
+            Failure::NotSigned => f.write_str(
+                "introspection response is not the signed JWT (RFC 9701) that was asked for",
+            ),
+            Failure::BadSignature(why) => {
+                write!(f, "signed introspection response refused: {why}")
+            }
         }
     }
 }
 
-/// Reads the endpoint's response. `active` must be the JSON boolean `true`; a string "true"
-/// or a missing member is a malformed answer, not an active token.
-pub fn parse(outcome: &CallOutcome) -> Result<Answer, Failure> {
+/// The body of a 200 response, or why there is none to use.
+fn body(outcome: &CallOutcome) -> Result<&[u8], Failure> {
     let status = outcome.status.ok_or_else(|| {
         Failure::Unreachable(
             outcome
@@ -113,9 +136,12 @@ pub fn parse(outcome: &CallOutcome) -> Result<Answer, Failure> {
     if outcome.body.len() > MAX_RESPONSE_BYTES {
         return Err(Failure::Malformed);
     }
-    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&outcome.body) else {
-        return Err(Failure::Malformed);
-    };
+    Ok(&outcome.body)
+}
+
+/// An answer from a JSON object: `active` must be the JSON boolean `true`; a string "true"
+/// or a missing member is a malformed answer, not an active token.
+fn answer_of(map: Map<String, Value>) -> Result<Answer, Failure> {
     match map.get("active") {
         Some(Value::Bool(true)) => Ok(Answer::Active(Claims(map))),
         Some(Value::Bool(false)) => Ok(Answer::Inactive),
@@ -123,9 +149,48 @@ pub fn parse(outcome: &CallOutcome) -> Result<Answer, Failure> {
     }
 }
 
+/// Reads the endpoint's JSON response (RFC 7662).
+pub fn parse(outcome: &CallOutcome) -> Result<Answer, Failure> {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body(outcome)?) else {
+        return Err(Failure::Malformed);
+    };
+    answer_of(map)
+}
+
+/// The signed response (RFC 9701) of a 200 answer: the JWT, to be verified by the caller
+/// with the IdP's keys. Its `typ` must be `token-introspection+jwt`: an unsigned JSON answer
+/// to a request for the signed form is a failure, not a fallback.
+pub fn signed_response(outcome: &CallOutcome) -> Result<String, Failure> {
+    let text = std::str::from_utf8(body(outcome)?)
+        .map_err(|_| Failure::NotSigned)?
+        .trim();
+    let header = crate::tokens::jwt::header_of(text).ok_or(Failure::NotSigned)?;
+    let typ = header
+        .typ
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if typ != "token-introspection+jwt" && typ != SIGNED_MEDIA_TYPE {
+        return Err(Failure::NotSigned);
+    }
+    Ok(text.to_string())
+}
+
+/// The answer in a verified signed response: its `token_introspection` member (RFC 9701 §5).
+pub fn signed_answer(verified_jwt: &str) -> Result<Answer, Failure> {
+    let claims = crate::tokens::jwt::payload_of(verified_jwt).ok_or(Failure::Malformed)?;
+    if claims.time("iat").ok().flatten().is_none() {
+        return Err(Failure::Malformed);
+    }
+    match claims.0.get("token_introspection") {
+        Some(Value::Object(map)) => answer_of(map.clone()),
+        _ => Err(Failure::Malformed),
+    }
+}
+
 /// The claims a cached answer needs: those the checks read and those forwarded upstream.
 /// Everything else an IdP returns stays out of the cache.
-pub fn cacheable(answer: &Answer, forwarded: &[(String, String)]) -> Answer {
+pub fn cacheable(answer: &Answer, forwarded: &[(Option<String>, String)]) -> Answer {
     const CHECKED: [&str; 10] = [
         "active",
         "exp",
@@ -141,8 +206,9 @@ pub fn cacheable(answer: &Answer, forwarded: &[(String, String)]) -> Answer {
     match answer {
         Answer::Inactive => Answer::Inactive,
         Answer::Active(claims) => {
-            let keep =
-                |k: &str| CHECKED.contains(&k) || forwarded.iter().any(|(claim, _)| claim == k);
+            let keep = |k: &str| {
+                CHECKED.contains(&k) || forwarded.iter().any(|(c, _)| c.as_deref() == Some(k))
+            };
             let map: Map<String, Value> = claims
                 .0
                 .iter()
@@ -154,21 +220,31 @@ pub fn cacheable(answer: &Answer, forwarded: &[(String, String)]) -> Answer {
     }
 }
 
-/// Cache payload: the JSON object for an active token, `{"active":false}` otherwise.
-pub fn encode(answer: &Answer) -> Vec<u8> {
-    match answer {
-        Answer::Active(claims) => Value::Object(claims.0.clone()).to_string().into_bytes(),
-        Answer::Inactive => br#"{"active":false}"#.to_vec(),
+/// Cache payload: the JSON object for an active token, `{"active":false}` otherwise; with
+/// the signed response it came in, `[object, "jwt"]` (forwarded upstream on a hit).
+pub fn encode(answer: &Answer, signed: Option<&str>) -> Vec<u8> {
+    let object = match answer {
+        Answer::Active(claims) => Value::Object(claims.0.clone()),
+        Answer::Inactive => serde_json::json!({"active": false}),
+    };
+    match signed {
+        None => object.to_string().into_bytes(),
+        Some(jwt) => Value::Array(vec![object, Value::String(jwt.to_string())])
+            .to_string()
+            .into_bytes(),
     }
 }
 
-pub fn decode(payload: &[u8]) -> Option<Answer> {
-    parse(&CallOutcome {
-        status: Some(200),
-        body: payload.to_vec(),
-        failure: None,
-    })
-    .ok()
+/// A cached answer and the signed response it came in, if any.
+pub fn decode(payload: &[u8]) -> Option<(Answer, Option<String>)> {
+    match serde_json::from_slice::<Value>(payload).ok()? {
+        Value::Object(map) => Some((answer_of(map).ok()?, None)),
+        Value::Array(items) => match <[Value; 2]>::try_from(items).ok()? {
+            [Value::Object(map), Value::String(jwt)] => Some((answer_of(map).ok()?, Some(jwt))),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// How long an answer may be cached: at most `ttl`, never past the token's `exp`.
@@ -220,7 +296,7 @@ mod tests {
 
     #[test]
     fn only_the_needed_claims_are_kept_and_round_trip() {
-        let forwarded = vec![("sub".to_string(), "x-sub".to_string())];
+        let forwarded = vec![(Some("sub".to_string()), "x-sub".to_string())];
         let a = active(
             json!({"active": true, "sub": "s", "scope": "a", "cnf": {"x5t#S256": "t"}, "username": "u", "ext": {"big": 1}}),
         );
@@ -228,9 +304,17 @@ mod tests {
         let Answer::Active(c) = &kept else { panic!() };
         assert!(c.get("sub").is_some() && c.get("cnf").is_some() && c.get("scope").is_some());
         assert!(c.get("username").is_none() && c.get("ext").is_none());
-        assert_eq!(decode(&encode(&kept)), Some(kept));
-        assert_eq!(decode(&encode(&Answer::Inactive)), Some(Answer::Inactive));
+        assert_eq!(decode(&encode(&kept, None)), Some((kept.clone(), None)));
+        assert_eq!(
+            decode(&encode(&Answer::Inactive, None)),
+            Some((Answer::Inactive, None))
+        );
+        assert_eq!(
+            decode(&encode(&kept, Some("a.b.c"))),
+            Some((kept, Some("a.b.c".to_string())))
+        );
         assert_eq!(decode(b"garbage"), None);
+        assert_eq!(decode(b"[1, 2]"), None);
     }
 
     #[test]

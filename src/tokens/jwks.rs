@@ -187,25 +187,30 @@ const KEY_MEMBERS: [&str; 10] = [
 ];
 
 impl KeySet {
-    /// Parses a JWKS (`{"keys": [...]}`), keeping the keys usable with `allowed` algorithms.
-    /// Encryption keys and key types we do not verify with are skipped; a signature key that
-    /// is malformed is an error, because silently dropping it would turn a typo into 401s.
-    pub fn from_jwks(jwks: &Value, allowed: &[Alg]) -> Result<KeySet, JwksError> {
-        let keys = key_list(jwks)?;
+    /// Parses a configured JWKS (`{"keys": [...]}`, the schema checked its shape), keeping the
+    /// keys usable with `allowed` algorithms. Encryption keys and key types we do not verify
+    /// with are left out; a key that does not decode is left out and reported (the caller
+    /// warns: a JWT it would have verified is refused, never let through).
+    pub fn from_jwks(jwks: &Value, allowed: &[Alg]) -> (KeySet, Vec<JwksError>) {
+        let keys = match key_list(jwks) {
+            Ok(keys) => keys,
+            Err(e) => return (KeySet::default(), vec![e]),
+        };
+        let mut entries = Vec::new();
+        let mut problems = Vec::new();
+        for (i, jwk) in keys.iter().enumerate().take(MAX_KEYS) {
+            match parse_jwk(jwk, allowed) {
+                Ok(found) => entries.extend(found),
+                Err((sub, m)) => problems.push(jwks_error(format!(".keys[{i}]{sub}"), m)),
+            }
+        }
         if keys.len() > MAX_KEYS {
-            return Err(jwks_error(
+            problems.push(jwks_error(
                 ".keys",
-                format!("has more than {MAX_KEYS} keys"),
+                format!("has more than {MAX_KEYS} keys; the rest"),
             ));
         }
-        let mut entries = Vec::new();
-        for (i, jwk) in keys.iter().enumerate() {
-            entries.extend(
-                parse_jwk(jwk, allowed)
-                    .map_err(|(sub, m)| jwks_error(format!(".keys[{i}]{sub}"), m))?,
-            );
-        }
-        Ok(KeySet { entries })
+        (KeySet { entries }, problems)
     }
 
     /// A JWKS fetched from the IdP. Unlike configuration, one key we cannot read (or keys

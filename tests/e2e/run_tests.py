@@ -477,7 +477,8 @@ def _(t):
     envoys = {"hdr-untrusted": "10.0.0.5", "hdr-trusted": "127.0.0.1"}
     for name, trusted in envoys.items():
         path = t.s.state / f"{name}.json"
-        source = {"source": "header", "header": "client-cert", "format": "rfc9440", "trusted_ips": [trusted]}
+        source = {"source": "header", "header": "client-cert", "format": "rfc9440", "trusted_ips": [trusted],
+                  "ca_certificates": (t.s.pki / "ca.pem").read_text()}
         path.write_text(json.dumps({**base, "client_certificate": source}, indent=1))
         t.s.start_envoy(name, path)
     try:
@@ -500,7 +501,8 @@ def _(t):
 def _(t):
     base = json.loads((stack.CONFIGS / "strict.json").read_text())
     path = t.s.state / "xfcc.json"
-    source = {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["127.0.0.1"]}
+    source = {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc", "trusted_ips": ["127.0.0.1"],
+              "ca_certificates": (t.s.pki / "ca.pem").read_text()}
     path.write_text(json.dumps({**base, "client_certificate": source}, indent=1))
     # The certbound Envoy must keep the front's XFCC (its default SANITIZE would drop it).
     t.s.start_envoy("xfcc", path, extra_vars={"FORWARD_CLIENT_CERT": "ALWAYS_FORWARD_ONLY"})
@@ -521,6 +523,64 @@ def _(t):
         for name in ("front", "xfcc"):
             t.s.stop_service(f"envoy-{name}")
             t.s.envoy_configs.pop(name, None)
+
+
+@case("header source: a certificate from another CA in a trusted proxy's header -> 401 (ca_certificates)",
+      native_only="starts Envoys of its own")
+def _(t):
+    # client-c's certificate comes from an unrelated CA; its own token is bound to it. A
+    # trusted proxy forwards it in Client-Cert: the CA check refuses it.
+    der = subprocess.run(["openssl", "x509", "-in", str(t.s.pki / "client-c.pem"), "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    base = json.loads((stack.CONFIGS / "strict.json").read_text())
+    path = t.s.state / "hdr-ca.json"
+    source = {"source": "header", "header": "client-cert", "format": "rfc9440", "trusted_ips": ["127.0.0.1"],
+              "ca_certificates": (t.s.pki / "ca.pem").read_text()}
+    path.write_text(json.dumps({**base, "client_certificate": source}, indent=1))
+    t.s.start_envoy("hdr-ca", path)
+    try:
+        tok_c = t.token("jwt-c", client="client-c")
+        r = t.s.request("hdr-ca", cert="b", token=tok_c, headers=[("client-cert", f":{base64.b64encode(der).decode()}:")])
+        t.expect_denied(r, 401, "invalid_token")
+        expect("not trusted" in (r.header("www-authenticate") or ""), f"expected the CA refusal: {t.show(r)}")
+    finally:
+        t.s.stop_service("envoy-hdr-ca")
+        t.s.envoy_configs.pop("hdr-ca", None)
+
+
+@case("signed introspection (RFC 9701): opaque token -> 200 with the IdP's signed response forwarded; revoked -> 401",
+      native_only="starts an Envoy of its own")
+def _(t):
+    base = json.loads((stack.CONFIGS / "strict.json").read_text())
+    config = {**base, "auth_methods": ["introspection"], "introspection_jwt": True,
+              "upstream_introspection_jwt_header": "x-introspection-jwt", "cache_introspection": 0}
+    path = t.s.state / "signed.json"
+    path.write_text(json.dumps(config, indent=1))
+    t.s.start_envoy("signed", path)
+    try:
+        tok = t.s.access_token("client-a", RES_OPAQUE)
+        t.tokens["signed-opaque"] = tok
+        seen = t.upstream(t.s.request("signed", cert="a", token=tok))
+        jwt = (seen.get("x-introspection-jwt") or [""])[0]
+        expect(jwt.count(".") == 2, f"no signed introspection response upstream: {sorted(seen)}")
+        header, claims = stack.decode_jwt(jwt)
+        expect(header.get("typ") == "token-introspection+jwt", f"typ {header.get('typ')!r}")
+        expect(claims.get("aud") == "gateway" and claims.get("iss") == t.s.idp_url, f"aud/iss {claims.get('aud')!r} {claims.get('iss')!r}")
+        expect(claims.get("token_introspection", {}).get("active") is True, "token_introspection.active is not true")
+        expect(seen.get("x-authenticated-client") == ["client-a"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}")
+        # A client's own copy of the header never reaches the upstream.
+        seen = t.upstream(t.s.request("signed", cert="a", token=tok, headers=[("x-introspection-jwt", "forged")]))
+        expect(seen.get("x-introspection-jwt", [""])[0].count(".") == 2, "the client's x-introspection-jwt survived")
+        # Revoked: the signed answer says inactive.
+        expect(t.s.revoke(tok).status == 200, "revocation failed")
+        t.expect_denied(t.s.request("signed", cert="a", token=tok), 401, "invalid_token")
+        # Bound to A, presented with B: refused on the binding from the signed answer.
+        tok2 = t.s.access_token("client-a", RES_OPAQUE)
+        t.tokens["signed-opaque-2"] = tok2
+        t.expect_denied(t.s.request("signed", cert="b", token=tok2), 401, "invalid_token")
+    finally:
+        t.s.stop_service("envoy-signed")
+        t.s.envoy_configs.pop("signed", None)
 
 
 def reset_after_sending(s, envoy, cert, token, hold=0.05):

@@ -53,6 +53,8 @@ pub struct TestCert {
 
 pub struct Pki {
     pub dir: PathBuf,
+    /// The CA that signed every client certificate below (EC P-256, self-signed).
+    pub ca_pem: String,
     pub rsa: TestCert,
     pub ec: TestCert,
     pub ed25519: TestCert,
@@ -60,8 +62,52 @@ pub struct Pki {
     pub other: TestCert,
 }
 
+/// The test CA: `ca.pem` / `ca.key` in `dir`.
+fn make_ca(dir: &Path) -> String {
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ca.key",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=certbound test CA",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            "ca.pem",
+        ],
+        dir,
+    );
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    std::fs::read_to_string(dir.join("ca.pem")).unwrap()
+}
+
+/// A client certificate signed by the test CA (`make_ca` first).
 fn make_cert(dir: &Path, name: &str, keygen: &[&str]) -> TestCert {
     let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
     let pem_path = format!("{name}.pem");
     let der_path = format!("{name}.der");
     let mut args = vec!["genpkey"];
@@ -70,8 +116,26 @@ fn make_cert(dir: &Path, name: &str, keygen: &[&str]) -> TestCert {
     openssl(&args, dir);
     let subj = format!("/CN={name}/O=certbound tests");
     openssl(
+        &["req", "-new", "-key", &key, "-subj", &subj, "-out", &csr],
+        dir,
+    );
+    openssl(
         &[
-            "req", "-new", "-x509", "-key", &key, "-subj", &subj, "-days", "30", "-out", &pem_path,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "client.ext",
+            "-out",
+            &pem_path,
         ],
         dir,
     );
@@ -102,7 +166,9 @@ pub fn pki() -> &'static Pki {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pki-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let ca_pem = make_ca(&dir);
         Pki {
+            ca_pem,
             rsa: make_cert(
                 &dir,
                 "client-rsa",
@@ -347,6 +413,11 @@ pub fn with(base: Value, changes: Value) -> Value {
         }
     }
     out
+}
+
+/// `client_certificate` with source header, trusting `trusted` and the test CA.
+pub fn header_source(header: &str, format: &str, trusted: &[&str]) -> Value {
+    json!({"source": "header", "header": header, "format": format, "trusted_ips": trusted, "ca_certificates": pki().ca_pem})
 }
 
 pub fn settings(config: &Value) -> certbound::config::Settings {

@@ -113,6 +113,9 @@ const provider = new Provider(issuer, {
       },
     },
     revocation: { enabled: true },
+    // Signed introspection responses (RFC 9701) for a client that asks with
+    // `Accept: application/token-introspection+jwt`; every client defaults to RS256.
+    jwtIntrospection: { enabled: true },
     mTLS: {
       enabled: true,
       certificateBoundAccessTokens: true,
