@@ -573,7 +573,8 @@ class Bench:
             self.h2.wait()
             raise BenchError(f"h2load did not finish in {timeout:.0f}s")
         if self.h2.returncode != 0:
-            raise BenchError(f"h2load exited {self.h2.returncode}: {out[-500:]}")
+            tail = re.sub(r"/t/\S+", "/t/<token>", out[-500:])  # never print a token
+            raise BenchError(f"h2load exited {self.h2.returncode}: {tail}")
         return out
 
     def snapshot(self):
@@ -786,7 +787,7 @@ def chart(results, meta, path):
     limited = [busy.get(n, 1) < 0.9 for n in names]
     ax2.barh(names, peak, color=colors, hatch=["//" if x else "" for x in limited], edgecolor="white")
     ax2.set_xlabel("peak requests/s, one core (saturating run; higher is better)"
-                   + ("\nhatched: Envoy used < 90% of its core (the load path or other processes were the limit)"
+                   + ("\nhatched: Envoy < 90% of its core (load path or other processes the limit)"
                       if any(limited) else ""))
     for y, v in enumerate(peak):
         ax2.text(v, y, f" {v:.0f}", va="center", fontsize=8)
@@ -801,9 +802,10 @@ def chart(results, meta, path):
                          f"command: {meta['command']}\n"
                          f"{meta['runs']} x {meta['duration_s']:g}s at {meta['rate']} req/s per config, median; "
                          f"{noise['redone']} runs redone, {noise['kept_noisy']} kept although other processes used "
-                         f"more than {noise['max_other']:.0%} of the server core",
+                         f"more than {noise['max_other']:.0%} of the server core"
+                         + (" (a busy machine: figures are indicative)" if noise["kept_noisy"] else ""),
              fontsize=7.5, family="monospace")
-    fig.tight_layout(rect=(0, 0.09, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
