@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use certbound::binding::PopMode;
 use certbound::binding::certificate::HeaderFormat;
 use certbound::config::{
-    AuthMethod, CertSourceKind, ClientAuth, RawCertSource, RawConfig, Settings,
+    AuthMethod, CertSourceKind, ClientAuth, DpopUpstream, RawCertSource, RawConfig, Settings,
 };
 use certbound::tokens::jwks::Alg;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -522,6 +522,20 @@ fn pop_modes() -> Vec<Value> {
         .collect()
 }
 
+fn dpop_upstreams() -> Vec<Value> {
+    [DpopUpstream::Bearer, DpopUpstream::Dpop]
+        .iter()
+        .map(|v| match v {
+            DpopUpstream::Bearer | DpopUpstream::Dpop => serde_json::to_value(v).unwrap(),
+        })
+        .collect()
+}
+
+/// `full()` with DPoP enforced, so its settings are in use.
+fn dpop_on() -> Value {
+    with(full(), "proof_of_possession_dpop", json!("optional"))
+}
+
 fn auth_methods() -> Vec<Value> {
     [AuthMethod::Bearer, AuthMethod::Introspection]
         .iter()
@@ -638,6 +652,15 @@ fn schema_enums_are_exactly_the_rust_variants() {
         ("/proof_of_possession_mtls", pop_modes(), |v| {
             with(full(), "proof_of_possession_mtls", v.clone())
         }),
+        ("/proof_of_possession_dpop", pop_modes(), |v| {
+            with(full(), "proof_of_possession_dpop", v.clone())
+        }),
+        ("/dpop_algorithms/items", algorithms(), |v| {
+            with(dpop_on(), "dpop_algorithms", json!([v]))
+        }),
+        ("/dpop_upstream", dpop_upstreams(), |v| {
+            with(dpop_on(), "dpop_upstream", v.clone())
+        }),
         (
             "/auth_methods/items",
             auth_methods(),
@@ -751,8 +774,9 @@ fn numeric_bounds_agree() {
         checked += 1;
     }
     assert_eq!(
-        checked, 6,
-        "leeway, jwks_refresh_interval, rediscovery_lifetime, cache_introspection, cache_max_entries, http_timeout"
+        checked, 8,
+        "dpop_proof_lifetime, dpop_replay_cache_entries, leeway, jwks_refresh_interval, \
+         rediscovery_lifetime, cache_introspection, cache_max_entries, http_timeout"
     );
 }
 

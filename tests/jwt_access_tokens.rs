@@ -18,7 +18,7 @@ use certbound::flow::decider::{self, Phase, Step, View};
 use certbound::flow::extract::Presented;
 use certbound::flow::keys::KeyFetcher;
 use certbound::flow::worker::Worker;
-use certbound::reply::rejection::Rejection;
+use certbound::reply::rejection::{Rejection, Scheme};
 use certbound::tokens::claims::Claims;
 use certbound::tokens::jwks::KeySet;
 use serde_json::{Map, Value, json};
@@ -29,13 +29,15 @@ use support::*;
 fn step_for(settings: Settings, token: &str, cert: Option<&TestCert>) -> Step {
     let presented = Presented {
         token: token.to_string(),
+        scheme: Scheme::Bearer,
         certificate: cert.map(|c| Thumbprint::from_der(&c.der).unwrap()),
+        dpop: None,
     };
     let worker = Worker::new(settings);
     let view = View {
         worker: &worker,
         keys: &KeyFetcher::default(),
-        answers: &LocalStore::default(),
+        store: &LocalStore::default(),
         now: NOW,
     };
     decider::decide(&presented, &view, Phase::First).step
@@ -160,9 +162,10 @@ fn a_cnf_this_gateway_cannot_check_is_never_taken_as_bearer() {
         decide_with(&optional, &mint(&dpop), Some(&p.ec)).unwrap_err(),
         Rejection::UnsupportedConfirmation
     );
+    // Strict mTLS: it lacks the certificate binding every token needs.
     assert_eq!(
         decide(&mint(&dpop), Some(&p.ec)).unwrap_err(),
-        Rejection::UnsupportedConfirmation
+        Rejection::Unbound
     );
 }
 
@@ -572,7 +575,7 @@ fn bearer_only_refuses_opaque_tokens_and_introspection_only_takes_jwts_too() {
     let both = || settings(&base_config());
     assert!(matches!(
         step_for(both(), "opaque-token-value", cert),
-        Step::Introspect(_)
+        Step::Introspect(..)
     ));
     let jwt = mint(&claims_for(&pki().ec));
     assert!(matches!(step_for(both(), &jwt, cert), Step::Allow(_)));
@@ -582,7 +585,7 @@ fn bearer_only_refuses_opaque_tokens_and_introspection_only_takes_jwts_too() {
     ));
     assert!(matches!(
         step_for(intro_only, &jwt, cert),
-        Step::Introspect(_)
+        Step::Introspect(..)
     ));
 }
 

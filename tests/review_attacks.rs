@@ -106,11 +106,11 @@ impl Host for Ngx {
     fn call_response_body(&self, len: usize) -> Result<Vec<u8>, HostError> {
         self.inner.call_response_body(len)
     }
-    fn shared_load(&self, key: &str) -> Option<Vec<u8>> {
-        self.inner.shared_load(key)
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        self.inner.shared_get(key)
     }
-    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
-        self.inner.shared_save(key, value)
+    fn shared_set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, HostError> {
+        self.inner.shared_set(key, value, version)
     }
     fn count(&self, metric: Metric) {
         self.inner.count(metric)

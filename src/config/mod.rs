@@ -109,10 +109,26 @@ pub enum CertSource {
     },
 }
 
+/// DPoP (RFC 9449) settings.
+#[derive(Debug, Clone)]
+pub struct DpopSettings {
+    pub mode: PopMode,
+    pub lifetime: u64,
+    /// Proofs the replay cache holds (`dpop_replay_cache_entries`).
+    pub replay_entries: u32,
+    pub algorithms: Vec<Alg>,
+    /// The key nonces are made under, when nonces are required.
+    pub nonce_key: Option<Vec<u8>>,
+    /// `scheme://authority` clients use, when configured (`dpop_external_url`), lower-case.
+    pub external: Option<String>,
+    pub upstream: DpopUpstream,
+}
+
 /// The validated configuration the filter runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub pop: PopMode,
+    pub dpop: DpopSettings,
     pub keys: Option<KeySettings>,
     pub bearer: Option<BearerSettings>,
     pub introspection: Option<IntrospectionSettings>,
@@ -140,6 +156,10 @@ const MAX_HTTP_TIMEOUT_MS: u64 = 60_000;
 const MIN_JWKS_REFRESH: u64 = 10;
 const MAX_JWKS_REFRESH: u64 = 604_800;
 const MAX_REDISCOVERY: u64 = 86_400;
+const MAX_DPOP_LIFETIME: u64 = 3_600;
+const MIN_DPOP_REPLAY_ENTRIES: u64 = 16;
+const MAX_DPOP_REPLAY_ENTRIES: u64 = 10_000_000;
+const MIN_NONCE_SECRET: usize = 32;
 
 /// Request headers the filter must never set from claims: the schema's pattern for header
 /// names refuses them too (tests/config_schema.rs checks the two lists agree).
@@ -193,6 +213,24 @@ impl Written {
 impl Settings {
     /// Request headers a client may not send more than once or imitate: those the filter
     /// sets (identity headers, the forwarded introspection JWT) and the certificate headers.
+    /// What refusals challenge with: `Bearer` unless DPoP is strict, `DPoP` when it is on.
+    pub fn challenges(&self) -> crate::reply::response::Challenges<'_> {
+        let dpop_on = self.dpop.mode != PopMode::Off;
+        crate::reply::response::Challenges {
+            realm: &self.realm,
+            scopes: &self.scopes_required,
+            bearer: self.dpop.mode != PopMode::Strict,
+            dpop_algs: dpop_on.then(|| {
+                self.dpop
+                    .algorithms
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        }
+    }
+
     pub fn reserved_headers(&self) -> impl Iterator<Item = &str> {
         let cert_headers = match &self.cert_source {
             CertSource::Header {
@@ -263,6 +301,45 @@ impl Settings {
             1,
             MAX_REDISCOVERY,
         )?;
+        check_range(
+            "dpop_proof_lifetime",
+            raw.dpop_proof_lifetime,
+            1,
+            MAX_DPOP_LIFETIME,
+        )?;
+        check_range(
+            "dpop_replay_cache_entries",
+            u64::from(raw.dpop_replay_cache_entries),
+            MIN_DPOP_REPLAY_ENTRIES,
+            MAX_DPOP_REPLAY_ENTRIES,
+        )?;
+        if raw.dpop_algorithms.is_empty() {
+            return Err(ConfigError::new(
+                "dpop_algorithms",
+                "must allow at least one algorithm",
+            ));
+        }
+        if raw
+            .dpop_nonce_secret
+            .as_deref()
+            .is_some_and(|s| s.chars().count() < MIN_NONCE_SECRET)
+        {
+            return Err(ConfigError::new(
+                "dpop_nonce_secret",
+                format!("must be at least {MIN_NONCE_SECRET} characters"),
+            ));
+        }
+        if raw.dpop_use_nonce && raw.dpop_nonce_secret.is_none() {
+            return Err(ConfigError::new(
+                "dpop_nonce_secret",
+                "is required when dpop_use_nonce is on",
+            ));
+        }
+        let external = raw
+            .dpop_external_url
+            .as_deref()
+            .map(external_url)
+            .transpose()?;
         if raw.jwt_algorithms.is_empty() {
             return Err(ConfigError::new(
                 "jwt_algorithms",
@@ -426,10 +503,47 @@ impl Settings {
             );
         }
 
+        let dpop_on = raw.proof_of_possession_dpop != PopMode::Off;
+        if !dpop_on {
+            unused(
+                &[
+                    "dpop_proof_lifetime",
+                    "dpop_replay_cache_entries",
+                    "dpop_algorithms",
+                    "dpop_use_nonce",
+                    "dpop_nonce_secret",
+                    "dpop_external_url",
+                    "dpop_upstream",
+                ],
+                "proof_of_possession_dpop is off",
+                &mut warnings,
+            );
+        } else if !raw.shared_cache {
+            warnings.push(
+                "shared_cache is off: each worker remembers only the DPoP proofs it saw, so a \
+                 proof could be replayed once on every other worker"
+                    .to_string(),
+            );
+        }
+        let dpop = DpopSettings {
+            mode: raw.proof_of_possession_dpop,
+            lifetime: raw.dpop_proof_lifetime,
+            replay_entries: raw.dpop_replay_cache_entries,
+            algorithms: raw.dpop_algorithms.clone(),
+            nonce_key: raw.dpop_use_nonce.then(|| {
+                raw.dpop_nonce_secret
+                    .clone()
+                    .unwrap_or_default()
+                    .into_bytes()
+            }),
+            external,
+            upstream: raw.dpop_upstream,
+        };
         let upstream_headers = upstream_headers(&raw, &introspection, &mut warnings);
         let cert_source = cert_source(&raw.client_certificate, written, &mut warnings)?;
         Ok(Settings {
             pop: raw.proof_of_possession_mtls,
+            dpop,
             keys,
             bearer,
             introspection,
@@ -473,11 +587,12 @@ impl RawConfig {
             let path = e.path().to_string();
             let field = if path == "." { String::new() } else { path };
             // serde quotes the offending value; a secret must not reach the host's log.
-            let message = if field.starts_with("client_secret") {
-                "must be a string".to_string()
-            } else {
-                e.into_inner().to_string()
-            };
+            let message =
+                if field.starts_with("client_secret") || field.starts_with("dpop_nonce_secret") {
+                    "must be a string".to_string()
+                } else {
+                    e.into_inner().to_string()
+                };
             ConfigError::new(field, message)
         })
     }
@@ -505,6 +620,30 @@ fn check_jwks_shape(jwks: &Value) -> Result<(), ConfigError> {
         },
         _ => Err(ConfigError::new("jwks.keys", "must be an array")),
     }
+}
+
+/// `dpop_external_url`: `scheme://authority`, the schema's pattern: an endpoint URL with no
+/// path or query.
+fn external_url(url: &str) -> Result<String, ConfigError> {
+    let field = "dpop_external_url";
+    let bare = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));
+    let endpoint = Endpoint::parse(url, &Default::default())
+        .ok()
+        .filter(|_| bare)
+        .ok_or_else(|| {
+            ConfigError::new(
+                field,
+                "must be scheme://host[:port], e.g. https://api.example.com",
+            )
+        })?;
+    let normalised = crate::binding::dpop::normalize_htu(&format!(
+        "{}://{}",
+        endpoint.scheme, endpoint.authority
+    ))
+    .ok_or_else(|| ConfigError::new(field, "must be an http or https URL"))?;
+    Ok(normalised.trim_end_matches('/').to_string())
 }
 
 fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {

@@ -28,6 +28,17 @@ pub enum ClientAuth {
     ClientSecretPost,
 }
 
+/// How a token presented with DPoP goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DpopUpstream {
+    /// `Authorization: Bearer <token>`, the `DPoP` header removed (as Kong does).
+    #[default]
+    Bearer,
+    /// As it came: `Authorization: DPoP <token>` and the proof.
+    Dpop,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum CertSourceKind {
@@ -97,12 +108,52 @@ pub struct RawConfig {
     /// How the certificate binding of the token (RFC 8705 §3) is enforced. `strict`: every token
     /// must carry `cnf["x5t#S256"]` (the JWT claim or the introspection response member) equal to
     /// the SHA-256 thumbprint of the request's client certificate; an unbound token is refused with
-    /// 401 invalid_token. `optional`: a token that carries `cnf` must match, an unbound token
-    /// passes (for migrating clients to mTLS-bound tokens). `off`: no binding check at all, plain
-    /// bearer tokens (migration only). With `strict` and `optional`, a token bound to another kind
-    /// of key (e.g. a DPoP `jkt`) is refused, and so is a bound token on a request without a client
-    /// certificate. Default: `strict`.
+    /// 401 invalid_token. `optional`: a token that carries `cnf["x5t#S256"]` must match, an unbound
+    /// token passes (for migrating clients to mTLS-bound tokens). `off`: no certificate binding
+    /// check. Independent of `proof_of_possession_dpop`: a token bound both ways must satisfy both;
+    /// a token bound to a key neither setting checks is refused unless both are `off`. Default:
+    /// `strict`.
     pub proof_of_possession_mtls: PopMode,
+    /// How DPoP-bound tokens (RFC 9449) are enforced, independently of `proof_of_possession_mtls`.
+    /// `strict`: every token must carry `cnf.jkt` and come with the `DPoP` scheme and a valid proof
+    /// by that key. `optional`: the `DPoP` scheme is accepted; a token with `cnf.jkt` needs it
+    /// (sent as `Bearer` it is refused), other tokens pass as the mTLS setting allows. `off`: the
+    /// `DPoP` scheme is not accepted and a token with `cnf.jkt` is refused. Default: `off`.
+    pub proof_of_possession_dpop: PopMode,
+    /// Seconds a DPoP proof is accepted after its `iat` (plus `leeway`); its `jti` is remembered
+    /// that long (see `dpop_replay_cache_entries`), so a proof is accepted once. 1 to 3600.
+    /// Default: 300.
+    pub dpop_proof_lifetime: u64,
+    /// How many DPoP proofs can be remembered at once for replay detection: each for
+    /// `dpop_proof_lifetime` + `leeway` seconds (at most 120 s with `dpop_use_nonce`), in shared
+    /// data with `shared_cache` (so all workers refuse a replay), else per worker. When the cache
+    /// is full a new proof is refused with 503 rather than an old one forgotten: size it above your
+    /// peak DPoP request rate times that time. About 30 bytes per entry. 16 to 10000000. Default:
+    /// 131072.
+    pub dpop_replay_cache_entries: u32,
+    /// Signature algorithms accepted for DPoP proofs (asymmetric only: `none` and HMAC never),
+    /// advertised in the `DPoP` challenge's `algs`. At least one. Default: `["ES256", "ES384",
+    /// "EdDSA", "PS256", "RS256"]`.
+    #[serde(deserialize_with = "list")]
+    pub dpop_algorithms: Vec<Alg>,
+    /// When true, a proof must carry a nonce this gateway issued (RFC 9449 §9): one without a
+    /// current nonce gets 401 `use_dpop_nonce` and a fresh nonce in the `DPoP-Nonce` header. Nonces
+    /// are a MAC of the time (60-second steps, each good for two) under `dpop_nonce_secret`, so
+    /// every worker and every instance with the same secret accepts them, and nothing is stored.
+    /// Default: false.
+    pub dpop_use_nonce: bool,
+    /// With `dpop_use_nonce`: the secret nonces are made under, at least 32 characters, the same on
+    /// every gateway instance a client may reach. Never logged. No default.
+    pub dpop_nonce_secret: Option<String>,
+    /// The scheme and authority clients use to reach this gateway, e.g. `https://api.example.com`
+    /// (no path), against which a proof's `htu` is checked: set it when a proxy in front changes
+    /// them. Without it they come from the request (its scheme, and `:authority`, or on Kong the
+    /// `host` header). The path is always the request's, without the query. No default.
+    pub dpop_external_url: Option<String>,
+    /// How a token presented with DPoP goes upstream: `bearer` rewrites `Authorization` to `Bearer
+    /// <token>` and removes the `DPoP` header (as Kong does); `dpop` leaves both as they came.
+    /// Default: `bearer`.
+    pub dpop_upstream: DpopUpstream,
     /// How access tokens are validated, one or both, each at most once. `bearer`: JWT access tokens
     /// (RFC 9068) verified locally against the IdP's keys; needs `issuer` and `jwks` or
     /// `jwks_endpoint`. `introspection`: the token is POSTed to `introspection_endpoint` (RFC
@@ -246,13 +297,26 @@ pub const DEFAULT_JWKS_REFRESH: u64 = 600;
 pub const DEFAULT_REDISCOVERY: u64 = 30;
 pub const DEFAULT_CACHE_TTL: u64 = 60;
 pub const DEFAULT_CACHE_ENTRIES: u32 = 4096;
+/// Proofs the DPoP replay cache holds by default: 364 DPoP requests a second for 360 s.
+pub const DEFAULT_DPOP_REPLAY_ENTRIES: u32 = 131_072;
 pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_REALM: &str = "api";
+pub const DEFAULT_DPOP_LIFETIME: u64 = 300;
+pub const DEFAULT_DPOP_ALGORITHMS: [Alg; 5] =
+    [Alg::ES256, Alg::ES384, Alg::EdDSA, Alg::PS256, Alg::RS256];
 
 impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
             proof_of_possession_mtls: PopMode::Strict,
+            proof_of_possession_dpop: PopMode::Off,
+            dpop_proof_lifetime: DEFAULT_DPOP_LIFETIME,
+            dpop_replay_cache_entries: DEFAULT_DPOP_REPLAY_ENTRIES,
+            dpop_algorithms: DEFAULT_DPOP_ALGORITHMS.to_vec(),
+            dpop_use_nonce: false,
+            dpop_nonce_secret: None,
+            dpop_external_url: None,
+            dpop_upstream: DpopUpstream::Bearer,
             auth_methods: vec![AuthMethod::Bearer],
             issuer: None,
             audience_required: Vec::new(),

@@ -31,7 +31,15 @@ impl TokenHash {
 /// Where entries live: per-worker memory or the host's shared data.
 pub trait Store {
     fn load(&self, key: &str) -> Option<Vec<u8>>;
+    /// Best effort: a failed write only costs a later miss.
     fn save(&self, key: &str, value: &[u8]);
+    /// The value and its version, for `save_versioned`; `Err` when the store failed.
+    fn load_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String>;
+    /// Writes only if the key still has `version` (`None`: only if absent); `Ok(false)` when
+    /// another write came first. On Envoy a write for an absent key is not conditional
+    /// (docs/hosts.md).
+    fn save_versioned(&self, key: &str, value: &[u8], version: Option<u32>)
+    -> Result<bool, String>;
 }
 
 impl<T: Store + ?Sized> Store for &T {
@@ -41,24 +49,62 @@ impl<T: Store + ?Sized> Store for &T {
     fn save(&self, key: &str, value: &[u8]) {
         (**self).save(key, value)
     }
+    fn load_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        (**self).load_versioned(key)
+    }
+    fn save_versioned(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: Option<u32>,
+    ) -> Result<bool, String> {
+        (**self).save_versioned(key, value, version)
+    }
 }
 
 /// Per-worker store; its keys are slot names, so it is bounded by the slot count.
 #[derive(Default)]
-pub struct LocalStore(RefCell<HashMap<String, Vec<u8>>>);
+pub struct LocalStore(RefCell<HashMap<String, (Vec<u8>, u32)>>);
 
 impl LocalStore {
     pub fn clear(&self) {
         self.0.borrow_mut().clear();
     }
+
+    /// Entries held (for tests of the bounds).
+    pub fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
+    }
 }
 
 impl Store for LocalStore {
     fn load(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.borrow().get(key).cloned()
+        self.0.borrow().get(key).map(|(v, _)| v.clone())
     }
     fn save(&self, key: &str, value: &[u8]) {
-        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+        let mut map = self.0.borrow_mut();
+        let version = map.get(key).map_or(1, |(_, v)| v.wrapping_add(1));
+        map.insert(key.to_string(), (value.to_vec(), version));
+    }
+    fn load_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        Ok(self.0.borrow().get(key).cloned())
+    }
+    fn save_versioned(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: Option<u32>,
+    ) -> Result<bool, String> {
+        let current = self.0.borrow().get(key).map(|(_, v)| *v);
+        if current != version {
+            return Ok(false);
+        }
+        self.save(key, value);
+        Ok(true)
     }
 }
 
@@ -210,7 +256,7 @@ mod tests {
         for i in 0..1000 {
             cache.put(&store, &TokenHash::of(&format!("t{i}")), 0, 100, b"x");
         }
-        assert!(store.0.borrow().len() <= 8);
+        assert!(store.len() <= 8);
     }
 
     #[test]
@@ -228,7 +274,7 @@ mod tests {
         let cache = SlotCache::new("idp-a", 8);
         let h = TokenHash::of("secret-token");
         cache.put(&store, &h, 0, 100, b"x");
-        for (k, v) in store.0.borrow().iter() {
+        for (k, (v, _)) in store.0.borrow().iter() {
             assert!(!k.contains("secret-token"));
             assert!(!v.windows(12).any(|w| w == b"secret-token"));
         }

@@ -2,9 +2,12 @@
 //! read-only view of the worker (settings, keys, caches, time), the next step. The checks run
 //! cheapest first: everything on the unverified token (algorithm, `typ`, `iss`, lifetime,
 //! audience, the binding to what the client presented) before any key lookup, IdP call or
-//! signature check. Nothing here touches the host; `request` applies the step.
+//! signature check. A DPoP proof is checked against the request, the token's `cnf.jkt` and
+//! the proofs already used before its own signature, and that before the token's. Nothing
+//! here touches the host; `request` applies the step.
 
-use crate::binding;
+use crate::binding::dpop::{self, Proof};
+use crate::binding::{self, PopMode, Possession};
 use crate::config::{
     BearerSettings, IntrospectionSettings, KeySettings, Settings, SignedIntrospection,
 };
@@ -12,9 +15,10 @@ use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{Store, TokenHash};
 use crate::flow::extract::Presented;
 use crate::flow::keys::{KeyFetcher, Refetch};
+use crate::flow::replay::ProofId;
 use crate::flow::worker::Worker;
 use crate::reply::metrics::Metric;
-use crate::reply::rejection::Rejection;
+use crate::reply::rejection::{Rejection, Scheme};
 use crate::tokens::claims::Claims;
 use crate::tokens::introspection::{self, Answer};
 use crate::tokens::jwks::KeySet;
@@ -28,6 +32,28 @@ pub struct Verdict {
     pub claims: Claims,
     /// The signed introspection response (RFC 9701) the claims came in, to forward.
     pub signed_introspection: Option<String>,
+    /// The request's DPoP proof, to record as used before the request goes on.
+    pub proof: Option<ProofUse>,
+}
+
+/// A DPoP proof that passed every check, signature included; recording it as used (so it is
+/// never accepted again) is the last step before the request goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofUse {
+    pub id: ProofId,
+    /// When it was checked.
+    pub now: u64,
+    /// Until when it could pass the `iat` check again: it is remembered that long.
+    pub until: u64,
+    /// Its key's RFC 7638 thumbprint, what the token's `cnf.jkt` must equal.
+    pub jkt: String,
+}
+
+/// An introspection answer, and the request's checked DPoP proof.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub outcome: CallOutcome,
+    pub proof: Option<ProofUse>,
 }
 
 /// The next step for a request.
@@ -38,9 +64,10 @@ pub enum Step {
     /// A key is not in hand: wait for the worker's JWKS fetch, then decide again with
     /// `Phase::KeysFetched` (on the introspection answer held here, when it is that answer's
     /// signature that needs the key).
-    NeedKeys(Option<CallOutcome>),
-    /// Ask the IdP about the token; `introspected` decides on the answer.
-    Introspect(OutboundRequest),
+    NeedKeys(Option<Answered>),
+    /// Ask the IdP about the token; `introspected` decides on the answer (with the request's
+    /// DPoP proof, already checked).
+    Introspect(OutboundRequest, Option<ProofUse>),
 }
 
 /// What else the step asks for: counters, cache entries, log lines.
@@ -103,8 +130,8 @@ pub enum Phase {
 pub struct View<'a> {
     pub worker: &'a Worker,
     pub keys: &'a KeyFetcher,
-    /// Where introspection answers are cached (shared data or per worker).
-    pub answers: &'a dyn Store,
+    /// Where introspection answers and used DPoP proofs are kept (shared data or per worker).
+    pub store: &'a dyn Store,
     pub now: u64,
 }
 
@@ -148,11 +175,12 @@ pub fn decide(presented: &Presented, view: &View<'_>, phase: Phase) -> Decision 
 /// signed responses are configured).
 pub fn introspected(
     presented: &Presented,
-    outcome: &CallOutcome,
+    answered: &Answered,
     view: &View<'_>,
     phase: Phase,
 ) -> Decision {
     let settings = view.settings();
+    let outcome = &answered.outcome;
     let Some(intro) = &settings.introspection else {
         return Decision::deny(Rejection::IntrospectionUnavailable);
     };
@@ -161,7 +189,7 @@ pub fn introspected(
         Some(signed) => match verify_signed(outcome, intro, signed, view, phase) {
             Signed::Answer(answer, jwt) => Ok((answer, Some(jwt))),
             Signed::NeedKeys => {
-                return Decision::new(Step::NeedKeys(Some(outcome.clone())));
+                return Decision::new(Step::NeedKeys(Some(answered.clone())));
             }
             Signed::Failed(failure) => Err(failure),
         },
@@ -190,9 +218,11 @@ pub fn introspected(
             inactive: kept == Answer::Inactive,
         });
     }
+    let proof = answered.proof.clone();
     let step = finish(
-        check_introspected(settings, &answer, presented, view.now),
+        check_introspected(settings, &answer, presented, proof.as_ref(), view.now),
         jwt,
+        proof,
     );
     Decision { step, notes }
 }
@@ -268,13 +298,81 @@ fn verify_signed(
     }
 }
 
-fn finish(verdict: Result<Claims, Rejection>, signed_introspection: Option<String>) -> Step {
+fn finish(
+    verdict: Result<Claims, Rejection>,
+    signed_introspection: Option<String>,
+    proof: Option<ProofUse>,
+) -> Step {
     match verdict {
         Ok(claims) => Step::Allow(Verdict {
             claims,
             signed_introspection,
+            proof,
         }),
         Err(r) => Step::Deny(r),
+    }
+}
+
+/// The request's DPoP proof, decoded and compared with the request (method, URL, time,
+/// access token, nonce): no signature work yet. `None` for the Bearer scheme.
+fn read_proof(presented: &Presented, view: &View<'_>) -> Result<Option<Proof>, Rejection> {
+    let Some(request) = &presented.dpop else {
+        return Ok(None);
+    };
+    let settings = view.settings();
+    let d = &settings.dpop;
+    let proof = Proof::parse(&request.proof, &d.algorithms)?;
+    proof.check_claims(
+        &request.target,
+        &presented.token,
+        view.now,
+        d.lifetime,
+        settings.leeway,
+        d.nonce_key.as_deref(),
+    )?;
+    Ok(Some(proof))
+}
+
+/// The last checks on a proof whose key the token is bound to: not used before (a cheap
+/// lookup), then its signature.
+fn prove(proof: &Proof, view: &View<'_>, notes: &mut Vec<Note>) -> Result<ProofUse, Rejection> {
+    let settings = view.settings();
+    let now = view.now;
+    let id = ProofId::of(&proof.jkt, proof.jti().unwrap_or_default());
+    match view.worker.proof_seen(view.store, &id, now) {
+        Ok(false) => {}
+        Ok(true) => return Err(Rejection::DpopReplay),
+        Err(e) => {
+            notes.push(Note::Warn(format!("DPoP replay cache unreadable: {e}")));
+            return Err(Rejection::HostFailure);
+        }
+    }
+    notes.push(Note::Count(Metric::DpopProofChecks));
+    proof.verify()?;
+    // Live while its `iat` passes; a nonce (two steps) may shorten that.
+    let mut until = proof
+        .iat()
+        .unwrap_or(now)
+        .saturating_add(settings.dpop.lifetime)
+        .saturating_add(settings.leeway)
+        .saturating_add(1);
+    if settings.dpop.nonce_key.is_some() {
+        until = until.min(now.saturating_add(2 * dpop::NONCE_STEP + settings.leeway));
+    }
+    Ok(ProofUse {
+        id,
+        now,
+        until,
+        jkt: proof.jkt.clone(),
+    })
+}
+
+/// What the request presented to prove possession.
+fn possession<'a>(presented: &'a Presented, proof_jkt: Option<&'a str>) -> Possession<'a> {
+    Possession {
+        certificate: presented.certificate.as_ref(),
+        scheme: presented.scheme,
+        proof_jkt,
     }
 }
 
@@ -303,20 +401,29 @@ fn check_jwt(
 ) -> Step {
     let settings = view.settings();
     let now = view.now;
-    // Every check that needs no key, then the binding: only a token that passes them all is
-    // worth a key lookup (which may cost an IdP call) and a signature check.
-    let unverified = match jwt::inspect(&presented.token, &jwt_rules(settings, bearer, keys), now)
-        .and_then(|u| {
-            binding::check_certificate(settings.pop, &u.claims, presented.certificate.as_ref())
-                .map(|()| u)
-        }) {
-        Ok(u) => u,
+    // Every check that needs no key, then the binding (a DPoP proof's key is known without
+    // its signature): only a token that passes them all is worth a key lookup (which may cost
+    // an IdP call) and a signature check; only a proof by the token's key is worth checking.
+    let checked = read_proof(presented, view).and_then(|proof| {
+        let unverified = jwt::inspect(&presented.token, &jwt_rules(settings, bearer, keys), now)?;
+        let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+        binding::check(
+            settings.pop,
+            settings.dpop.mode,
+            &unverified.claims,
+            &possession(presented, jkt),
+        )?;
+        let proof = proof.map(|p| prove(&p, view, notes)).transpose()?;
+        Ok((unverified, proof))
+    });
+    let (unverified, proof) = match checked {
+        Ok(checked) => checked,
         Err(r) => return Step::Deny(r),
     };
     let hash = TokenHash::of(&presented.token);
     if view.worker.signature_verified(&hash, now) {
         notes.push(Note::Count(Metric::JwtCacheHits));
-        return finish(accept_verified(settings, unverified.claims), None);
+        return finish(accept_verified(settings, unverified.claims), None, proof);
     }
     if view.worker.signature_failed(&hash, now) {
         return Step::Deny(Rejection::BadSignature);
@@ -339,7 +446,7 @@ fn check_jwt(
                 now,
                 until: exp.saturating_add(settings.leeway),
             });
-            finish(accept_verified(settings, claims), None)
+            finish(accept_verified(settings, claims), None, proof)
         }
         Signature::Invalid(r) => {
             if r == Rejection::BadSignature {
@@ -414,34 +521,46 @@ fn check_opaque(
     notes: &mut Vec<Note>,
 ) -> Step {
     let settings = view.settings();
-    // In strict mode no token passes without a certificate: refuse before asking the IdP.
-    if settings.pop == binding::PopMode::Strict && presented.certificate.is_none() {
+    // What strict modes refuse whatever the token says: refuse before asking the IdP.
+    if settings.pop == PopMode::Strict && presented.certificate.is_none() {
         return Step::Deny(Rejection::CertificateRequired);
     }
+    if settings.dpop.mode == PopMode::Strict && presented.scheme != Scheme::Dpop {
+        return Step::Deny(Rejection::DpopRequired);
+    }
+    // The proof is checked in full before the token is looked up: its `cnf.jkt` is compared
+    // with the proof's key once the answer is in.
+    let proof = match read_proof(presented, view)
+        .and_then(|p| p.map(|p| prove(&p, view, notes)).transpose())
+    {
+        Ok(proof) => proof,
+        Err(r) => return Step::Deny(r),
+    };
     if intro.cache_ttl > 0 {
         let hash = TokenHash::of(&presented.token);
-        if let Some((answer, jwt)) = view.worker.cached_answer(view.answers, &hash, view.now) {
+        if let Some((answer, jwt)) = view.worker.cached_answer(view.store, &hash, view.now) {
             notes.push(Note::Count(Metric::IntrospectionCacheHits));
             return finish(
-                check_introspected(settings, &answer, presented, view.now),
+                check_introspected(settings, &answer, presented, proof.as_ref(), view.now),
                 jwt,
+                proof,
             );
         }
     }
-    Step::Introspect(introspection::request(
-        intro,
-        &presented.token,
-        settings.http_timeout,
-    ))
+    Step::Introspect(
+        introspection::request(intro, &presented.token, settings.http_timeout),
+        proof,
+    )
 }
 
-/// The checks on an introspection answer, with the current request's certificate: a cached
-/// answer is re-checked on every request, so a token replayed from another connection fails
-/// here even on a cache hit.
+/// The checks on an introspection answer, with the current request's certificate and DPoP
+/// proof: a cached answer is re-checked on every request, so a token replayed from another
+/// connection or without its key fails here even on a cache hit.
 fn check_introspected(
     settings: &Settings,
     answer: &Answer,
     presented: &Presented,
+    proof: Option<&ProofUse>,
     now: u64,
 ) -> Result<Claims, Rejection> {
     let claims = match answer {
@@ -464,7 +583,13 @@ fn check_introspected(
     }
     policy::check_lifetime(claims, now, settings.leeway, false, Rejection::Inactive)?;
     policy::check_audience(claims, &settings.audience_required)?;
-    binding::check_certificate(settings.pop, claims, presented.certificate.as_ref())?;
+    let jkt = proof.map(|p| p.jkt.as_str());
+    binding::check(
+        settings.pop,
+        settings.dpop.mode,
+        claims,
+        &possession(presented, jkt),
+    )?;
     policy::check_scopes(claims, &settings.scopes_required)?;
     Ok(claims.clone())
 }

@@ -6,16 +6,29 @@
 use std::net::IpAddr;
 
 use crate::binding::certificate::{self, Thumbprint};
+use crate::binding::dpop::{self, RequestTarget};
 use crate::config::{CertSource, Settings};
 use crate::host::{self, Engine, Headers, Host, HostError, LogLevel, NoCertificate};
-use crate::reply::rejection::Rejection;
+use crate::reply::rejection::{Rejection, Scheme};
 use crate::tokens::credentials;
 
 /// What the request presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presented {
     pub token: String,
+    /// `Bearer`, or `DPoP` when DPoP is on.
+    pub scheme: Scheme,
     pub certificate: Option<Thumbprint>,
+    /// With the DPoP scheme: its one proof and the request it must be for.
+    pub dpop: Option<DpopRequest>,
+}
+
+/// A request made with the DPoP scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopRequest {
+    /// The `DPoP` header (exactly one).
+    pub proof: String,
+    pub target: RequestTarget,
 }
 
 fn host_failure(host: &impl Host, what: &str, e: &HostError) -> Rejection {
@@ -47,9 +60,69 @@ pub fn extract(
         return Err(Rejection::DuplicateIdentityHeader);
     }
     let path = request_path(host, &headers)?;
-    let token = credentials::bearer_token(&headers, &path)?.ok_or(Rejection::MissingToken)?;
+    let dpop_on = settings.dpop.mode != crate::binding::PopMode::Off;
+    let credential =
+        credentials::credential(&headers, &path, dpop_on)?.ok_or(Rejection::MissingToken)?;
+    let dpop = match credential.scheme {
+        Scheme::Dpop => Some(dpop_request(settings, engine, &headers, &path)?),
+        Scheme::Bearer => None,
+    };
     let certificate = client_certificate(settings, engine, host, &headers)?;
-    Ok(Presented { token, certificate })
+    Ok(Presented {
+        token: credential.token,
+        scheme: credential.scheme,
+        certificate,
+        dpop,
+    })
+}
+
+/// The proof of a DPoP request (RFC 9449 §4.3: exactly one `DPoP` header) and the request
+/// it must be for: the method, and the URL clients used, without query. The scheme and
+/// authority come from `dpop_external_url`, else from the request: `:scheme`, and
+/// `:authority`, except on Kong's engine, whose `:authority` is nginx's server name and port
+/// while the client's is in `host` (docs/hosts.md).
+fn dpop_request(
+    settings: &Settings,
+    engine: Engine,
+    headers: &Headers,
+    path: &str,
+) -> Result<DpopRequest, Rejection> {
+    let mut proofs = header_values(headers, "dpop");
+    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+        return Err(Rejection::DpopProofMissing);
+    };
+    let first = |name: &str| header_values(headers, name).next().unwrap_or_default();
+    let origin = match &settings.dpop.external {
+        Some(external) => external.clone(),
+        None => {
+            let authority = match engine {
+                Engine::Nginx => first("host"),
+                Engine::Envoy => first(":authority"),
+            };
+            let scheme = match first(":scheme") {
+                s if s.is_empty() => "https".to_string(),
+                s => s,
+            };
+            format!("{scheme}://{authority}")
+        }
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let url = dpop::normalize_htu(&format!("{origin}{path}")).unwrap_or_default();
+    Ok(DpopRequest {
+        proof: proof.trim().to_string(),
+        target: RequestTarget {
+            method: first(":method"),
+            url,
+        },
+    })
+}
+
+/// The values of every header named `name` (any case), as text.
+fn header_values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    headers
+        .iter()
+        .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
 /// `request.path` carries the query on both engines; Kong's engine gives `:path` without it.

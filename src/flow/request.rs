@@ -6,14 +6,14 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::config::CertSource;
-use crate::endpoint::CallOutcome;
-use crate::flow::decider::{self, Decision, Note, Phase, Step, Verdict, View};
+use crate::config::{CertSource, DpopUpstream};
+use crate::flow::decider::{self, Answered, Decision, Note, Phase, ProofUse, Step, Verdict, View};
 use crate::flow::extract::{self, Presented};
+use crate::flow::replay::Claim;
 use crate::flow::worker::{KeyWait, NoWait, Worker, call_outcome};
 use crate::host::{Engine, Host, HostError, LogLevel};
 use crate::reply::metrics::Metric;
-use crate::reply::rejection::Rejection;
+use crate::reply::rejection::{Rejection, Scheme};
 use crate::reply::response;
 use crate::tokens::introspection::MAX_RESPONSE_BYTES;
 
@@ -36,10 +36,15 @@ enum Stage {
     WaitingForKeys {
         presented: Presented,
         call: Option<u32>,
-        answer: Option<CallOutcome>,
+        answer: Option<Answered>,
     },
-    /// Paused until the introspection call `call` answers.
-    WaitingForIntrospection { call: u32, presented: Presented },
+    /// Paused until the introspection call `call` answers; `proof`: the request's DPoP proof,
+    /// checked before the call.
+    WaitingForIntrospection {
+        call: u32,
+        presented: Presented,
+        proof: Option<ProofUse>,
+    },
     /// Decided (allowed or refused), or refused before a token was read.
     Done,
 }
@@ -54,6 +59,8 @@ pub struct RequestCore {
     /// The request was paused (it waited for keys or an IdP call): an outcome must resume it
     /// or reply from the call-response path.
     paused: Cell<bool>,
+    /// The scheme the request used, once read: a refusal's error goes in its challenge.
+    scheme: Cell<Option<Scheme>>,
 }
 
 /// One HTTP request. `context_id` is the host's id of the request's context: the worker
@@ -67,6 +74,7 @@ impl RequestFilter {
             context_id,
             stage: Cell::new(Stage::Start),
             paused: Cell::new(false),
+            scheme: Cell::new(None),
         }))
     }
 
@@ -84,6 +92,7 @@ impl RequestFilter {
             Ok(p) => p,
             Err(r) => return core.deny(host, r),
         };
+        core.scheme.set(Some(presented.scheme));
         core.decide(host, presented, None, Phase::First)
     }
 
@@ -107,10 +116,16 @@ impl RequestFilter {
             Stage::WaitingForIntrospection {
                 call: ours,
                 presented,
+                proof,
             } if ours == call => {
                 core.worker.introspection_ended();
                 let outcome = call_outcome(host, body_size, MAX_RESPONSE_BYTES);
-                core.decide(host, presented, Some(outcome), Phase::First);
+                core.decide(
+                    host,
+                    presented,
+                    Some(Answered { outcome, proof }),
+                    Phase::First,
+                );
             }
             Stage::WaitingForKeys {
                 presented,
@@ -148,12 +163,12 @@ impl RequestCore {
         self: &Rc<Self>,
         host: &impl Host,
         presented: Presented,
-        answer: Option<CallOutcome>,
+        answer: Option<Answered>,
         phase: Phase,
     ) -> Flow {
         let decision = self.with_view(host, |view| match &answer {
             None => decider::decide(&presented, view, phase),
-            Some(outcome) => decider::introspected(&presented, outcome, view, phase),
+            Some(answered) => decider::introspected(&presented, answered, view, phase),
         });
         self.apply(host, decision, presented)
     }
@@ -164,12 +179,12 @@ impl RequestCore {
         let worker = &self.worker;
         match host.now() {
             Ok(now) => {
-                let answers = worker.answer_store(host);
+                let store = worker.store(host);
                 let keys = worker.keys.borrow();
                 decide(&View {
                     worker,
                     keys: &keys,
-                    answers: answers.as_ref(),
+                    store: store.as_ref(),
                     now,
                 })
             }
@@ -208,33 +223,39 @@ impl RequestCore {
                     payload,
                     inactive,
                 } => {
-                    let store = worker.answer_store(host);
+                    let store = worker.store(host);
                     worker.remember_answer(store.as_ref(), &hash, until, &payload, inactive, now);
                 }
                 Note::Warn(message) => host.log(LogLevel::Warn, &message),
             }
         }
         match decision.step {
-            Step::Allow(verdict) => match self.set_identity(host, &verdict) {
-                Ok(()) => {
-                    host.count(Metric::Allowed);
-                    self.stage.set(Stage::Done);
-                    if self.paused.get()
-                        && let Err(e) = host.resume_request()
-                    {
-                        // Still paused: the request never goes through.
-                        host.log(LogLevel::Error, &format!("resume failed: {e}"));
+            Step::Allow(verdict) => {
+                match self
+                    .record_proof(host, verdict.proof.as_ref())
+                    .and_then(|()| {
+                        self.set_identity(host, &verdict, &presented).map_err(|e| {
+                            host.log(
+                                LogLevel::Error,
+                                &format!("identity headers could not be set: {e}"),
+                            );
+                            Rejection::HostFailure
+                        })
+                    }) {
+                    Ok(()) => {
+                        host.count(Metric::Allowed);
+                        self.stage.set(Stage::Done);
+                        if self.paused.get()
+                            && let Err(e) = host.resume_request()
+                        {
+                            // Still paused: the request never goes through.
+                            host.log(LogLevel::Error, &format!("resume failed: {e}"));
+                        }
+                        Flow::Continue
                     }
-                    Flow::Continue
+                    Err(rejection) => self.deny(host, rejection),
                 }
-                Err(e) => {
-                    host.log(
-                        LogLevel::Error,
-                        &format!("identity headers could not be set: {e}"),
-                    );
-                    self.deny(host, Rejection::HostFailure)
-                }
-            },
+            }
             Step::Deny(rejection) => self.deny(host, rejection),
             Step::NeedKeys(answer) => {
                 let Ok(now) = host.now() else {
@@ -260,15 +281,18 @@ impl RequestCore {
                     Err(NoWait::Unavailable) => self.deny(host, Rejection::KeysUnavailable),
                 }
             }
-            Step::Introspect(_) if !worker.introspection_started() => {
+            Step::Introspect(..) if !worker.introspection_started() => {
                 host.log(LogLevel::Warn, "too many introspection calls in flight");
                 self.deny(host, Rejection::IntrospectionUnavailable)
             }
-            Step::Introspect(request) => match host.dispatch(&request) {
+            Step::Introspect(request, proof) => match host.dispatch(&request) {
                 Ok(call) => {
                     host.count(Metric::IntrospectionCalls);
-                    self.stage
-                        .set(Stage::WaitingForIntrospection { call, presented });
+                    self.stage.set(Stage::WaitingForIntrospection {
+                        call,
+                        presented,
+                        proof,
+                    });
                     self.pause()
                 }
                 Err(e) => {
@@ -284,6 +308,39 @@ impl RequestCore {
         }
     }
 
+    /// Records the request's DPoP proof as used, the moment before the request goes on: a
+    /// copy sent at the same time, on any worker sharing the cache, finds it recorded. On
+    /// failure, the refusal.
+    fn record_proof(&self, host: &impl Host, proof: Option<&ProofUse>) -> Result<(), Rejection> {
+        let Some(proof) = proof else {
+            return Ok(());
+        };
+        let store = self.worker.store(host);
+        let refusal =
+            match self
+                .worker
+                .claim_proof(store.as_ref(), &proof.id, proof.now, proof.until)
+            {
+                Claim::Fresh => return Ok(()),
+                Claim::Replayed => Rejection::DpopReplay,
+                Claim::Full => {
+                    host.log(
+                        LogLevel::Warn,
+                        "the DPoP replay cache is full: raise dpop_replay_cache_entries",
+                    );
+                    Rejection::DpopReplayCacheFull
+                }
+                Claim::Unavailable(e) => {
+                    host.log(
+                        LogLevel::Error,
+                        &format!("the DPoP replay cache cannot be written: {e}"),
+                    );
+                    Rejection::HostFailure
+                }
+            };
+        Err(refusal)
+    }
+
     fn pause(&self) -> Flow {
         self.paused.set(true);
         Flow::Pause
@@ -291,9 +348,19 @@ impl RequestCore {
 
     /// Sets the identity headers from the claims and the signed introspection response
     /// (replacing whatever the client sent) and removes the certificate headers: nothing the
-    /// client wrote under those names may reach the upstream.
-    fn set_identity(&self, host: &impl Host, verdict: &Verdict) -> Result<(), HostError> {
+    /// client wrote under those names may reach the upstream. A DPoP request goes on as a
+    /// Bearer one unless `dpop_upstream` says otherwise.
+    fn set_identity(
+        &self,
+        host: &impl Host,
+        verdict: &Verdict,
+        presented: &Presented,
+    ) -> Result<(), HostError> {
         let settings = &self.worker.settings;
+        if presented.scheme == Scheme::Dpop && settings.dpop.upstream == DpopUpstream::Bearer {
+            host.set_request_header("authorization", &format!("Bearer {}", presented.token))?;
+            self.strip_header(host, "dpop")?;
+        }
         if let CertSource::Header {
             name, chain_header, ..
         } = &settings.cert_source
@@ -338,7 +405,20 @@ impl RequestCore {
     fn deny(&self, host: &impl Host, rejection: Rejection) -> Flow {
         self.stage.set(Stage::Done);
         let settings = &self.worker.settings;
-        let reply = response::render(rejection, &settings.realm, &settings.scopes_required);
+        // A nonce for the client to retry with; without a clock it cannot have one.
+        let nonce = match (rejection, &settings.dpop.nonce_key) {
+            (Rejection::UseDpopNonce, Some(key)) => host
+                .now()
+                .ok()
+                .map(|now| crate::binding::dpop::nonce(key, now)),
+            _ => None,
+        };
+        let reply = response::render(
+            rejection,
+            &settings.challenges(),
+            self.scheme.get(),
+            nonce.as_deref(),
+        );
         let level = if reply.status == 503 {
             LogLevel::Warn
         } else {

@@ -17,6 +17,7 @@ use crate::config::{CertSource, Settings};
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{LocalStore, SlotCache, Store, TokenHash};
 use crate::flow::keys::{KeyFetcher, Refetch};
+use crate::flow::replay::{Claim, ProofId, ProofLedger};
 use crate::flow::request::RequestCore;
 use crate::host::{self, Engine, Host, HostError, LogLevel, SharedStore};
 use crate::reply::metrics::Metric;
@@ -45,9 +46,11 @@ pub struct Worker {
     root_context: Cell<Option<u32>>,
     pub(crate) keys: RefCell<KeyFetcher>,
     waiting: RefCell<Vec<Waiter>>,
-    /// Introspection answers when `shared_cache` is off.
-    local_answers: LocalStore,
+    /// Introspection answers and DPoP proofs when `shared_cache` is off.
+    local_shared: LocalStore,
     answer_slots: Option<SlotCache>,
+    /// The DPoP proofs accepted, while they are live.
+    proofs: ProofLedger,
     /// JWTs whose signature this worker has verified, until their `exp`: a client reuses its
     /// token for its whole lifetime, and a signature check in wasm costs about a millisecond.
     /// Everything else is still checked on every request. Emptied when the JWKS is refreshed,
@@ -84,14 +87,16 @@ impl Worker {
             SlotCache::new(&scope, settings.cache_max_entries)
         });
         let verified_slots = SlotCache::new("verified-jwt", settings.cache_max_entries);
+        let proofs = ProofLedger::new(settings.dpop.replay_entries);
         let failed_slots = SlotCache::new("failed-jwt", settings.cache_max_entries);
         Worker {
             settings,
             root_context: Cell::new(None),
             keys: RefCell::new(KeyFetcher::default()),
             waiting: RefCell::new(Vec::new()),
-            local_answers: LocalStore::default(),
+            local_shared: LocalStore::default(),
             answer_slots,
+            proofs,
             verified: LocalStore::default(),
             verified_slots,
             failed: LocalStore::default(),
@@ -195,13 +200,35 @@ impl Worker {
         self.engine.get()
     }
 
-    /// Where introspection answers are cached for this configuration.
-    pub(crate) fn answer_store<'a, H: Host>(&'a self, host: &'a H) -> Box<dyn Store + 'a> {
+    /// Where introspection answers and DPoP proofs are kept: the host's shared data, or this
+    /// worker's memory when `shared_cache` is off.
+    pub(crate) fn store<'a, H: Host>(&'a self, host: &'a H) -> Box<dyn Store + 'a> {
         if self.settings.shared_cache {
             Box::new(SharedStore(host))
         } else {
-            Box::new(&self.local_answers)
+            Box::new(&self.local_shared)
         }
+    }
+
+    /// Whether a live DPoP proof with this id was accepted already.
+    pub(crate) fn proof_seen(
+        &self,
+        store: &dyn Store,
+        id: &ProofId,
+        now: u64,
+    ) -> Result<bool, String> {
+        self.proofs.seen(store, id, now)
+    }
+
+    /// Records a DPoP proof as used, unless it was already.
+    pub(crate) fn claim_proof(
+        &self,
+        store: &dyn Store,
+        id: &ProofId,
+        now: u64,
+        until: u64,
+    ) -> Claim {
+        self.proofs.claim(store, id, now, until)
     }
 
     /// Whether this worker verified the token's signature and the verdict still holds.

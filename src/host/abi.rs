@@ -137,15 +137,21 @@ impl Host for AbiHost {
             .map_err(|s| failed("proxy_get_buffer_bytes", s))
     }
 
-    fn shared_load(&self, key: &str) -> Option<Vec<u8>> {
-        calls::shared_data(key).ok().and_then(|(value, _)| value)
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        match calls::shared_data(key) {
+            // A value without a version: treat as version 0, which neither host hands out.
+            Ok((Some(value), cas)) => Ok(Some((value, cas.unwrap_or(0)))),
+            Ok((None, _)) => Ok(None),
+            Err(s) => Err(failed("proxy_get_shared_data", s)),
+        }
     }
 
-    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
-        // Write with the version we read: Kong's engine refuses a write without one to an
-        // existing key. A lost race is a cache miss later, not worth a retry loop.
-        let cas = calls::shared_data(key).ok().and_then(|(_, cas)| cas);
-        calls::set_shared_data(key, value, cas).map_err(|s| failed("proxy_set_shared_data", s))
+    fn shared_set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, HostError> {
+        match calls::set_shared_data(key, value, version.filter(|v| *v != 0)) {
+            Ok(()) => Ok(true),
+            Err(calls::CAS_MISMATCH) => Ok(false),
+            Err(s) => Err(failed("proxy_set_shared_data", s)),
+        }
     }
 
     fn count(&self, metric: Metric) {

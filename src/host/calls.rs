@@ -24,6 +24,7 @@ pub type Status = u32;
 
 pub const OK: Status = 0;
 pub const NOT_FOUND: Status = 1;
+pub const CAS_MISMATCH: Status = 8;
 
 /// `proxy_map_type_t`.
 pub const HTTP_REQUEST_HEADERS: u32 = 0;

@@ -75,10 +75,21 @@ pub trait Host {
     fn call_response_headers(&self) -> Result<Headers, HostError>;
     /// The first `len` bytes of the call's response body.
     fn call_response_body(&self, len: usize) -> Result<Vec<u8>, HostError>;
-    fn shared_load(&self, key: &str) -> Option<Vec<u8>>;
-    /// Writes shared data whatever is there. Kong's engine compares versions on every write
-    /// (no version means "only if absent"), so implementations read the version first.
-    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), HostError>;
+    /// Shared data and its version; `Ok(None)` when the key is absent.
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
+    /// Writes shared data if the key still has `version`; `Ok(false)` on a version mismatch.
+    /// `None` is the host's version 0: Kong's engine takes it as "only if absent", Envoy as
+    /// "whatever is there" (docs/hosts.md).
+    fn shared_set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, HostError>;
+    fn shared_load(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared_get(key).ok().flatten().map(|(value, _)| value)
+    }
+    /// Writes shared data whatever is there: with the version just read, since Kong's engine
+    /// refuses a write without one to an existing key. A lost race is a later cache miss.
+    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        let version = self.shared_get(key)?.map(|(_, v)| v);
+        self.shared_set(key, value, version).map(|_| ())
+    }
     /// Counting and logging cannot change a decision; their failures are dropped.
     fn count(&self, metric: Metric);
     fn log(&self, level: LogLevel, message: &str);
@@ -97,6 +108,19 @@ impl<H: Host> Store for SharedStore<'_, H> {
             self.0
                 .log(LogLevel::Debug, &format!("shared cache write failed: {e}"));
         }
+    }
+    fn load_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        self.0.shared_get(key).map_err(|e| e.to_string())
+    }
+    fn save_versioned(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: Option<u32>,
+    ) -> Result<bool, String> {
+        self.0
+            .shared_set(key, value, version)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -16,6 +16,8 @@ pub enum Metric {
     SignatureChecks,
     JwksFetches,
     JwksFetchFailures,
+    /// DPoP proof signatures checked: one per request with the DPoP scheme that gets that far.
+    DpopProofChecks,
 }
 
 impl Metric {
@@ -30,6 +32,7 @@ impl Metric {
             Metric::SignatureChecks,
             Metric::JwksFetches,
             Metric::JwksFetchFailures,
+            Metric::DpopProofChecks,
         ]
         .into_iter()
         .chain(MetricGroup::ALL.into_iter().map(Metric::Denied))
@@ -45,6 +48,7 @@ impl Metric {
             Metric::SignatureChecks => "certbound_jwt_signature_checks",
             Metric::JwksFetches => "certbound_jwks_fetches",
             Metric::JwksFetchFailures => "certbound_jwks_fetch_failures",
+            Metric::DpopProofChecks => "certbound_dpop_proof_checks",
             Metric::Denied(group) => match group {
                 MetricGroup::MissingToken => "certbound_requests_denied_missing_token",
                 MetricGroup::InvalidRequest => "certbound_requests_denied_invalid_request",
@@ -54,6 +58,7 @@ impl Metric {
                 MetricGroup::InsufficientScope => "certbound_requests_denied_insufficient_scope",
                 MetricGroup::IdpUnavailable => "certbound_requests_denied_idp_unavailable",
                 MetricGroup::HostFailure => "certbound_requests_denied_host_failure",
+                MetricGroup::DpopFailed => "certbound_requests_denied_dpop_failed",
             },
         }
     }

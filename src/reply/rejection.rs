@@ -3,13 +3,22 @@
 //! description for the client developer. Descriptions never echo the token or the expected
 //! thumbprint.
 
-/// RFC 6750 §3.1 error codes, plus the 503 case.
+/// RFC 6750 §3.1 and RFC 9449 §7.1 error codes, plus the 503 case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
     InvalidToken,
     InsufficientScope,
     TemporarilyUnavailable,
+    InvalidDpopProof,
+    UseDpopNonce,
+}
+
+/// The authentication scheme whose challenge carries a rejection's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    Dpop,
 }
 
 impl ErrorCode {
@@ -19,12 +28,17 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
     fn status(code: Option<ErrorCode>) -> u16 {
         match code {
-            None | Some(ErrorCode::InvalidToken) => 401,
+            None
+            | Some(
+                ErrorCode::InvalidToken | ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce,
+            ) => 401,
             Some(ErrorCode::InvalidRequest) => 400,
             Some(ErrorCode::InsufficientScope) => 403,
             Some(ErrorCode::TemporarilyUnavailable) => 503,
@@ -45,10 +59,12 @@ pub enum MetricGroup {
     IdpUnavailable,
     /// The gateway itself failed (a host call that must not fail did): fail closed.
     HostFailure,
+    /// A DPoP proof was missing, malformed, stale, replayed or for another request.
+    DpopFailed,
 }
 
 impl MetricGroup {
-    pub const ALL: [MetricGroup; 8] = [
+    pub const ALL: [MetricGroup; 9] = [
         MetricGroup::MissingToken,
         MetricGroup::InvalidRequest,
         MetricGroup::InvalidToken,
@@ -57,6 +73,7 @@ impl MetricGroup {
         MetricGroup::InsufficientScope,
         MetricGroup::IdpUnavailable,
         MetricGroup::HostFailure,
+        MetricGroup::DpopFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +86,7 @@ impl MetricGroup {
             MetricGroup::InsufficientScope => "insufficient_scope",
             MetricGroup::IdpUnavailable => "idp_unavailable",
             MetricGroup::HostFailure => "host_failure",
+            MetricGroup::DpopFailed => "dpop_failed",
         }
     }
 }
@@ -76,14 +94,25 @@ impl MetricGroup {
 /// What one declaration says about a rejection.
 struct Spec {
     code: Option<ErrorCode>,
+    scheme: Scheme,
     group: MetricGroup,
     reason: &'static str,
     description: &'static str,
 }
 
+/// A declaration's scheme: Bearer unless it names another.
+macro_rules! scheme {
+    () => {
+        Scheme::Bearer
+    };
+    ($scheme:ident) => {
+        Scheme::$scheme
+    };
+}
+
 /// Declares the `Rejection` enum, its `ALL` list and its `Spec`s from one table.
 macro_rules! rejections {
-    ($($(#[$doc:meta])* $name:ident => $code:expr, $group:ident, $reason:literal, $description:literal;)*) => {
+    ($($(#[$doc:meta])* $name:ident => $code:expr, $group:ident, $reason:literal, $description:literal $(, $scheme:ident)?;)*) => {
         /// A named reason for refusing a request.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Rejection {
@@ -98,6 +127,7 @@ macro_rules! rejections {
                 match self {
                     $(Rejection::$name => Spec {
                         code: $code,
+                        scheme: scheme!($($scheme)?),
                         group: MetricGroup::$group,
                         reason: $reason,
                         description: $description,
@@ -113,6 +143,8 @@ const REQUEST: Option<ErrorCode> = Some(ErrorCode::InvalidRequest);
 const TOKEN: Option<ErrorCode> = Some(ErrorCode::InvalidToken);
 const SCOPE: Option<ErrorCode> = Some(ErrorCode::InsufficientScope);
 const UNAVAILABLE: Option<ErrorCode> = Some(ErrorCode::TemporarilyUnavailable);
+const PROOF: Option<ErrorCode> = Some(ErrorCode::InvalidDpopProof);
+const NONCE: Option<ErrorCode> = Some(ErrorCode::UseDpopNonce);
 
 rejections! {
     /// No `Authorization` header: a bare challenge (RFC 6750 §3.1: no error code).
@@ -196,6 +228,45 @@ rejections! {
     CertificateNotTrusted => TOKEN, BindingFailed, "certificate_not_trusted",
         "the client certificate is not trusted by this gateway";
 
+    // DPoP (RFC 9449): the token's binding to the proof's key.
+    DpopKeyMismatch => TOKEN, BindingFailed, "dpop_key_mismatch",
+        "the token is bound to a different DPoP key", Dpop;
+    /// The DPoP scheme with a token that is not DPoP-bound.
+    TokenNotDpopBound => TOKEN, BindingFailed, "token_not_dpop_bound",
+        "the DPoP scheme needs a token bound to the proof's key", Dpop;
+    /// A DPoP-bound token sent with the Bearer scheme (a downgrade).
+    DpopDowngrade => TOKEN, BindingFailed, "dpop_downgrade",
+        "the token is bound to a DPoP key; present it with the DPoP scheme and a proof", Dpop;
+    /// `proof_of_possession_dpop: strict` and a token without `cnf.jkt`.
+    DpopRequired => TOKEN, BindingFailed, "dpop_required",
+        "the token is not bound to a DPoP key", Dpop;
+
+    // DPoP proofs (RFC 9449 §4.3).
+    DpopProofMissing => PROOF, DpopFailed, "dpop_proof_missing",
+        "the DPoP scheme needs exactly one DPoP header with a proof", Dpop;
+    DpopProofMalformed => PROOF, DpopFailed, "dpop_proof_malformed",
+        "the DPoP proof is not a well-formed proof JWT with a public key", Dpop;
+    DpopAlgorithm => PROOF, DpopFailed, "dpop_algorithm_not_allowed",
+        "the DPoP proof's signing algorithm is not accepted", Dpop;
+    DpopSignature => PROOF, DpopFailed, "dpop_bad_signature",
+        "the DPoP proof signature is invalid", Dpop;
+    DpopMethodMismatch => PROOF, DpopFailed, "dpop_htm_mismatch",
+        "the DPoP proof is for another HTTP method", Dpop;
+    DpopUrlMismatch => PROOF, DpopFailed, "dpop_htu_mismatch",
+        "the DPoP proof is for another URL", Dpop;
+    DpopStale => PROOF, DpopFailed, "dpop_proof_stale",
+        "the DPoP proof is too old or from the future", Dpop;
+    DpopAth => PROOF, DpopFailed, "dpop_ath_mismatch",
+        "the DPoP proof is not for this access token", Dpop;
+    DpopReplay => PROOF, DpopFailed, "dpop_proof_replayed",
+        "the DPoP proof was already used", Dpop;
+    /// The replay cache has no room for another live proof: refusing beats forgetting one.
+    DpopReplayCacheFull => UNAVAILABLE, HostFailure, "dpop_replay_cache_full",
+        "the gateway cannot take more DPoP proofs now; try again later";
+    /// The proof lacks the current server nonce: the reply carries one (`DPoP-Nonce`).
+    UseDpopNonce => NONCE, DpopFailed, "use_dpop_nonce",
+        "a DPoP nonce is required; use the one in the DPoP-Nonce header", Dpop;
+
     InsufficientScope => SCOPE, InsufficientScope, "insufficient_scope",
         "the token lacks a required scope";
 
@@ -226,6 +297,11 @@ impl Rejection {
 
     pub fn metric_group(self) -> MetricGroup {
         self.spec().group
+    }
+
+    /// The scheme whose challenge carries the error.
+    pub fn scheme(self) -> Scheme {
+        self.spec().scheme
     }
 
     /// For the client developer: what is wrong, never which token or certificate was expected.

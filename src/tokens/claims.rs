@@ -3,15 +3,23 @@
 
 use serde_json::{Map, Value};
 
-/// The `cnf` (confirmation) member, RFC 7800 / RFC 8705 §3.1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirmation {
+/// The `cnf` (confirmation) member, RFC 7800: what the token is bound to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmation {
+    /// `cnf["x5t#S256"]`: a client certificate (RFC 8705 §3.1).
+    pub x5t_s256: Option<String>,
+    /// `cnf.jkt`: a DPoP key (RFC 9449 §6).
+    pub jkt: Option<String>,
+    /// A `cnf` that binds to something neither of those: a member we cannot check (`jwk`,
+    /// `x5t#S256` that is not a string), or a `cnf` that is not an object.
+    pub unknown: bool,
+}
+
+impl Confirmation {
     /// No `cnf`: a plain bearer token.
-    None,
-    /// `cnf["x5t#S256"]`: bound to a certificate.
-    X5tS256(String),
-    /// A `cnf` without a usable `x5t#S256` (e.g. a DPoP `jkt`): bound to something we cannot check.
-    Other,
+    pub fn is_unbound(&self) -> bool {
+        self.x5t_s256.is_none() && self.jkt.is_none() && !self.unknown
+    }
 }
 
 /// A time claim that is not a NumericDate.
@@ -44,14 +52,28 @@ impl Claims {
     }
 
     pub fn confirmation(&self) -> Confirmation {
-        match self.0.get("cnf") {
-            None | Some(Value::Null) => Confirmation::None,
-            Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
-                Some(Value::String(t)) => Confirmation::X5tS256(t.clone()),
-                _ => Confirmation::Other,
-            },
-            Some(_) => Confirmation::Other,
+        let cnf = match self.0.get("cnf") {
+            None | Some(Value::Null) => return Confirmation::default(),
+            Some(Value::Object(cnf)) => cnf,
+            Some(_) => {
+                return Confirmation {
+                    unknown: true,
+                    ..Confirmation::default()
+                };
+            }
+        };
+        let mut found = Confirmation::default();
+        for (member, value) in cnf {
+            match (member.as_str(), value) {
+                ("x5t#S256", Value::String(t)) => found.x5t_s256 = Some(t.clone()),
+                ("jkt", Value::String(t)) => found.jkt = Some(t.clone()),
+                _ => found.unknown = true,
+            }
         }
+        if cnf.is_empty() {
+            found.unknown = true;
+        }
+        found
     }
 
     /// Granted scopes: the space-separated `scope` string (RFC 9068 / RFC 7662), or an `scp`
@@ -113,27 +135,23 @@ mod tests {
 
     #[test]
     fn confirmation_forms() {
-        assert_eq!(claims(json!({})).confirmation(), Confirmation::None);
+        let c = |v: Value| claims(v).confirmation();
+        assert!(c(json!({})).is_unbound());
+        assert!(c(json!({"cnf": null})).is_unbound());
         assert_eq!(
-            claims(json!({"cnf": null})).confirmation(),
-            Confirmation::None
+            c(json!({"cnf": {"x5t#S256": "abc"}})).x5t_s256.as_deref(),
+            Some("abc")
         );
+        let both = c(json!({"cnf": {"x5t#S256": "a", "jkt": "b"}}));
         assert_eq!(
-            claims(json!({"cnf": {"x5t#S256": "abc"}})).confirmation(),
-            Confirmation::X5tS256("abc".into())
+            (both.x5t_s256.as_deref(), both.jkt.as_deref()),
+            (Some("a"), Some("b"))
         );
-        assert_eq!(
-            claims(json!({"cnf": {"jkt": "abc"}})).confirmation(),
-            Confirmation::Other
-        );
-        assert_eq!(
-            claims(json!({"cnf": {"x5t#S256": 5}})).confirmation(),
-            Confirmation::Other
-        );
-        assert_eq!(
-            claims(json!({"cnf": "x"})).confirmation(),
-            Confirmation::Other
-        );
+        assert!(!both.unknown);
+        assert!(c(json!({"cnf": {"x5t#S256": 5}})).unknown);
+        assert!(c(json!({"cnf": {"jwk": {}}})).unknown);
+        assert!(c(json!({"cnf": "x"})).unknown);
+        assert!(c(json!({"cnf": {}})).unknown);
     }
 
     #[test]

@@ -3,19 +3,36 @@
 //! unsupported method (401 with the bare challenge), next to a header it is two methods at
 //! once (400 invalid_request); the body is never read.
 
-use crate::reply::rejection::Rejection;
+use crate::reply::rejection::{Rejection, Scheme};
 
 /// Longest token accepted. RFC 9068 tokens are around 1 KiB; this leaves room for rich
 /// claims while bounding the work (and jwt-simple's default of 1 MB).
 pub const MAX_TOKEN_LENGTH: usize = 16 * 1024;
 
+/// An access token and the scheme it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub scheme: Scheme,
+    pub token: String,
+}
+
 /// The bearer token of the request, `Ok(None)` when there is no `Authorization` header.
-/// `headers` is the full request header list, so that a repeated header is seen even on a
-/// host that would hand only the first to a single-value lookup.
 pub fn bearer_token(
     headers: &[(String, Vec<u8>)],
     path: &str,
 ) -> Result<Option<String>, Rejection> {
+    credential(headers, path, false).map(|c| c.map(|c| c.token))
+}
+
+/// The access token of the request and its scheme (`DPoP` only when `dpop` is on),
+/// `Ok(None)` when there is no `Authorization` header. `headers` is the full request header
+/// list, so that a repeated header is seen even on a host that would hand only the first to
+/// a single-value lookup.
+pub fn credential(
+    headers: &[(String, Vec<u8>)],
+    path: &str,
+    dpop: bool,
+) -> Result<Option<Credential>, Rejection> {
     let in_query = query_has_access_token(path);
     let mut values = headers
         .iter()
@@ -40,9 +57,13 @@ pub fn bearer_token(
         .map_err(|_| Rejection::MalformedAuthorization)?
         .trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if dpop && scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Err(Rejection::UnsupportedScheme);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
         return Err(Rejection::EmptyToken);
@@ -53,7 +74,10 @@ pub fn bearer_token(
     if !is_b64token(token) {
         return Err(Rejection::MalformedAuthorization);
     }
-    Ok(Some(token.to_string()))
+    Ok(Some(Credential {
+        scheme,
+        token: token.to_string(),
+    }))
 }
 
 /// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -102,6 +126,26 @@ mod tests {
                 .unwrap()
                 .as_deref(),
             Some("tok")
+        );
+    }
+
+    #[test]
+    fn the_dpop_scheme_is_taken_only_when_dpop_is_on() {
+        let h = auth(&["DPoP abc"]);
+        assert_eq!(
+            credential(&h, "/x", true),
+            Ok(Some(Credential {
+                scheme: Scheme::Dpop,
+                token: "abc".into()
+            }))
+        );
+        assert_eq!(
+            credential(&h, "/x", false),
+            Err(Rejection::UnsupportedScheme)
+        );
+        assert_eq!(
+            credential(&auth(&["dpop abc"]), "/x", true).map(|c| c.map(|c| c.scheme)),
+            Ok(Some(Scheme::Dpop))
         );
     }
 

@@ -46,6 +46,7 @@ pub enum Fail {
     LocalReply,
     Resume,
     TickPeriod,
+    SharedData,
 }
 
 #[derive(Default)]
@@ -71,6 +72,8 @@ pub struct FakeHost {
     pub call_headers: RefCell<Vec<(String, Vec<u8>)>>,
     pub call_body: RefCell<Vec<u8>>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    /// The last version handed out (both engines number writes process-wide).
+    pub next_cas: Cell<u32>,
     /// Kong's engine without an `shm_kv` zone traps on shared data: count any use.
     pub shared_calls: Cell<u32>,
     pub metrics: RefCell<HashMap<&'static str, u64>>,
@@ -311,17 +314,32 @@ impl Host for FakeHost {
         Ok(self.call_body.borrow().iter().take(len).copied().collect())
     }
 
-    fn shared_load(&self, key: &str) -> Option<Vec<u8>> {
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
         self.shared_calls.set(self.shared_calls.get() + 1);
-        self.shared.borrow().get(key).map(|(v, _)| v.clone())
+        self.check(Fail::SharedData)?;
+        Ok(self.shared.borrow().get(key).cloned())
     }
 
-    fn shared_save(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
+    /// As both engines (docs/hosts.md): a version that is not the current one is a
+    /// mismatch; no version overwrites on Envoy and writes only an absent key on Kong.
+    fn shared_set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, HostError> {
         self.shared_calls.set(self.shared_calls.get() + 1);
+        self.check(Fail::SharedData)?;
         let mut s = self.shared.borrow_mut();
-        let cas = s.get(key).map_or(1, |(_, c)| c + 1);
-        s.insert(key.to_string(), (value.to_vec(), cas));
-        Ok(())
+        let current = s.get(key).map(|(_, c)| *c);
+        let allowed = match (version, current) {
+            (Some(v), Some(c)) => v == c,
+            (Some(_), None) => false,
+            (None, None) => true,
+            (None, Some(_)) => !self.kong.get(),
+        };
+        if !allowed {
+            return Ok(false);
+        }
+        let next = self.next_cas.get() + 1;
+        self.next_cas.set(next);
+        s.insert(key.to_string(), (value.to_vec(), next));
+        Ok(true)
     }
 
     fn count(&self, metric: Metric) {

@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod dpop_client;
 pub mod fake_host;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,237 @@
+//! DPoP replay detection (RFC 9449 §11.1): each proof is accepted once while it could still
+//! pass the `iat` check. A proof is known by the SHA-256 of its key's thumbprint and its
+//! `jti`. Proofs live in a fixed number of buckets, each one store entry holding up to
+//! `BUCKET_SIZE` (id, expiry) pairs, so the memory is bounded and the same layout works per
+//! worker or in the host's shared data (no listing, no expiry there). A bucket is updated by
+//! compare-and-swap, so two workers cannot both accept one proof. A full bucket refuses new
+//! proofs (fail closed) rather than forget a live one, which would reopen its replay window.
+
+use sha2::{Digest, Sha256};
+
+use crate::flow::cache::Store;
+
+/// Proofs one bucket holds.
+pub const BUCKET_SIZE: usize = 16;
+/// Bytes of the proof id kept: collisions need 2^64 work per bucket.
+const ID_BYTES: usize = 16;
+const ENTRY: usize = ID_BYTES + 8;
+/// Bucket layout: magic, then entries (id prefix, expiry in big-endian seconds).
+const MAGIC: &[u8; 4] = b"cbd1";
+/// Attempts at a compare-and-swap write before giving up (other workers kept winning).
+const ATTEMPTS: usize = 4;
+
+/// A proof's identity: SHA-256 of its key's thumbprint and its `jti`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProofId([u8; 32]);
+
+impl ProofId {
+    pub fn of(jkt: &str, jti: &str) -> ProofId {
+        let mut h = Sha256::new();
+        h.update(jkt.as_bytes());
+        h.update(b".");
+        h.update(jti.as_bytes());
+        ProofId(h.finalize().into())
+    }
+
+    fn short(&self) -> &[u8] {
+        self.0.get(..ID_BYTES).unwrap_or_default()
+    }
+}
+
+/// What recording a proof came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First use: recorded.
+    Fresh,
+    /// Already recorded, still live.
+    Replayed,
+    /// Its bucket is full of live proofs.
+    Full,
+    /// The store failed, or other writers kept winning the race: not recorded.
+    Unavailable(String),
+}
+
+/// The bucket layout of one configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofLedger {
+    prefix: String,
+    buckets: u32,
+}
+
+impl ProofLedger {
+    /// Room for about `capacity` live proofs. The bucket count is in the key prefix, so
+    /// configurations of another size never read these buckets with the wrong layout.
+    pub fn new(capacity: u32) -> ProofLedger {
+        let buckets = capacity.div_ceil(BUCKET_SIZE as u32).max(1);
+        ProofLedger {
+            prefix: format!("certbound.dpop.{buckets}."),
+            buckets,
+        }
+    }
+
+    fn key(&self, id: &ProofId) -> String {
+        let [a, b, c, d, ..] = id.0;
+        format!(
+            "{}{}",
+            self.prefix,
+            u32::from_be_bytes([a, b, c, d]) % self.buckets
+        )
+    }
+
+    /// Whether the proof is recorded and live: the cheap early refusal of a replay, before
+    /// any signature work. `Err` when the store failed.
+    pub fn seen(&self, store: &dyn Store, id: &ProofId, now: u64) -> Result<bool, String> {
+        let bucket = store.load_versioned(&self.key(id))?;
+        Ok(bucket.is_some_and(|(bytes, _)| live(&bytes, now).any(|(i, _)| i == id.short())))
+    }
+
+    /// Records the proof until `until`, unless it is recorded already. Expired entries are
+    /// dropped on the way.
+    pub fn claim(&self, store: &dyn Store, id: &ProofId, now: u64, until: u64) -> Claim {
+        let key = self.key(id);
+        for _ in 0..ATTEMPTS {
+            let (bytes, version) = match store.load_versioned(&key) {
+                Ok(Some((bytes, version))) => (bytes, Some(version)),
+                Ok(None) => (Vec::new(), None),
+                Err(e) => return Claim::Unavailable(e),
+            };
+            let mut entries: Vec<(&[u8], u64)> = live(&bytes, now).collect();
+            if entries.iter().any(|(i, _)| *i == id.short()) {
+                return Claim::Replayed;
+            }
+            if entries.len() >= BUCKET_SIZE {
+                return Claim::Full;
+            }
+            entries.push((id.short(), until));
+            let mut value = Vec::with_capacity(MAGIC.len() + entries.len() * ENTRY);
+            value.extend_from_slice(MAGIC);
+            for (i, expires) in entries {
+                value.extend_from_slice(i);
+                value.extend_from_slice(&expires.to_be_bytes());
+            }
+            match store.save_versioned(&key, &value, version) {
+                Ok(true) => return Claim::Fresh,
+                Ok(false) => continue, // another worker wrote the bucket: read it again
+                Err(e) => return Claim::Unavailable(e),
+            }
+        }
+        Claim::Unavailable("the replay bucket kept changing under us".to_string())
+    }
+}
+
+/// The live entries of a bucket; a bucket of another layout holds none.
+fn live(bytes: &[u8], now: u64) -> impl Iterator<Item = (&[u8], u64)> {
+    let body = bytes.strip_prefix(MAGIC.as_slice()).unwrap_or_default();
+    body.chunks_exact(ENTRY)
+        .filter_map(|e| {
+            let (id, expires) = e.split_at_checked(ID_BYTES)?;
+            Some((id, u64::from_be_bytes(expires.try_into().ok()?)))
+        })
+        .filter(move |(_, expires)| now < *expires)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::cache::LocalStore;
+
+    #[test]
+    fn a_proof_is_accepted_once_while_live_and_forgotten_after() {
+        let store = LocalStore::default();
+        let ledger = ProofLedger::new(1024);
+        let id = ProofId::of("key", "jti-1");
+        assert_eq!(ledger.seen(&store, &id, 100), Ok(false));
+        assert_eq!(ledger.claim(&store, &id, 100, 400), Claim::Fresh);
+        assert_eq!(ledger.seen(&store, &id, 399), Ok(true));
+        assert_eq!(ledger.claim(&store, &id, 399, 700), Claim::Replayed);
+        assert_eq!(ledger.seen(&store, &id, 400), Ok(false));
+        assert_eq!(ledger.claim(&store, &id, 400, 700), Claim::Fresh);
+    }
+
+    #[test]
+    fn the_same_jti_under_another_key_is_another_proof() {
+        let store = LocalStore::default();
+        let ledger = ProofLedger::new(1024);
+        assert_eq!(
+            ledger.claim(&store, &ProofId::of("a", "j"), 0, 10),
+            Claim::Fresh
+        );
+        assert_eq!(
+            ledger.claim(&store, &ProofId::of("b", "j"), 0, 10),
+            Claim::Fresh
+        );
+    }
+
+    #[test]
+    fn a_full_bucket_refuses_rather_than_forgets() {
+        let store = LocalStore::default();
+        let ledger = ProofLedger::new(1); // one bucket
+        for i in 0..BUCKET_SIZE {
+            let id = ProofId::of("k", &format!("{i}"));
+            assert_eq!(ledger.claim(&store, &id, 0, 100), Claim::Fresh);
+        }
+        let extra = ProofId::of("k", "extra");
+        assert_eq!(ledger.claim(&store, &extra, 1, 100), Claim::Full);
+        // Every earlier proof is still refused as a replay.
+        let first = ProofId::of("k", "0");
+        assert_eq!(ledger.claim(&store, &first, 1, 100), Claim::Replayed);
+        // Expired entries make room.
+        assert_eq!(ledger.claim(&store, &extra, 100, 200), Claim::Fresh);
+        assert_eq!(store.len(), 1);
+    }
+
+    /// A store whose every versioned write loses to another worker once, then wins.
+    struct Racy {
+        inner: LocalStore,
+        lost: std::cell::Cell<u32>,
+        rival: ProofId,
+    }
+
+    impl Store for Racy {
+        fn load(&self, key: &str) -> Option<Vec<u8>> {
+            self.inner.load(key)
+        }
+        fn save(&self, key: &str, value: &[u8]) {
+            self.inner.save(key, value)
+        }
+        fn load_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+            self.inner.load_versioned(key)
+        }
+        fn save_versioned(
+            &self,
+            key: &str,
+            value: &[u8],
+            version: Option<u32>,
+        ) -> Result<bool, String> {
+            if self.lost.get() == 0 {
+                self.lost.set(1);
+                // Another worker records the very same proof first.
+                let ledger = ProofLedger::new(1);
+                assert_eq!(ledger.claim(&self.inner, &self.rival, 0, 100), Claim::Fresh);
+            }
+            self.inner.save_versioned(key, value, version)
+        }
+    }
+
+    #[test]
+    fn two_workers_racing_with_one_proof_accept_it_once() {
+        let id = ProofId::of("k", "same");
+        let store = Racy {
+            inner: LocalStore::default(),
+            lost: std::cell::Cell::new(0),
+            rival: id,
+        };
+        let ledger = ProofLedger::new(1);
+        assert_eq!(ledger.claim(&store, &id, 0, 100), Claim::Replayed);
+    }
+
+    #[test]
+    fn garbage_buckets_hold_nothing() {
+        let store = LocalStore::default();
+        let ledger = ProofLedger::new(1);
+        let id = ProofId::of("k", "j");
+        store.save(&ledger.key(&id), b"cbd1short");
+        assert_eq!(ledger.seen(&store, &id, 0), Ok(false));
+        assert_eq!(ledger.claim(&store, &id, 0, 10), Claim::Fresh);
+    }
+}
