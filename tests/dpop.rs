@@ -781,3 +781,30 @@ fn the_nonce_secret_is_never_logged_nor_echoed() {
     assert!(!format!("{r:?}").contains(secret));
     assert!(!host.log_text().contains(&token), "no token in logs");
 }
+
+#[test]
+fn a_request_that_waits_for_keys_has_its_proof_checked_once_and_recorded_once() {
+    let key = proof_key(KeyKind::P256);
+    let token = dpop_token(key);
+    let config = with(
+        config("optional"),
+        json!({"jwks": null, "jwks_endpoint": "https://idp.example:8443/jwks"}),
+    );
+    let w = worker(&config);
+    let host = dpop_request(&token, &proof(key, "GET", URL, &token, "j-wait"));
+    let (_f, flow) = run_on(&w, &host, REQUEST);
+    assert_eq!(flow, Flow::Pause);
+    assert_eq!(host.metric(Metric::DpopProofChecks), 1);
+    // The root fetches the keys and resumes the request, which is allowed without a second
+    // check of its proof.
+    w.on_tick(host.as_root());
+    let body = jwks().to_string();
+    host.call_returns(&[(":status", "200")], body.as_bytes());
+    w.on_root_call_response(host.as_root(), 1, body.len());
+    assert_eq!(host.resumed.get(), 1, "{}", host.log_text());
+    assert_eq!(host.metric(Metric::DpopProofChecks), 1);
+    assert_eq!(
+        host.header_values("authorization"),
+        [format!("Bearer {token}")]
+    );
+}

@@ -40,7 +40,7 @@ fn step_for(settings: Settings, token: &str, cert: Option<&TestCert>) -> Step {
         store: &LocalStore::default(),
         now: NOW,
     };
-    decider::decide(&presented, &view, Phase::First).step
+    decider::decide(&presented, None, &view, Phase::First).step
 }
 
 /// The full local decision for a token on a connection with `cert` (or none).

@@ -252,9 +252,10 @@ pub struct RawConfig {
     /// signature is not checked again until `exp`; every other check is). Fixed-size caches: a new
     /// entry may replace an older one. 1 to 1000000. Default: 4096.
     pub cache_max_entries: u32,
-    /// When true, the introspection cache is shared by all workers through the host's shared data.
-    /// Set false to keep a cache per worker: on Kong, shared data needs an `shm_kv` zone (kong.conf
-    /// `nginx_wasm_shm_kv`), without which the filter fails. Default: true.
+    /// When true, the introspection cache and the DPoP replay cache are shared by all workers
+    /// through the host's shared data (a DPoP proof used on one worker is then refused on every
+    /// other). Set false to keep them per worker: on Kong, shared data needs an `shm_kv` zone
+    /// (kong.conf `nginx_wasm_shm_kv`), without which the filter fails. Default: true.
     pub shared_cache: bool,
     /// Timeout, in milliseconds, of each call to the IdP (JWKS fetch or introspection). A call that
     /// times out fails closed (503). 1 to 60000. Default: 2000.

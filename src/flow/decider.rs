@@ -49,10 +49,11 @@ pub struct ProofUse {
     pub jkt: String,
 }
 
-/// An introspection answer, and the request's checked DPoP proof.
-#[derive(Debug, Clone)]
-pub struct Answered {
-    pub outcome: CallOutcome,
+/// What a request keeps while it waits: the introspection answer to decide on (when there is
+/// one), and its DPoP proof, already checked (its signature is never checked twice).
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    pub answer: Option<CallOutcome>,
     pub proof: Option<ProofUse>,
 }
 
@@ -64,7 +65,7 @@ pub enum Step {
     /// A key is not in hand: wait for the worker's JWKS fetch, then decide again with
     /// `Phase::KeysFetched` (on the introspection answer held here, when it is that answer's
     /// signature that needs the key).
-    NeedKeys(Option<Answered>),
+    NeedKeys(Pending),
     /// Ask the IdP about the token; `introspected` decides on the answer (with the request's
     /// DPoP proof, already checked).
     Introspect(OutboundRequest, Option<ProofUse>),
@@ -160,12 +161,20 @@ fn route<'a>(settings: &'a Settings, token: &str) -> Result<Route<'a>, Rejection
     }
 }
 
-/// The decision for a request that presented `presented`.
-pub fn decide(presented: &Presented, view: &View<'_>, phase: Phase) -> Decision {
+/// The decision for a request that presented `presented`; `proven`: its DPoP proof, when an
+/// earlier pass checked it.
+pub fn decide(
+    presented: &Presented,
+    proven: Option<&ProofUse>,
+    view: &View<'_>,
+    phase: Phase,
+) -> Decision {
     let mut notes = Vec::new();
     let step = match route(view.settings(), &presented.token) {
         Err(r) => Step::Deny(r),
-        Ok(Route::Jwt(bearer, keys)) => check_jwt(presented, bearer, keys, view, phase, &mut notes),
+        Ok(Route::Jwt(bearer, keys)) => {
+            check_jwt(presented, proven, (bearer, keys), view, phase, &mut notes)
+        }
         Ok(Route::Introspect(intro)) => check_opaque(presented, intro, view, &mut notes),
     };
     Decision { step, notes }
@@ -175,12 +184,12 @@ pub fn decide(presented: &Presented, view: &View<'_>, phase: Phase) -> Decision 
 /// signed responses are configured).
 pub fn introspected(
     presented: &Presented,
-    answered: &Answered,
+    outcome: &CallOutcome,
+    proof: Option<&ProofUse>,
     view: &View<'_>,
     phase: Phase,
 ) -> Decision {
     let settings = view.settings();
-    let outcome = &answered.outcome;
     let Some(intro) = &settings.introspection else {
         return Decision::deny(Rejection::IntrospectionUnavailable);
     };
@@ -189,7 +198,10 @@ pub fn introspected(
         Some(signed) => match verify_signed(outcome, intro, signed, view, phase) {
             Signed::Answer(answer, jwt) => Ok((answer, Some(jwt))),
             Signed::NeedKeys => {
-                return Decision::new(Step::NeedKeys(Some(answered.clone())));
+                return Decision::new(Step::NeedKeys(Pending {
+                    answer: Some(outcome.clone()),
+                    proof: proof.cloned(),
+                }));
             }
             Signed::Failed(failure) => Err(failure),
         },
@@ -218,11 +230,10 @@ pub fn introspected(
             inactive: kept == Answer::Inactive,
         });
     }
-    let proof = answered.proof.clone();
     let step = finish(
-        check_introspected(settings, &answer, presented, proof.as_ref(), view.now),
+        check_introspected(settings, &answer, presented, proof, view.now),
         jwt,
-        proof,
+        proof.cloned(),
     );
     Decision { step, notes }
 }
@@ -393,8 +404,8 @@ fn jwt_rules<'a>(
 
 fn check_jwt(
     presented: &Presented,
-    bearer: &BearerSettings,
-    keys: &KeySettings,
+    proven: Option<&ProofUse>,
+    (bearer, keys): (&BearerSettings, &KeySettings),
     view: &View<'_>,
     phase: Phase,
     notes: &mut Vec<Note>,
@@ -404,18 +415,27 @@ fn check_jwt(
     // Every check that needs no key, then the binding (a DPoP proof's key is known without
     // its signature): only a token that passes them all is worth a key lookup (which may cost
     // an IdP call) and a signature check; only a proof by the token's key is worth checking.
-    let checked = read_proof(presented, view).and_then(|proof| {
+    let checked = (|| {
+        let proof = match proven {
+            Some(_) => None,
+            None => read_proof(presented, view)?,
+        };
         let unverified = jwt::inspect(&presented.token, &jwt_rules(settings, bearer, keys), now)?;
-        let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+        let jkt = proven
+            .map(|p| p.jkt.as_str())
+            .or(proof.as_ref().map(|p| p.jkt.as_str()));
         binding::check(
             settings.pop,
             settings.dpop.mode,
             &unverified.claims,
             &possession(presented, jkt),
         )?;
-        let proof = proof.map(|p| prove(&p, view, notes)).transpose()?;
+        let proof = match proof {
+            Some(p) => Some(prove(&p, view, notes)?),
+            None => proven.cloned(),
+        };
         Ok((unverified, proof))
-    });
+    })();
     let (unverified, proof) = match checked {
         Ok(checked) => checked,
         Err(r) => return Step::Deny(r),
@@ -463,7 +483,10 @@ fn check_jwt(
             }),
             (Some(_), Phase::First) => {
                 match view.keys.on_missing_key(now, keys.rediscovery_lifetime) {
-                    Refetch::Wait | Refetch::Fetch => Step::NeedKeys(None),
+                    Refetch::Wait | Refetch::Fetch => Step::NeedKeys(Pending {
+                        answer: None,
+                        proof,
+                    }),
                     Refetch::UnknownKey => Step::Deny(Rejection::UnknownKey),
                     Refetch::Unavailable => Step::Deny(Rejection::KeysUnavailable),
                 }

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::config::{CertSource, DpopUpstream};
-use crate::flow::decider::{self, Answered, Decision, Note, Phase, ProofUse, Step, Verdict, View};
+use crate::flow::decider::{self, Decision, Note, Pending, Phase, ProofUse, Step, Verdict, View};
 use crate::flow::extract::{self, Presented};
 use crate::flow::replay::Claim;
 use crate::flow::worker::{KeyWait, NoWait, Worker, call_outcome};
@@ -31,12 +31,12 @@ enum Stage {
     #[default]
     Start,
     /// Paused until the worker's JWKS fetch completes: the root context resumes it, or (Kong)
-    /// the fetch is its own call `call`. `answer`: a signed introspection answer whose key
-    /// was missing.
+    /// the fetch is its own call `call`. `pending`: a signed introspection answer whose key
+    /// was missing, and the checked DPoP proof.
     WaitingForKeys {
         presented: Presented,
         call: Option<u32>,
-        answer: Option<Answered>,
+        pending: Pending,
     },
     /// Paused until the introspection call `call` answers; `proof`: the request's DPoP proof,
     /// checked before the call.
@@ -93,7 +93,7 @@ impl RequestFilter {
             Err(r) => return core.deny(host, r),
         };
         core.scheme.set(Some(presented.scheme));
-        core.decide(host, presented, None, Phase::First)
+        core.decide(host, presented, Pending::default(), Phase::First)
     }
 
     /// The headers a client may not send (they are set or believed here): for the host
@@ -120,20 +120,19 @@ impl RequestFilter {
             } if ours == call => {
                 core.worker.introspection_ended();
                 let outcome = call_outcome(host, body_size, MAX_RESPONSE_BYTES);
-                core.decide(
-                    host,
-                    presented,
-                    Some(Answered { outcome, proof }),
-                    Phase::First,
-                );
+                let pending = Pending {
+                    answer: Some(outcome),
+                    proof,
+                };
+                core.decide(host, presented, pending, Phase::First);
             }
             Stage::WaitingForKeys {
                 presented,
                 call: Some(ours),
-                answer,
+                pending,
             } if ours == call => {
                 core.worker.on_fetch_response(host, call, body_size);
-                core.decide(host, presented, answer, Phase::KeysFetched);
+                core.decide(host, presented, pending, Phase::KeysFetched);
             }
             // Not the call we wait for: keep waiting for ours.
             other => core.stage.set(other),
@@ -163,12 +162,13 @@ impl RequestCore {
         self: &Rc<Self>,
         host: &impl Host,
         presented: Presented,
-        answer: Option<Answered>,
+        pending: Pending,
         phase: Phase,
     ) -> Flow {
-        let decision = self.with_view(host, |view| match &answer {
-            None => decider::decide(&presented, view, phase),
-            Some(answered) => decider::introspected(&presented, answered, view, phase),
+        let proof = pending.proof.as_ref();
+        let decision = self.with_view(host, |view| match &pending.answer {
+            None => decider::decide(&presented, proof, view, phase),
+            Some(outcome) => decider::introspected(&presented, outcome, proof, view, phase),
         });
         self.apply(host, decision, presented)
     }
@@ -198,9 +198,9 @@ impl RequestCore {
             Stage::WaitingForKeys {
                 presented,
                 call: None,
-                answer,
+                pending,
             } => {
-                self.decide(host, presented, answer, Phase::KeysFetched);
+                self.decide(host, presented, pending, Phase::KeysFetched);
             }
             other => self.stage.set(other),
         }
@@ -257,7 +257,7 @@ impl RequestCore {
                 }
             }
             Step::Deny(rejection) => self.deny(host, rejection),
-            Step::NeedKeys(answer) => {
+            Step::NeedKeys(pending) => {
                 let Ok(now) = host.now() else {
                     return self.deny(host, Rejection::HostFailure);
                 };
@@ -270,13 +270,13 @@ impl RequestCore {
                         self.stage.set(Stage::WaitingForKeys {
                             presented,
                             call,
-                            answer,
+                            pending,
                         });
                         self.pause()
                     }
                     // No fetch may start: decide as if one had completed (unknown key, or 503).
                     Err(NoWait::NoFetch) => {
-                        self.decide(host, presented, answer, Phase::KeysFetched)
+                        self.decide(host, presented, pending, Phase::KeysFetched)
                     }
                     Err(NoWait::Unavailable) => self.deny(host, Rejection::KeysUnavailable),
                 }

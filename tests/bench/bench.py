@@ -87,7 +87,11 @@ class Config:
     grows: dict = field(default_factory=dict)  # certbound counter -> its growth over the CHECKS check requests
     stays: tuple = ()  # certbound counters that must not move during the measured runs
     not_measured: str = ""  # set: the configuration is listed, and skipped with this reason
+    settings: dict = field(default_factory=dict)  # certbound: merged into the shared filter config
 
+
+# The origin DPoP proofs name (htu); the server is told it (dpop_external_url), as behind a proxy.
+DPOP_ORIGIN = "https://bench.example"
 
 CONFIGS = [
     Config("base", "none", "es256_warm", what="no filter (the same token is sent)"),
@@ -111,8 +115,11 @@ CONFIGS = [
     Config("certbound_bad_signature", "certbound", "es256_bad_signature", expect=401,
            what="a JWT bound to this certificate, with a broken signature",
            grows={"certbound_requests_denied_invalid_token": 3}),
-    Config("certbound_dpop", "certbound", "dpop", what="DPoP-bound token and proof (RFC 9449)",
-           not_measured="the filter has no DPoP yet"),
+    Config("certbound_dpop", "certbound", "dpop",
+           what="one ES256 JWT bound to the certificate and a DPoP key, a new ES256 proof per request",
+           grows={"certbound_requests_allowed": 3, "certbound_jwt_cache_hits": 2, "certbound_dpop_proof_checks": 3},
+           settings={"proof_of_possession_dpop": "optional", "dpop_external_url": DPOP_ORIGIN,
+                     "dpop_replay_cache_entries": 1048576}),
 ]
 BY_NAME = {c.name: c for c in CONFIGS}
 CHECKS = 3  # requests sent to check the expected status before measuring
@@ -190,10 +197,25 @@ class Signer:
         self._sign = sign
         self.header = b64u(json.dumps({"alg": alg, "typ": "at+jwt", "kid": self.kid}, separators=(",", ":")).encode())
 
-    def token(self, thumbprint, jti, now):
+    def token(self, thumbprint, jti, now, jkt=None):
+        cnf = {"x5t#S256": thumbprint, **({"jkt": jkt} if jkt else {})}
         claims = {"iss": ISSUER, "sub": "client-a", "aud": AUDIENCE, "client_id": "client-a", "scope": SCOPE,
-                  "iat": now, "exp": now + 3600, "jti": jti, "cnf": {"x5t#S256": thumbprint}}
+                  "iat": now, "exp": now + 3600, "jti": jti, "cnf": cnf}
         signing_input = f"{self.header}.{b64u(json.dumps(claims, separators=(',', ':')).encode())}"
+        return f"{signing_input}.{b64u(self._sign(signing_input.encode()))}"
+
+    def jkt(self):
+        """RFC 7638 thumbprint of the public key (an EC key): what a token's cnf.jkt names."""
+        members = {k: self.jwk[k] for k in ("crv", "kty", "x", "y")}
+        return b64u(hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest())
+
+    def proof(self, htu, token, jti, now):
+        """A DPoP proof (RFC 9449) for GET htu with this key (the client's key, not the IdP's)."""
+        jwk = {k: self.jwk[k] for k in ("kty", "crv", "x", "y")}
+        header = b64u(json.dumps({"typ": "dpop+jwt", "alg": self.alg, "jwk": jwk}, separators=(",", ":")).encode())
+        claims = {"jti": jti, "htm": "GET", "htu": htu, "iat": now,
+                  "ath": b64u(hashlib.sha256(token.encode()).digest())}
+        signing_input = f"{header}.{b64u(json.dumps(claims, separators=(',', ':')).encode())}"
         return f"{signing_input}.{b64u(self._sign(signing_input.encode()))}"
 
 
@@ -222,6 +244,11 @@ class Tokens:
         }
         if kind in single:
             self.single = "/t/" + single[kind]()
+        elif kind == "dpop":
+            # One token bound both ways; a new proof per request (a proof is accepted once).
+            self.single = None
+            self.dpop_key = signers["DPOP"]
+            self.dpop_token = signers["ES256"].token(a, "dpop", now, jkt=self.dpop_key.jkt())
         elif kind in ("es256_each", "rs256_each"):
             self.single = None
             self.signer = signers["ES256" if kind.startswith("es") else "RS256"]
@@ -237,6 +264,10 @@ class Tokens:
             return [self.single] * n
         now, start = int(time.time()), self.made
         self.made += n
+        if self.kind == "dpop":
+            tok, htu = self.dpop_token, f"{DPOP_ORIGIN}/bench"  # client.lua sends every request to /bench
+            run = b64u(os.urandom(6))
+            return [f"/t/{tok}/{self.dpop_key.proof(htu, tok, f'{run}-{i}', now)}" for i in range(start, start + n)]
         thumb = self.thumbprints["a"]
         return ["/t/" + self.signer.token(thumb, f"c{i}", now) for i in range(start, start + n)]
 
@@ -408,6 +439,7 @@ class Bench:
         say("==> keys: ES256 and RS256 (2048-bit), made for this run")
         self.signers = {alg: Signer(alg) for alg in ("ES256", "RS256")}
         self.jwks = {"keys": [s.jwk for s in self.signers.values()]}
+        self.signers["DPOP"] = Signer("ES256")  # the client's DPoP key: not in the IdP's JWKS
         self.opaque = "op_" + b64u(os.urandom(32))
 
         for name in ("stub", "upstream", "upstream_admin", "client", "client_admin", "server", "server_admin"):
@@ -443,7 +475,7 @@ class Bench:
         # everything else introspected (at the stub), the real mTLS connection, strict binding.
         self.certbound_config = self.work / "certbound.json"
         stub = f"idp.localhost:{self.ports['stub']}"
-        self.certbound_config.write_text(json.dumps({
+        self.certbound_settings = {
             "proof_of_possession_mtls": "strict",
             "auth_methods": ["bearer", "introspection"],
             "issuer": ISSUER,
@@ -459,7 +491,8 @@ class Bench:
             "client_certificate": {"source": "connection"},
             "upstream_headers_claims": ["sub", "client_id"],
             "upstream_headers_names": ["x-authenticated-sub", "x-authenticated-client"],
-        }, indent=1))
+        }
+        self.certbound_config.write_text(json.dumps(self.certbound_settings, indent=1))
         (self.work / "noop.json").write_text("{}\n")
 
     def envoy_argv(self, config, concurrency=1):
@@ -475,7 +508,11 @@ class Bench:
             "IDP_ADDRESS": LOCAL, "IDP_PORT": self.ports["stub"], "IDP_HOST": stack.IDP_HOST,
         }
         if cfg.filters == "certbound":
-            values.update(WASM_PATH=self.args.wasm, FILTER_CONFIG=self.certbound_config)
+            config = self.certbound_config
+            if cfg.settings:  # this configuration's additions to the shared filter config
+                config = self.work / f"certbound-{cfg.name}.json"
+                config.write_text(json.dumps({**self.certbound_settings, **cfg.settings}, indent=1))
+            values.update(WASM_PATH=self.args.wasm, FILTER_CONFIG=config)
         elif cfg.filters == "noop":
             values.update(WASM_PATH=self.noop_wasm, FILTER_CONFIG=self.work / "noop.json")
         values = {k: str(v) for k, v in values.items()}

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""certbound demo: a certificate-bound token at work in real Envoy, left running to play with.
+"""certbound demo: a certificate-bound and a DPoP-bound token at work in real Envoy, left running.
 
     python3 tests/e2e/demo.py [start] [--wasm PATH]   # `make demo` (builds the filter first)
     python3 tests/e2e/demo.py stop                    # `make demo-stop`
     python3 tests/e2e/demo.py status                  # is it running; the curl commands again
 
-`start` starts the test IdP (oidc-provider), an echo upstream and one Envoy running the filter
-with tests/e2e/configs/strict.json, all on 127.0.0.1 free ports and detached; gets client A a
-JWT bound to its certificate over mutual TLS; shows the token working with A's certificate and
-failing when replayed with B's certificate or with none; then prints curl commands to try.
+`start` starts the test IdP (oidc-provider), an echo upstream and two Envoys running the filter,
+one with tests/e2e/configs/strict.json (mTLS), one with configs/dpop.json (DPoP), all on
+127.0.0.1 free ports and detached; gets client A a JWT bound to its certificate over mutual TLS
+and shows it working with A's certificate and failing when replayed with B's certificate or with
+none; gets client-dpop a JWT bound to its DPoP key and shows it working with a proof by that key
+and failing when replayed with the thief's own proof, with a captured proof, or as Bearer; then
+prints curl commands to try.
 A demo already running is replaced. State, logs, pid files: target/demo/ (the tests use
 target/e2e/, so both can run at once). It never builds the filter: it needs
 target/wasm32-wasip1/release/certbound.wasm (`make demo` builds it).
@@ -28,6 +31,8 @@ import stack  # noqa: E402
 STATE = stack.TOP / "target" / "demo"
 CONFIG = stack.CONFIGS / "strict.json"
 ENVOY = "strict"
+DPOP_CONFIG = stack.CONFIGS / "dpop.json"
+DPOP_ENVOY = "dpop"
 RESOURCE = "https://api.example/jwt"
 SCOPE = "accounts:read"
 PATH = "/accounts"
@@ -85,6 +90,8 @@ def commands(s):
     cert = {w: f'--cert "$PKI/client-{w}.pem" --key "$PKI/client-{w}.key"' for w in ("a", "b")}
     idp_resolve = f"--resolve idp.localhost:{idp_port}:127.0.0.1"
     api_resolve = f"--resolve localhost:{api_port}:127.0.0.1"
+    dpop_port = s.ports[f"envoy-{DPOP_ENVOY}"]
+    dpop_resolve = f"--resolve localhost:{dpop_port}:127.0.0.1"
     return f"""\
 PKI={shlex.quote(str(pki))}
 IDP=https://idp.localhost:{idp_port}
@@ -111,6 +118,25 @@ curl -sS -i -w '\\n' --cacert "$PKI/ca.pem" \\
 
 # The filter's counters (Envoy admin):
 curl -sS "http://127.0.0.1:{admin_port}/stats?filter=certbound"
+
+# DPoP (RFC 9449), on the second Envoy (from the repo top: the proofs come from npm `dpop`
+# through tests/e2e/idp/dpop_client.mjs). 5. client-dpop gets a token bound to its key:
+DPOP_API=https://localhost:{dpop_port}
+KEY={shlex.quote(str(s.state / "demo-dpop-key.json"))}
+THIEF={shlex.quote(str(s.state / "demo-thief-key.json"))}
+proof() {{ node tests/e2e/idp/dpop_client.mjs proof --key "$1" --htm "$2" --htu "$3" ${{4:+--token "$4"}}; }}
+DTOKEN=$(curl -sS --cacert "$PKI/ca.pem" {idp_resolve} "$IDP/token" -u client-dpop:client-dpop-secret \\
+  -H "DPoP: $(proof "$KEY" POST "$IDP/token")" \\
+  -d grant_type=client_credentials -d resource={RESOURCE} -d scope={SCOPE} \\
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+
+# 6. With a fresh proof by its key: 200 (every request needs a new proof)
+curl -sS -i -w '\\n' --cacert "$PKI/ca.pem" {dpop_resolve} \\
+  -H "Authorization: DPoP $DTOKEN" -H "DPoP: $(proof "$KEY" GET "$DPOP_API{PATH}" "$DTOKEN")" "$DPOP_API{PATH}"
+
+# 7. A thief with the token and its own key: 401 invalid_token
+curl -sS -i -w '\\n' --cacert "$PKI/ca.pem" {dpop_resolve} \\
+  -H "Authorization: DPoP $DTOKEN" -H "DPoP: $(proof "$THIEF" GET "$DPOP_API{PATH}" "$DTOKEN")" "$DPOP_API{PATH}"
 """
 
 
@@ -139,6 +165,30 @@ def narrate_request(s, n, story, cert, token, expect_status):
     return r
 
 
+def narrate_dpop(s, n, story, token, proof, expect_status, scheme="DPoP"):
+    """One request to the DPoP Envoy, told like narrate_request."""
+    print(f"\n[{n}] {story}")
+    what = f"Authorization: {scheme} {token[:10]}..." + (f", DPoP: {proof[:10]}..." if proof else "")
+    print(f"    GET https://localhost:{s.ports[f'envoy-{DPOP_ENVOY}']}{PATH}   ({what})")
+    r = s.request(DPOP_ENVOY, PATH, token=token, scheme=scheme, headers=[("DPoP", proof)] if proof else [])
+    print(f"    <- {status_line(r)}")
+    if r.status == 200:
+        try:
+            seen = json.loads(r.body)["headers"]
+            print(f"       the upstream received: x-authenticated-client: {', '.join(seen.get('x-authenticated-client', ['(not set)']))}, "
+                  f"Authorization: {seen.get('authorization', ['?'])[0].split(' ')[0]} <token>, "
+                  f"DPoP header: {'none' if 'dpop' not in seen else 'forwarded'}")
+        except (ValueError, KeyError):
+            print(f"       body: {r.body[:200]!r}")
+    else:
+        for name, value in r.headers:
+            if name == "www-authenticate":
+                print(f"       WWW-Authenticate: {value}")
+    if r.status != expect_status:
+        raise DemoFailed(f"expected {expect_status}, got {status_line(r)}: see {rel(s.logs / f'envoy-{DPOP_ENVOY}.log')}")
+    return r
+
+
 def start(args):
     wasm = Path(args.wasm).resolve()
     if not wasm.is_file():
@@ -164,6 +214,8 @@ def start(args):
             s.start_idp()
         with Step(f"starting Envoy with certbound (config {rel(CONFIG)}: mode strict)"):
             s.start_envoy(ENVOY, CONFIG)
+        with Step(f"starting a second Envoy with certbound (config {rel(DPOP_CONFIG)}: DPoP strict)"):
+            s.start_envoy(DPOP_ENVOY, DPOP_CONFIG)
         print(f"    API on https://localhost:{s.ports[f'envoy-{ENVOY}']}, Envoy admin on http://127.0.0.1:{s.ports[f'admin-{ENVOY}']}")
         with Step(f"client A gets a token over mutual TLS (client_credentials, resource={RESOURCE})"):
             token = s.access_token("client-a", RESOURCE, scope=SCOPE)
@@ -177,6 +229,21 @@ def start(args):
         narrate_request(s, 1, "client A calls the API with its token and its own certificate", "a", token, 200)
         narrate_request(s, 2, "the token is stolen and replayed by client B, with B's (valid, same-CA) certificate", "b", token, 401)
         narrate_request(s, 3, "the stolen token replayed without any client certificate", None, token, 401)
+
+        print(f"\n--- DPoP (RFC 9449): the same protection for clients without certificates, on "
+              f"https://localhost:{s.ports[f'envoy-{DPOP_ENVOY}']}")
+        key, thief = s.state / "demo-dpop-key.json", s.state / "demo-thief-key.json"
+        with Step("client-dpop gets a token bound to its key (a proof by npm `dpop` at the token endpoint)"):
+            dtoken = s.dpop_token(key, RESOURCE, scope=SCOPE)["access_token"]
+        jkt = stack.decode_jwt(dtoken)[1].get("cnf", {}).get("jkt")
+        print(f"    access token: {short(dtoken)}, bound to the key: cnf.jkt = {jkt}")
+        url = s.envoy_url(DPOP_ENVOY) + PATH
+        proof = s.dpop_proof(key, url, "GET", token=dtoken)
+        narrate_dpop(s, 4, "client-dpop calls the API with its token and a fresh proof signed by its key", dtoken, proof, 200)
+        narrate_dpop(s, 5, "the token is stolen; the thief signs a proof with its own key", dtoken,
+                     s.dpop_proof(thief, url, "GET", token=dtoken), 401)
+        narrate_dpop(s, 6, "the thief also captured client-dpop's proof from [4] and replays it", dtoken, proof, 401)
+        narrate_dpop(s, 7, "the stolen token sent as a plain Bearer token", dtoken, None, 401, scheme="Bearer")
     except (Exception, KeyboardInterrupt) as e:
         if isinstance(e, DemoFailed):
             print(f"\ndemo: FAILED: {e}")
@@ -198,7 +265,7 @@ def start(args):
     print(f"\n    The same with the Python helper (from the repo top):")
     print(f"    TOKEN=$(python3 tests/e2e/stack.py --state {rel(STATE)} token)")
     print(f"    python3 tests/e2e/stack.py --state {rel(STATE)} request --cert b --token \"$TOKEN\" {PATH}")
-    print(f"    Logs: {rel(s.logs)}/{{idp,echo,envoy-{ENVOY}}}.log")
+    print(f"    Logs: {rel(s.logs)}/{{idp,echo,envoy-{ENVOY},envoy-{DPOP_ENVOY}}}.log")
     print("\n==> stop it with: make demo-stop   (or: python3 tests/e2e/demo.py stop)")
     return 0
 

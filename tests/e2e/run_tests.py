@@ -28,6 +28,7 @@ per-gateway summary, then the total line.
 
 import argparse
 import base64
+import hashlib
 import json
 import re
 import socket
@@ -116,8 +117,9 @@ class Run:
         if r.status is None:
             return f"no HTTP response ({r.error})"
         parts = [str(r.status)]
-        if r.header("www-authenticate") is not None:
-            parts.append(f"WWW-Authenticate: {r.header('www-authenticate')}")
+        for name, value in r.headers:
+            if name == "www-authenticate":
+                parts.append(f"WWW-Authenticate: {value}")
         body = r.body.decode(errors="replace")
         try:  # the echo's answer: show only the headers that matter, never Authorization
             seen = json.loads(body)["headers"]
@@ -146,7 +148,10 @@ class Run:
         expect(f'error="{error}"' in www, f'expected error="{error}" in WWW-Authenticate: {self.show(r)}')
         for k, v in attrs.items():
             expect(f'{k}="{v}"' in www, f'expected {k}="{v}" in WWW-Authenticate: {self.show(r)}')
-        expect(len([1 for n, _ in r.headers if n == "www-authenticate"]) == 1, f"more than one WWW-Authenticate: {self.show(r)}")
+        # Where DPoP is on, its challenge follows, without the error of this Bearer request.
+        others = [v for n, v in r.headers if n == "www-authenticate"][1:]
+        expect(all(o.startswith('DPoP realm="api", algs="') and "error=" not in o for o in others),
+               f"unexpected extra WWW-Authenticate: {self.show(r)}")
         try:
             body = r.json()
         except ValueError:
@@ -428,6 +433,168 @@ def _(t):
     _, p, _ = t.token("jwt").split(".")
     none = b64url(json.dumps({"alg": "none", "typ": "at+jwt"}).encode()) + "." + p + "."
     t.expect_denied(t.s.request("strict", cert="a", token=none), 401, "invalid_token")
+
+
+# ---- DPoP (RFC 9449): client-dpop's proofs come from panva's npm `dpop` -------------------
+DPOP_ENVOY = "needs the DPoP-enabled Envoys and client-dpop at the IdP"
+
+
+def dpop_key(t, name="a"):
+    """The file holding DPoP key pair `name` (made by dpop_client.mjs on first use)."""
+    return t.s.state / f"dpop-key-{name}.json"
+
+
+def dpop_token(t, name="dpop", resource=RES_JWT, key="a"):
+    if name not in t.tokens:
+        t.tokens[name] = t.s.dpop_token(dpop_key(t, key), resource)["access_token"]
+    return t.tokens[name]
+
+
+def dpop_send(t, envoy, token, proof, path="/accounts", method="GET", scheme="DPoP"):
+    headers = [("DPoP", proof)] if proof is not None else []
+    return t.s.request(envoy, path, token=token, scheme=scheme, method=method, headers=headers)
+
+
+def jkt_of(key_file):
+    """RFC 7638 thumbprint of the public key in a dpop_client.mjs key file, computed here."""
+    jwk = json.loads(Path(key_file).read_text())["public"]
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def expect_dpop_denied(t, r, error, status=401):
+    """An RFC 9449 section 7.1 refusal: the error in the DPoP challenge (with algs), JSON body."""
+    t.expect_status(r, status)
+    challenges = [v for n, v in r.headers if n == "www-authenticate"]
+    dpop = [c for c in challenges if c.startswith('DPoP realm="api", algs="')]
+    expect(len(dpop) == 1 and f'error="{error}"' in dpop[0], f'expected a DPoP challenge with error="{error}": {t.show(r)}')
+    try:
+        body = r.json()
+    except ValueError:
+        raise Failed(f"body is not JSON: {t.show(r)}") from None
+    expect(body.get("error") == error, f"expected JSON error {error!r}: {t.show(r)}")
+
+
+@case("IdP issues client-dpop a DPoP-bound JWT (token_type DPoP, cnf.jkt = RFC 7638 thumbprint of its key)",
+      native_only=DPOP_ENVOY)
+def _(t):
+    answer = t.s.dpop_token(dpop_key(t))
+    expect(answer.get("token_type") == "DPoP", f"token_type {answer.get('token_type')!r}, expected DPoP")
+    t.tokens["dpop"] = answer["access_token"]
+    cnf = stack.decode_jwt(answer["access_token"])[1].get("cnf", {})
+    expect(cnf == {"jkt": jkt_of(dpop_key(t))}, f"cnf {cnf!r}, expected the jkt of client-dpop's key")
+
+
+@case("optional: DPoP JWT with a proof from npm dpop -> 200; upstream gets Authorization: Bearer, no DPoP header",
+      native_only=DPOP_ENVOY)
+def _(t):
+    tok = dpop_token(t)
+    proof = t.s.dpop_proof(dpop_key(t), t.s.envoy_url("optional") + "/accounts", "GET", token=tok)
+    t.later["dpop_proof"] = proof
+    r = t.counted("optional", lambda: dpop_send(t, "optional", tok, proof), requests_allowed=1, dpop_proof_checks=1)
+    seen = t.upstream(r)
+    expect(seen.get("authorization") == [f"Bearer {tok}"], "upstream did not get Authorization: Bearer <token>")
+    expect("dpop" not in seen, "the DPoP proof reached the upstream")
+    expect(seen.get("x-authenticated-client") == ["client-dpop"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}")
+
+
+@case("optional: the same proof again, 7 times over both workers -> 401 invalid_dpop_proof (replayed), no signature checked",
+      native_only=DPOP_ENVOY)
+def _(t):
+    tok = dpop_token(t)
+    proof = t.later.get("dpop_proof")
+    if proof is None:  # run on its own (-k): use one proof twice
+        proof = t.s.dpop_proof(dpop_key(t), t.s.envoy_url("optional") + "/accounts", "GET", token=tok)
+        t.expect_status(dpop_send(t, "optional", tok, proof), 200)
+    r = t.counted("optional", lambda: dpop_send(t, "optional", tok, proof),
+                  requests_denied_dpop_failed=1, dpop_proof_checks=0, jwt_signature_checks=0)
+    expect_dpop_denied(t, r, "invalid_dpop_proof")
+    # Each request is a new connection, spread over the Envoy's two workers: every worker
+    # refuses it (the used proofs are in shared data).
+    for _ in range(6):
+        expect_dpop_denied(t, dpop_send(t, "optional", tok, proof), "invalid_dpop_proof")
+
+
+@case("optional: a proof for POST, or for another path, or a token without its proof -> 401 invalid_dpop_proof",
+      native_only=DPOP_ENVOY)
+def _(t):
+    tok = dpop_token(t)
+    base = t.s.envoy_url("optional")
+    for what, proof, method, path in [
+        ("proof for POST sent with GET", t.s.dpop_proof(dpop_key(t), base + "/accounts", "POST", token=tok), "GET", "/accounts"),
+        ("proof for /other sent to /accounts", t.s.dpop_proof(dpop_key(t), base + "/other", "GET", token=tok), "GET", "/accounts"),
+        ("no DPoP header", None, "GET", "/accounts"),
+    ]:
+        r = t.counted("optional", lambda: dpop_send(t, "optional", tok, proof, path=path, method=method),
+                      requests_denied_dpop_failed=1, requests_allowed=0)
+        try:
+            expect_dpop_denied(t, r, "invalid_dpop_proof")
+        except Failed as e:
+            raise Failed(f"{what}: {e}") from None
+
+
+@case("optional: a stolen DPoP token with the thief's own proof -> 401 invalid_token, no signature checked",
+      native_only=DPOP_ENVOY)
+def _(t):
+    tok = dpop_token(t)
+    thief = t.s.dpop_proof(dpop_key(t, "thief"), t.s.envoy_url("optional") + "/accounts", "GET", token=tok)
+    r = t.counted("optional", lambda: dpop_send(t, "optional", tok, thief),
+                  requests_denied_binding_failed=1, dpop_proof_checks=0, jwt_signature_checks=0)
+    expect_dpop_denied(t, r, "invalid_token")
+
+
+@case("optional: a DPoP-bound token sent as Bearer (downgrade) -> 401 invalid_token, Bearer and DPoP challenges",
+      native_only=DPOP_ENVOY)
+def _(t):
+    r = t.counted("optional", lambda: dpop_send(t, "optional", dpop_token(t), None, scheme="Bearer"),
+                  requests_denied_binding_failed=1)
+    challenges = [v for n, v in r.headers if n == "www-authenticate"]
+    expect(len(challenges) == 2 and challenges[0] == 'Bearer realm="api"', f"expected a bare Bearer challenge first: {t.show(r)}")
+    expect_dpop_denied(t, r, "invalid_token")
+
+
+@case("optional: opaque DPoP token -> introspected (cnf.jkt) -> 200; with another key's proof -> 401",
+      native_only=DPOP_ENVOY)
+def _(t):
+    tok = dpop_token(t, "dpop-opaque", resource=RES_OPAQUE)
+    url = t.s.envoy_url("optional") + "/accounts"
+    good = t.s.dpop_proof(dpop_key(t), url, "GET", token=tok)
+    r = t.counted("optional", lambda: dpop_send(t, "optional", tok, good), introspection_calls=1, requests_allowed=1)
+    expect(t.upstream(r).get("authorization") == [f"Bearer {tok}"], "upstream did not get the token as Bearer")
+    thief = t.s.dpop_proof(dpop_key(t, "thief"), url, "GET", token=tok)
+    r = t.counted("optional", lambda: dpop_send(t, "optional", tok, thief), requests_denied_binding_failed=1)
+    expect_dpop_denied(t, r, "invalid_token")
+
+
+@case("strict (DPoP off): the DPoP scheme -> 401 with only the bare Bearer challenge", native_only=DPOP_ENVOY)
+def _(t):
+    tok = dpop_token(t)
+    proof = t.s.dpop_proof(dpop_key(t), t.s.envoy_url("strict") + "/accounts", "GET", token=tok)
+    r = dpop_send(t, "strict", tok, proof)
+    t.expect_status(r, 401)
+    expect([v for n, v in r.headers if n == "www-authenticate"] == ['Bearer realm="api"'], f"expected the bare Bearer challenge: {t.show(r)}")
+
+
+@case("DPoP strict with nonces: no nonce -> 401 use_dpop_nonce + DPoP-Nonce; with it -> 200; Bearer -> DPoP challenge only",
+      native_only="starts an Envoy of its own")
+def _(t):
+    t.s.start_envoy("dpop-nonce", stack.CONFIGS / "dpop-nonce.json")
+    try:
+        tok = dpop_token(t)
+        url = t.s.envoy_url("dpop-nonce") + "/accounts"
+        r = dpop_send(t, "dpop-nonce", tok, t.s.dpop_proof(dpop_key(t), url, "GET", token=tok))
+        expect_dpop_denied(t, r, "use_dpop_nonce")
+        nonce = r.header("dpop-nonce")
+        expect(nonce, f"no DPoP-Nonce header: {t.show(r)}")
+        r = dpop_send(t, "dpop-nonce", tok, t.s.dpop_proof(dpop_key(t), url, "GET", token=tok, nonce=nonce))
+        t.upstream(r)
+        r = t.s.request("dpop-nonce", "/accounts", token=t.token("unbound", client="client-unbound"))
+        challenges = [v for n, v in r.headers if n == "www-authenticate"]
+        expect(r.status == 401 and len(challenges) == 1 and challenges[0].startswith("DPoP "),
+               f"expected 401 with only a DPoP challenge: {t.show(r)}")
+    finally:
+        t.s.stop_service("envoy-dpop-nonce")
+        t.s.envoy_configs.pop("dpop-nonce", None)
 
 
 @case("broken filter configs: Envoy refuses to start and its log names the field",

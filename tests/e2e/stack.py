@@ -66,6 +66,7 @@ CLIENT_SECRETS = {
     "client-unbound": "client-unbound-secret",
     "gateway": "gateway-secret",
     "gateway-post": "gateway-post-secret",
+    "client-dpop": "client-dpop-secret",
 }
 
 
@@ -449,6 +450,33 @@ class Stack:
 
     def access_token(self, client="client-a", resource="https://api.example/jwt", **kw):
         return self.token(client, resource, **kw)["access_token"]
+
+    def dpop_proof(self, key, htu, htm="GET", token=None, nonce=None):
+        """A DPoP proof made by npm `dpop` (tests/e2e/idp/dpop_client.mjs) with the key pair in
+        file `key` (made on first use): for `htm htu`, with `ath` of `token` and `nonce` if given."""
+        argv = ["node", str(HERE / "idp" / "dpop_client.mjs"), "proof", "--key", str(key), "--htm", htm, "--htu", htu]
+        if token is not None:
+            argv += ["--token", token]
+        if nonce is not None:
+            argv += ["--nonce", nonce]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise RuntimeError(f"dpop_client.mjs failed: {out.stderr.strip()[-300:]}")
+        return out.stdout.strip()
+
+    def dpop_token(self, key, resource="https://api.example/jwt", scope="accounts:read accounts:write"):
+        """Token response for client-dpop: a token bound to the key pair in file `key` (cnf.jkt)."""
+        form = {"grant_type": "client_credentials", "resource": resource, "scope": scope}
+        proof = self.dpop_proof(key, f"{self.idp_url}/token", "POST")
+        r = self.idp("POST", "/token", form=form, basic=("client-dpop", CLIENT_SECRETS["client-dpop"]),
+                     headers={"DPoP": proof})
+        if r.status != 200:
+            raise RuntimeError(f"DPoP token request failed: {r.status} {r.error or r.body.decode(errors='replace')}")
+        return r.json()
+
+    def envoy_url(self, envoy):
+        """The origin clients use for Envoy `envoy` (what a DPoP proof's htu starts with)."""
+        return f"https://{ENVOY_HOST}:{self.ports[f'envoy-{envoy}']}"
 
     def introspect(self, token, client="gateway", auth=None):
         """Introspection Response. auth: 'basic' or 'post' (default: what the client is registered for)."""

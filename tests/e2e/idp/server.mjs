@@ -1,5 +1,6 @@
 // Test IdP for certbound's e2e tests: oidc-provider 8.8.1 over HTTPS with mutual TLS, issuing
-// certificate-bound access tokens (RFC 8705) to machine clients (client_credentials).
+// certificate-bound (RFC 8705) and DPoP-bound (RFC 9449) access tokens to machine clients
+// (client_credentials).
 //
 //   node server.mjs [--port 8443] [--state DIR] [--host idp.localhost] [--bind 127.0.0.1]
 //   (or IDP_PORT, IDP_STATE_DIR, IDP_HOST, IDP_BIND)
@@ -89,6 +90,16 @@ const clients = [
   // The filter's own credentials for introspection.
   { ...machine, client_id: 'gateway', client_secret: 'gateway-secret', token_endpoint_auth_method: 'client_secret_basic' },
   { ...machine, client_id: 'gateway-post', client_secret: 'gateway-post-secret', token_endpoint_auth_method: 'client_secret_post' },
+  // DPoP-bound tokens: the token request needs a proof, whose key's thumbprint becomes cnf.jkt
+  // (JWT claim and introspection member). oidc-provider allows one proof-of-possession
+  // mechanism per client, so this client has no certificate binding.
+  {
+    ...machine,
+    client_id: 'client-dpop',
+    client_secret: 'client-dpop-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    dpop_bound_access_tokens: true,
+  },
 ];
 
 const provider = new Provider(issuer, {
@@ -113,6 +124,9 @@ const provider = new Provider(issuer, {
       },
     },
     revocation: { enabled: true },
+    // RFC 9449 at the token endpoint. Nonces are the gateway's business in these tests, not
+    // the IdP's: requireNonce is off.
+    dPoP: { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => false },
     // Signed introspection responses (RFC 9701) for a client that asks with
     // `Accept: application/token-introspection+jwt`; every client defaults to RS256.
     jwtIntrospection: { enabled: true },
