@@ -51,6 +51,27 @@ fn decode_object(segment: &str) -> Option<Map<String, Value>> {
 /// Members that make a JWK a private key (or a symmetric one).
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
 
+/// RSA keys a proof may carry: 2048 to 4096 bits, exponent 65537. The key is the attacker's
+/// choice and its check is done before the token is known good: a larger modulus or exponent
+/// would buy an expensive verification per request.
+const RSA_MIN_BYTES: usize = 256;
+const RSA_MAX_BYTES: usize = 512;
+
+fn key_size_allowed(jwk: &Map<String, Value>) -> bool {
+    if jwk.get("kty").and_then(Value::as_str) != Some("RSA") {
+        return true;
+    }
+    let decoded = |k: &str| {
+        jwk.get(k)
+            .and_then(Value::as_str)
+            .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+    };
+    let n_ok = decoded("n").is_some_and(|n| {
+        n.first().is_some_and(|b| *b != 0) && (RSA_MIN_BYTES..=RSA_MAX_BYTES).contains(&n.len())
+    });
+    n_ok && decoded("e").as_deref() == Some(&[1, 0, 1])
+}
+
 /// RFC 7638: SHA-256 of the JWK's required members, in lexicographic order, as compact JSON.
 pub fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
     let text = |k: &str| jwk.get(k).and_then(Value::as_str);
@@ -102,6 +123,9 @@ impl Proof {
         if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
             return Err(malformed);
         }
+        if !key_size_allowed(jwk) {
+            return Err(malformed);
+        }
         let jkt = thumbprint(jwk).ok_or(malformed)?;
         Ok(Proof {
             raw: proof.to_string(),
@@ -121,9 +145,16 @@ impl Proof {
         self.claim("jti")
     }
 
-    /// When the proof was made.
+    /// When the proof was made: a NumericDate, which may have a fraction (RFC 7519 §2).
     pub fn iat(&self) -> Option<u64> {
-        self.claims.get("iat").and_then(Value::as_u64)
+        match self.claims.get("iat")? {
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
+                    .map(|f| f as u64)
+            }),
+            _ => None,
+        }
     }
 
     /// The checks against the request, cheapest first: `jti`, `htm`, `htu`, `iat` within

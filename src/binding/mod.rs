@@ -54,9 +54,11 @@ pub fn check(
     if mtls == PopMode::Off && dpop == PopMode::Off {
         return Ok(());
     }
-    // RFC 8705 §3: `cnf["x5t#S256"]` against the connection's certificate.
+    // RFC 8705 §3: `cnf["x5t#S256"]` against the connection's certificate. Bound to a
+    // certificate while only DPoP is checked: the binding cannot hold, refuse it.
     match (mtls, &cnf.x5t_s256) {
-        (PopMode::Off, _) | (PopMode::Optional, None) => {}
+        (PopMode::Off, Some(_)) => return Err(Rejection::UnsupportedConfirmation),
+        (PopMode::Off, None) | (PopMode::Optional, None) => {}
         (_, Some(claimed)) => match presented.certificate {
             None => return Err(Rejection::CertificateRequired),
             Some(tp) if tp.matches_x5t_s256(claimed) => {}

@@ -127,9 +127,10 @@ pub struct RawConfig {
     /// How many DPoP proofs can be remembered at once for replay detection: each for
     /// `dpop_proof_lifetime` + `leeway` seconds (at most 120 s with `dpop_use_nonce`), in shared
     /// data with `shared_cache` (so all workers refuse a replay), else per worker. When the cache
-    /// is full a new proof is refused with 503 rather than an old one forgotten: size it above your
-    /// peak DPoP request rate times that time. About 30 bytes per entry. 16 to 10000000. Default:
-    /// 131072.
+    /// is full a new proof is refused with 503 rather than an old one forgotten: size it 25% above
+    /// your peak DPoP request rate times that time. Changing it starts an empty cache (for one
+    /// proof lifetime a proof used before the change could be used once more). About 30 bytes per
+    /// entry. 16 to 10000000. Default: 131072.
     pub dpop_replay_cache_entries: u32,
     /// Signature algorithms accepted for DPoP proofs (asymmetric only: `none` and HMAC never),
     /// advertised in the `DPoP` challenge's `algs`. At least one. Default: `["ES256", "ES384",

@@ -99,6 +99,11 @@ fn dpop_request(
                 Engine::Nginx => first("host"),
                 Engine::Envoy => first(":authority"),
             };
+            // What a client writes into its Host must not move the path: `?`, `#`, `/`, `@`
+            // and the like are not an authority (nginx lets some through).
+            if authority.is_empty() || !authority.bytes().all(authority_byte) {
+                return Err(Rejection::DpopUrlMismatch);
+            }
             let scheme = match first(":scheme") {
                 s if s.is_empty() => "https".to_string(),
                 s => s,
@@ -115,6 +120,11 @@ fn dpop_request(
             url,
         },
     })
+}
+
+/// RFC 3986 §3.2.2 host (reg-name, IPv4, bracketed IPv6) and port characters.
+fn authority_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
 }
 
 /// The values of every header named `name` (any case), as text.

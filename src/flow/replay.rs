@@ -2,9 +2,15 @@
 //! pass the `iat` check. A proof is known by the SHA-256 of its key's thumbprint and its
 //! `jti`. Proofs live in a fixed number of buckets, each one store entry holding up to
 //! `BUCKET_SIZE` (id, expiry) pairs, so the memory is bounded and the same layout works per
-//! worker or in the host's shared data (no listing, no expiry there). A bucket is updated by
-//! compare-and-swap, so two workers cannot both accept one proof. A full bucket refuses new
-//! proofs (fail closed) rather than forget a live one, which would reopen its replay window.
+//! worker or in the host's shared data (no listing, no expiry there).
+//!
+//! Each proof has two candidate buckets and goes into the emptier one ("two choices"), so
+//! buckets overflow only near the configured capacity, and no one can fill a victim's place
+//! with a handful of proofs. A bucket is updated by compare-and-swap; after its write a claim
+//! reads the other candidate again and refuses if the same proof is there: of two workers
+//! accepting one proof at the same instant into different buckets, the later re-read sees
+//! the earlier write, so at most one accepts. Both buckets full refuses new proofs (fail
+//! closed) rather than forget a live one, which would reopen its replay window.
 
 use sha2::{Digest, Sha256};
 
@@ -69,54 +75,79 @@ impl ProofLedger {
         }
     }
 
-    fn key(&self, id: &ProofId) -> String {
-        let [a, b, c, d, ..] = id.0;
-        format!(
-            "{}{}",
-            self.prefix,
-            u32::from_be_bytes([a, b, c, d]) % self.buckets
-        )
+    /// The keys of the proof's two candidate buckets (the same one, now and then).
+    fn keys(&self, id: &ProofId) -> [String; 2] {
+        let [a, b, c, d, e, f, g, h, ..] = id.0;
+        [[a, b, c, d], [e, f, g, h]]
+            .map(|x| format!("{}{}", self.prefix, u32::from_be_bytes(x) % self.buckets))
     }
 
     /// Whether the proof is recorded and live: the cheap early refusal of a replay, before
     /// any signature work. `Err` when the store failed.
     pub fn seen(&self, store: &dyn Store, id: &ProofId, now: u64) -> Result<bool, String> {
-        let bucket = store.load_versioned(&self.key(id))?;
-        Ok(bucket.is_some_and(|(bytes, _)| live(&bytes, now).any(|(i, _)| i == id.short())))
+        let [first, second] = self.keys(id);
+        if holds(&read(store, &first)?.0, id, now) {
+            return Ok(true);
+        }
+        Ok(second != first && holds(&read(store, &second)?.0, id, now))
     }
 
     /// Records the proof until `until`, unless it is recorded already. Expired entries are
     /// dropped on the way.
     pub fn claim(&self, store: &dyn Store, id: &ProofId, now: u64, until: u64) -> Claim {
-        let key = self.key(id);
+        let [first, second] = self.keys(id);
         for _ in 0..ATTEMPTS {
-            let (bytes, version) = match store.load_versioned(&key) {
-                Ok(Some((bytes, version))) => (bytes, Some(version)),
-                Ok(None) => (Vec::new(), None),
-                Err(e) => return Claim::Unavailable(e),
+            let (one, other) = match (read(store, &first), read(store, &second)) {
+                (Ok(one), Ok(other)) => (one, other),
+                (Err(e), _) | (_, Err(e)) => return Claim::Unavailable(e),
             };
-            let mut entries: Vec<(&[u8], u64)> = live(&bytes, now).collect();
-            if entries.iter().any(|(i, _)| *i == id.short()) {
+            if holds(&one.0, id, now) || holds(&other.0, id, now) {
                 return Claim::Replayed;
             }
-            if entries.len() >= BUCKET_SIZE {
+            let (n_one, n_other) = (live(&one.0, now).count(), live(&other.0, now).count());
+            // The emptier candidate; the first on a tie (and when both keys are the same).
+            let (key, (bytes, version), recheck) = if n_other < n_one && second != first {
+                (&second, &other, Some(&first))
+            } else if n_one < BUCKET_SIZE {
+                (&first, &one, (second != first).then_some(&second))
+            } else {
                 return Claim::Full;
-            }
-            entries.push((id.short(), until));
-            let mut value = Vec::with_capacity(MAGIC.len() + entries.len() * ENTRY);
+            };
+            let mut value = Vec::with_capacity(MAGIC.len() + (BUCKET_SIZE + 1) * ENTRY);
             value.extend_from_slice(MAGIC);
-            for (i, expires) in entries {
+            for (i, expires) in live(bytes, now).chain([(id.short(), until)]) {
                 value.extend_from_slice(i);
                 value.extend_from_slice(&expires.to_be_bytes());
             }
-            match store.save_versioned(&key, &value, version) {
-                Ok(true) => return Claim::Fresh,
-                Ok(false) => continue, // another worker wrote the bucket: read it again
+            match store.save_versioned(key, &value, *version) {
+                Ok(true) => {}
+                Ok(false) => continue, // another worker wrote the bucket: read both again
                 Err(e) => return Claim::Unavailable(e),
             }
+            // The same proof recorded meanwhile in the other candidate by another worker: of
+            // the two, at least the later re-read sees it, so never both accept.
+            return match recheck.map(|k| read(store, k)) {
+                None => Claim::Fresh,
+                Some(Ok((other_now, _))) if holds(&other_now, id, now) => Claim::Replayed,
+                Some(Ok(_)) => Claim::Fresh,
+                Some(Err(e)) => Claim::Unavailable(e),
+            };
         }
-        Claim::Unavailable("the replay bucket kept changing under us".to_string())
+        Claim::Unavailable("the replay buckets kept changing under us".to_string())
     }
+}
+
+/// A bucket's bytes (empty when absent) and version.
+fn read(store: &dyn Store, key: &str) -> Result<(Vec<u8>, Option<u32>), String> {
+    Ok(match store.load_versioned(key)? {
+        Some((bytes, version)) => (bytes, Some(version)),
+        None => (Vec::new(), None),
+    })
+}
+
+/// Whether a bucket holds the proof, live.
+fn holds(bytes: &[u8], id: &ProofId, now: u64) -> bool {
+    live(bytes, now).any(|(i, _)| i == id.short())
 }
 
 /// The live entries of a bucket; a bucket of another layout holds none.
@@ -225,12 +256,87 @@ mod tests {
         assert_eq!(ledger.claim(&store, &id, 0, 100), Claim::Replayed);
     }
 
+    /// A store in which, during our first write, another worker records the same proof in
+    /// the other candidate bucket.
+    struct OtherBucket {
+        inner: LocalStore,
+        done: std::cell::Cell<bool>,
+        other_key: String,
+        entry: Vec<u8>,
+    }
+
+    impl Store for OtherBucket {
+        fn load(&self, key: &str) -> Option<Vec<u8>> {
+            self.inner.load(key)
+        }
+        fn save(&self, key: &str, value: &[u8]) {
+            self.inner.save(key, value)
+        }
+        fn load_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+            self.inner.load_versioned(key)
+        }
+        fn save_versioned(
+            &self,
+            key: &str,
+            value: &[u8],
+            version: Option<u32>,
+        ) -> Result<bool, String> {
+            if !self.done.replace(true) {
+                assert_ne!(key, self.other_key);
+                self.inner.save(&self.other_key, &self.entry);
+            }
+            self.inner.save_versioned(key, value, version)
+        }
+    }
+
+    #[test]
+    fn a_proof_written_into_its_other_bucket_meanwhile_is_refused() {
+        let ledger = ProofLedger::new(1024);
+        let id = (0..)
+            .map(|i| ProofId::of("k", &format!("{i}")))
+            .find(|id| {
+                let [a, b] = ledger.keys(id);
+                a != b
+            })
+            .unwrap();
+        let [first, second] = ledger.keys(&id);
+        let mut entry = MAGIC.to_vec();
+        entry.extend_from_slice(id.short());
+        entry.extend_from_slice(&100u64.to_be_bytes());
+        // Our claim writes the first candidate (both empty); the rival's copy went to the second.
+        let store = OtherBucket {
+            inner: LocalStore::default(),
+            done: std::cell::Cell::new(false),
+            other_key: second,
+            entry,
+        };
+        assert_eq!(ledger.claim(&store, &id, 0, 100), Claim::Replayed);
+        assert!(ledger.seen(&store, &id, 1).unwrap());
+        assert!(store.inner.load(&first).is_some());
+    }
+
+    #[test]
+    fn buckets_do_not_overflow_below_the_configured_capacity() {
+        // Two choices: at 80% of the capacity no proof is refused (16-slot buckets with one
+        // choice refuse ~2% at 75% and ~10% at 100%).
+        let capacity = 131_072u32;
+        let ledger = ProofLedger::new(capacity);
+        let store = LocalStore::default();
+        let full = (0..capacity / 10 * 8)
+            .filter(|n| {
+                ledger.claim(&store, &ProofId::of("client", &format!("{n}")), 0, 1_000)
+                    == Claim::Full
+            })
+            .count();
+        assert_eq!(full, 0);
+    }
+
     #[test]
     fn garbage_buckets_hold_nothing() {
         let store = LocalStore::default();
         let ledger = ProofLedger::new(1);
         let id = ProofId::of("k", "j");
-        store.save(&ledger.key(&id), b"cbd1short");
+        store.save(&ledger.keys(&id)[0], b"cbd1short");
         assert_eq!(ledger.seen(&store, &id, 0), Ok(false));
         assert_eq!(ledger.claim(&store, &id, 0, 10), Claim::Fresh);
     }
