@@ -549,11 +549,28 @@ fn a_proof_carrying_the_tokens_key_but_signed_by_another_is_refused() {
     let host = dpop_request(&token, &forged);
     assert_eq!(run(&worker(&config("optional")), &host), Flow::Pause);
     assert_dpop_error(&host, "invalid_dpop_proof", "dpop_bad_signature");
-    assert_eq!(
-        host.metric(Metric::SignatureChecks),
-        0,
-        "the token is not checked"
+    // The token's own signature comes first (a forged token never buys a proof check).
+    assert_eq!(host.metric(Metric::SignatureChecks), 1);
+    assert_eq!(host.metric(Metric::DpopProofChecks), 1);
+}
+
+#[test]
+fn a_forged_token_naming_the_attackers_key_never_buys_a_proof_check() {
+    // The attacker writes its own jkt into an unsigned token and signs a good proof.
+    let thief = proof_key(KeyKind::OtherEd25519);
+    let forged = unsigned(
+        json!({"alg": "RS256", "typ": "at+jwt", "kid": "rsa-1"}),
+        &dpop_claims(&thief.jkt),
     );
+    let host = dpop_request(&forged, &proof(thief, "GET", URL, &forged, "j-forged-jwt"));
+    assert_eq!(run(&worker(&config("optional")), &host), Flow::Pause);
+    assert!(
+        host.log_text().contains("bad_signature"),
+        "{}",
+        host.log_text()
+    );
+    assert_eq!(host.metric(Metric::SignatureChecks), 1);
+    assert_eq!(host.metric(Metric::DpopProofChecks), 0);
 }
 
 #[test]
@@ -783,7 +800,7 @@ fn the_nonce_secret_is_never_logged_nor_echoed() {
 }
 
 #[test]
-fn a_request_that_waits_for_keys_has_its_proof_checked_once_and_recorded_once() {
+fn a_request_that_waits_for_keys_has_its_proof_checked_once() {
     let key = proof_key(KeyKind::P256);
     let token = dpop_token(key);
     let config = with(
@@ -794,7 +811,9 @@ fn a_request_that_waits_for_keys_has_its_proof_checked_once_and_recorded_once() 
     let host = dpop_request(&token, &proof(key, "GET", URL, &token, "j-wait"));
     let (_f, flow) = run_on(&w, &host, REQUEST);
     assert_eq!(flow, Flow::Pause);
-    assert_eq!(host.metric(Metric::DpopProofChecks), 1);
+    // The token's signature comes first: the proof waits for the keys too, and is checked
+    // once, after them.
+    assert_eq!(host.metric(Metric::DpopProofChecks), 0);
     // The root fetches the keys and resumes the request, which is allowed without a second
     // check of its proof.
     w.on_tick(host.as_root());

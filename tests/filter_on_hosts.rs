@@ -1719,7 +1719,7 @@ fn a_forged_token_bound_to_the_senders_own_certificate_costs_one_signature_check
     // Remembered for a minute, then checked again (once).
     let host = envoy_with(&p.other);
     host.now
-        .set(NOW + certbound::flow::worker::FAILED_SIGNATURE_MEMORY);
+        .set(NOW + certbound::flow::known::FAILED_SIGNATURE_MEMORY);
     host.bearer(&forged);
     run(&w, &host);
     assert_eq!(host.metric(Metric::SignatureChecks), 1);

@@ -93,13 +93,21 @@ impl Thumbprint {
         if hex.len() != 64 {
             return Err(CertError::BadDigest);
         }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
         let mut out = [0u8; 32];
-        if !hex.iter().all(u8::is_ascii_hexdigit) {
-            return Err(CertError::BadDigest);
-        }
         for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-            let s = std::str::from_utf8(pair).map_err(|_| CertError::BadDigest)?;
-            *byte = u8::from_str_radix(s, 16).map_err(|_| CertError::BadDigest)?;
+            let (Some(hi), Some(lo)) = (
+                pair.first().copied().and_then(nibble),
+                pair.get(1).copied().and_then(nibble),
+            ) else {
+                return Err(CertError::BadDigest);
+            };
+            *byte = hi << 4 | lo;
         }
         Ok(Thumbprint(out))
     }

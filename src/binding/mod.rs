@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use crate::binding::certificate::Thumbprint;
 use crate::reply::rejection::{Rejection, Scheme};
-use crate::tokens::claims::Claims;
+use crate::tokens::claims::Confirmation;
 
 /// How a binding is enforced (`proof_of_possession_mtls`, `proof_of_possession_dpop`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -47,10 +47,9 @@ pub struct Possession<'a> {
 pub fn check(
     mtls: PopMode,
     dpop: PopMode,
-    claims: &Claims,
+    cnf: &Confirmation,
     presented: &Possession<'_>,
 ) -> Result<(), Rejection> {
-    let cnf = claims.confirmation();
     if mtls == PopMode::Off && dpop == PopMode::Off {
         return Ok(());
     }

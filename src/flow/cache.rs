@@ -145,10 +145,22 @@ impl SlotCache {
         now: u64,
         max_age: u64,
     ) -> Option<Vec<u8>> {
+        self.get_until(store, hash, now, max_age).map(|(p, _)| p)
+    }
+
+    /// `get`, and until when the payload may be used (its expiry, or `max_age` after it was
+    /// written, whichever comes first).
+    pub fn get_until(
+        &self,
+        store: &dyn Store,
+        hash: &TokenHash,
+        now: u64,
+        max_age: u64,
+    ) -> Option<(Vec<u8>, u64)> {
         let bytes = store.load(&self.key(hash))?;
         let entry = Entry::parse(&bytes)?;
-        (entry.hash == hash.0 && now < entry.expires && now < entry.written.saturating_add(max_age))
-            .then(|| entry.payload.to_vec())
+        let until = entry.expires.min(entry.written.saturating_add(max_age));
+        (entry.hash == hash.0 && now < until).then(|| (entry.payload.to_vec(), until))
     }
 
     /// Like `put`, but leaves a slot alone that holds another token's live entry.

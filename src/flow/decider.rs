@@ -2,9 +2,13 @@
 //! read-only view of the worker (settings, keys, caches, time), the next step. The checks run
 //! cheapest first: everything on the unverified token (algorithm, `typ`, `iss`, lifetime,
 //! audience, the binding to what the client presented) before any key lookup, IdP call or
-//! signature check. A DPoP proof is checked against the request, the token's `cnf.jkt` and
-//! the proofs already used before its own signature, and that before the token's. Nothing
+//! signature check; a token this worker has seen before costs none of the decoding (its facts
+//! are known, `flow/known.rs`). A DPoP proof is compared with the request and the token's
+//! `cnf.jkt`, and looked up among the proofs already used, before any signature; a JWT's own
+//! signature comes before the proof's, so a forged token never buys a proof check. Nothing
 //! here touches the host; `request` applies the step.
+
+use std::rc::Rc;
 
 use crate::binding::dpop::{self, Proof};
 use crate::binding::{self, PopMode, Possession};
@@ -15,23 +19,23 @@ use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{Store, TokenHash};
 use crate::flow::extract::Presented;
 use crate::flow::keys::{KeyFetcher, Refetch};
+use crate::flow::known::{Known, Signature};
 use crate::flow::replay::ProofId;
 use crate::flow::worker::Worker;
 use crate::reply::metrics::Metric;
 use crate::reply::rejection::{Rejection, Scheme};
-use crate::tokens::claims::Claims;
+use crate::tokens::facts::{Facts, Identity};
 use crate::tokens::introspection::{self, Answer};
-use crate::tokens::jwks::KeySet;
-use crate::tokens::jwt::{self, JwtRules, UnverifiedJwt};
-use crate::tokens::policy;
+use crate::tokens::jwks::{Alg, KeySet};
+use crate::tokens::jwt::{self, JwtRules};
 
 /// What an allowed request goes upstream with.
 #[derive(Debug)]
 pub struct Verdict {
-    /// The token's claims: the identity headers come from them.
-    pub claims: Claims,
+    /// The identity header values, in `Settings::upstream_headers` order.
+    pub identity: Identity,
     /// The signed introspection response (RFC 9701) the claims came in, to forward.
-    pub signed_introspection: Option<String>,
+    pub signed_introspection: Option<Rc<str>>,
     /// The request's DPoP proof, to record as used before the request goes on.
     pub proof: Option<ProofUse>,
 }
@@ -75,19 +79,11 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
     Count(Metric),
-    /// The token's signature verified at `now`; the verdict may be reused until `until`.
-    Verified {
-        hash: TokenHash,
-        now: u64,
-        until: u64,
-    },
-    /// The token's signature failed at `now`: refuse it unchecked for a while.
-    SignatureFailed {
-        hash: TokenHash,
-        now: u64,
-    },
-    /// An introspection answer to cache from `now` until `until`; an inactive one never
-    /// evicts a live entry of another token.
+    /// What the worker now knows about the request's token (facts read, a signature checked,
+    /// an answer cached).
+    Learned(Rc<Known>),
+    /// An introspection answer to cache in the store from `now` until `until`; an inactive
+    /// one never evicts a live entry of another token.
     Answer {
         hash: TokenHash,
         now: u64,
@@ -150,12 +146,20 @@ enum Route<'a> {
 
 /// A JWT (three base64url segments, JSON header with `alg`) goes to local verification when
 /// `bearer` is on; everything else is introspected when `introspection` is on. With only
-/// introspection enabled every token, JWT or not, is introspected.
-fn route<'a>(settings: &'a Settings, token: &str) -> Result<Route<'a>, Rejection> {
+/// introspection enabled every token, JWT or not, is introspected. A token seen before goes
+/// where it went then (the same configuration routes it the same way).
+fn route<'a>(
+    settings: &'a Settings,
+    token: &str,
+    known: Option<&Known>,
+) -> Result<Route<'a>, Rejection> {
+    let looks_like_jwt = || match known {
+        Some(Known::Jwt { .. }) => true,
+        Some(Known::Answer { .. }) => false,
+        None => jwt::header_of(token).is_some(),
+    };
     match (&settings.bearer, &settings.keys, &settings.introspection) {
-        (Some(bearer), Some(keys), _) if jwt::header_of(token).is_some() => {
-            Ok(Route::Jwt(bearer, keys))
-        }
+        (Some(bearer), Some(keys), _) if looks_like_jwt() => Ok(Route::Jwt(bearer, keys)),
         (_, _, Some(intro)) => Ok(Route::Introspect(intro)),
         _ => Err(Rejection::NotAJwt),
     }
@@ -170,12 +174,22 @@ pub fn decide(
     phase: Phase,
 ) -> Decision {
     let mut notes = Vec::new();
-    let step = match route(view.settings(), &presented.token) {
+    let known = view.worker.known(&presented.token);
+    let step = match route(view.settings(), &presented.token, known.as_deref()) {
         Err(r) => Step::Deny(r),
         Ok(Route::Jwt(bearer, keys)) => {
-            check_jwt(presented, proven, (bearer, keys), view, phase, &mut notes)
+            let request = JwtRequest {
+                presented,
+                proven,
+                bearer,
+                keys,
+                known,
+            };
+            check_jwt(&request, view, phase, &mut notes).unwrap_or_else(Step::Deny)
         }
-        Ok(Route::Introspect(intro)) => check_opaque(presented, intro, view, &mut notes),
+        Ok(Route::Introspect(intro)) => {
+            check_opaque(presented, intro, known, view, &mut notes).unwrap_or_else(Step::Deny)
+        }
     };
     Decision { step, notes }
 }
@@ -219,22 +233,27 @@ pub fn introspected(
         }
     };
     let mut notes = Vec::new();
+    let signed: Option<Rc<str>> = jwt.map(Rc::from);
+    let facts = answer_facts(settings, &answer);
     let kept = introspection::cacheable(&answer, &settings.upstream_headers);
     if let Some(until) = introspection::cache_until(&kept, view.now, intro.cache_ttl) {
         notes.push(Note::Answer {
             hash: TokenHash::of(&presented.token),
             now: view.now,
             until,
-            payload: introspection::encode(&kept, jwt.as_deref()),
+            payload: introspection::encode(&kept, signed.as_deref()),
             // Random tokens (all inactive) must not flush the answers of real clients.
             inactive: kept == Answer::Inactive,
         });
+        notes.push(Note::Learned(Rc::new(Known::Answer {
+            facts: facts.clone(),
+            until,
+            signed: signed.clone(),
+        })));
     }
-    let step = finish(
-        check_introspected(settings, &answer, presented, proof, view.now),
-        jwt,
-        proof.cloned(),
-    );
+    let step = answer_verdict(settings, facts.as_ref(), presented, proof, view.now)
+        .map(|identity| allow(identity, signed, proof.cloned()))
+        .unwrap_or_else(Step::Deny);
     Decision { step, notes }
 }
 
@@ -309,23 +328,14 @@ fn verify_signed(
     }
 }
 
-fn finish(
-    verdict: Result<Claims, Rejection>,
-    signed_introspection: Option<String>,
-    proof: Option<ProofUse>,
-) -> Step {
-    match verdict {
-        Ok(claims) => Step::Allow(Verdict {
-            claims,
-            signed_introspection,
-            proof,
-        }),
-        Err(r) => Step::Deny(r),
-    }
+fn allow(identity: Identity, signed: Option<Rc<str>>, proof: Option<ProofUse>) -> Step {
+    Step::Allow(Verdict {
+        identity,
+        signed_introspection: signed,
+        proof,
+    })
 }
 
-/// The request's DPoP proof, decoded and compared with the request (method, URL, time,
-/// access token, nonce): no signature work yet. `None` for the Bearer scheme.
 fn read_proof(presented: &Presented, view: &View<'_>) -> Result<Option<Proof>, Rejection> {
     let Some(request) = &presented.dpop else {
         return Ok(None);
@@ -344,20 +354,28 @@ fn read_proof(presented: &Presented, view: &View<'_>) -> Result<Option<Proof>, R
     Ok(Some(proof))
 }
 
-/// The last checks on a proof whose key the token is bound to: not used before (a cheap
-/// lookup), then its signature.
-fn prove(proof: &Proof, view: &View<'_>, notes: &mut Vec<Note>) -> Result<ProofUse, Rejection> {
-    let settings = view.settings();
-    let now = view.now;
+/// The cheap part of a proof's last checks: not used before.
+fn unused(proof: &Proof, view: &View<'_>, notes: &mut Vec<Note>) -> Result<ProofId, Rejection> {
     let id = ProofId::of(&proof.jkt, proof.jti().unwrap_or_default());
-    match view.worker.proof_seen(view.store, &id, now) {
-        Ok(false) => {}
-        Ok(true) => return Err(Rejection::DpopReplay),
+    match view.worker.proof_seen(view.store, &id, view.now) {
+        Ok(false) => Ok(id),
+        Ok(true) => Err(Rejection::DpopReplay),
         Err(e) => {
             notes.push(Note::Warn(format!("DPoP replay cache unreadable: {e}")));
-            return Err(Rejection::HostFailure);
+            Err(Rejection::HostFailure)
         }
     }
+}
+
+/// The proof's signature, last: it is then ready to be recorded as used.
+fn verify_proof(
+    proof: &Proof,
+    id: ProofId,
+    view: &View<'_>,
+    notes: &mut Vec<Note>,
+) -> Result<ProofUse, Rejection> {
+    let settings = view.settings();
+    let now = view.now;
     notes.push(Note::Count(Metric::DpopProofChecks));
     proof.verify()?;
     // Live while its `iat` passes; a nonce (two steps) may shorten that.
@@ -402,102 +420,148 @@ fn jwt_rules<'a>(
     }
 }
 
+/// A request with a JWT, and what the worker knows of that token.
+struct JwtRequest<'a> {
+    presented: &'a Presented,
+    proven: Option<&'a ProofUse>,
+    bearer: &'a BearerSettings,
+    keys: &'a KeySettings,
+    known: Option<Rc<Known>>,
+}
+
+/// What a JWT says that holds whatever the time or the request: its header and the checks on
+/// its claims that do not depend on them (`iss`, `aud`), read out into facts.
+fn read_jwt(request: &JwtRequest<'_>, settings: &Settings) -> Result<Rc<Known>, Rejection> {
+    let rules = jwt_rules(settings, request.bearer, request.keys);
+    let unverified = jwt::inspect(&request.presented.token, &rules)?;
+    let facts = Facts::of(
+        &unverified.claims,
+        &settings.scopes_required,
+        &settings.upstream_headers,
+        Rejection::MalformedJwt,
+    )?;
+    Ok(Rc::new(Known::Jwt {
+        facts,
+        alg: unverified.alg,
+        kid: unverified.header.kid,
+        signature: Signature::Unchecked,
+    }))
+}
+
 fn check_jwt(
-    presented: &Presented,
-    proven: Option<&ProofUse>,
-    (bearer, keys): (&BearerSettings, &KeySettings),
+    request: &JwtRequest<'_>,
     view: &View<'_>,
     phase: Phase,
     notes: &mut Vec<Note>,
-) -> Step {
+) -> Result<Step, Rejection> {
     let settings = view.settings();
     let now = view.now;
-    // Every check that needs no key, then the binding (a DPoP proof's key is known without
-    // its signature): only a token that passes them all is worth a key lookup (which may cost
-    // an IdP call) and a signature check; only a proof by the token's key is worth checking.
-    let checked = (|| {
-        let proof = match proven {
-            Some(_) => None,
-            None => read_proof(presented, view)?,
-        };
-        let unverified = jwt::inspect(&presented.token, &jwt_rules(settings, bearer, keys), now)?;
-        let jkt = proven
-            .map(|p| p.jkt.as_str())
-            .or(proof.as_ref().map(|p| p.jkt.as_str()));
-        binding::check(
-            settings.pop,
-            settings.dpop.mode,
-            &unverified.claims,
-            &possession(presented, jkt),
-        )?;
-        let proof = match proof {
-            Some(p) => Some(prove(&p, view, notes)?),
-            None => proven.cloned(),
-        };
-        Ok((unverified, proof))
-    })();
-    let (unverified, proof) = match checked {
-        Ok(checked) => checked,
-        Err(r) => return Step::Deny(r),
+    let presented = request.presented;
+    let proof = match request.proven {
+        Some(_) => None,
+        None => read_proof(presented, view)?,
     };
-    let hash = TokenHash::of(&presented.token);
-    if view.worker.signature_verified(&hash, now) {
-        notes.push(Note::Count(Metric::JwtCacheHits));
-        return finish(accept_verified(settings, unverified.claims), None, proof);
-    }
-    if view.worker.signature_failed(&hash, now) {
-        return Step::Deny(Rejection::BadSignature);
-    }
-    let exp = unverified.claims.time("exp").ok().flatten().unwrap_or(now);
-    let remote = view.keys.keys();
-    let sets: Vec<&KeySet> = std::iter::once(&keys.inline).chain(remote).collect();
-    let rules = jwt_rules(settings, bearer, keys);
-    let signature = verify(&rules, &presented.token, unverified, &sets, now);
-    if !matches!(
+    // What the token says: known from an earlier request, or read now (and remembered, so a
+    // stolen or forged token sent again costs a lookup).
+    let entry = match &request.known {
+        Some(known) if matches!(**known, Known::Jwt { .. }) => Rc::clone(known),
+        _ => {
+            let read = read_jwt(request, settings)?;
+            notes.push(Note::Learned(Rc::clone(&read)));
+            read
+        }
+    };
+    let Known::Jwt {
+        facts,
+        alg,
+        kid,
         signature,
-        Signature::NoKey | Signature::Invalid(Rejection::KeyNotIdentified)
-    ) {
-        notes.push(Note::Count(Metric::SignatureChecks));
-    }
+    } = &*entry
+    else {
+        return Err(Rejection::MalformedJwt);
+    };
+    // Every check that needs no key: the time, then the binding (a DPoP proof's key is known
+    // without its signature) and the proofs already used.
+    facts.lifetime.check(now, settings.leeway, true)?;
+    let jkt = request
+        .proven
+        .map(|p| p.jkt.as_str())
+        .or(proof.as_ref().map(|p| p.jkt.as_str()));
+    binding::check(
+        settings.pop,
+        settings.dpop.mode,
+        &facts.cnf,
+        &possession(presented, jkt),
+    )?;
+    let proof_id = proof.as_ref().map(|p| unused(p, view, notes)).transpose()?;
+    // The token's signature: known, or checked now with one key.
     match signature {
-        Signature::Valid(claims) => {
-            notes.push(Note::Verified {
-                hash,
-                now,
-                until: exp.saturating_add(settings.leeway),
-            });
-            finish(accept_verified(settings, claims), None, proof)
-        }
-        Signature::Invalid(r) => {
-            if r == Rejection::BadSignature {
-                notes.push(Note::SignatureFailed { hash, now });
+        Signature::Verified => notes.push(Note::Count(Metric::JwtCacheHits)),
+        s if Known::signature_failed_recently(*s, now) => return Err(Rejection::BadSignature),
+        _ => {
+            let keys = request.keys;
+            let remote = view.keys.keys();
+            let sets: Vec<&KeySet> = std::iter::once(&keys.inline).chain(remote).collect();
+            let rules = jwt_rules(settings, request.bearer, keys);
+            let checked = verify(&rules, &presented.token, *alg, kid.as_deref(), &sets, now);
+            if !matches!(
+                checked,
+                Checked::NoKey | Checked::Invalid(Rejection::KeyNotIdentified)
+            ) {
+                notes.push(Note::Count(Metric::SignatureChecks));
             }
-            Step::Deny(r)
-        }
-        Signature::NoKey => match (&keys.endpoint, phase) {
-            (None, _) => Step::Deny(Rejection::UnknownKey),
-            (Some(_), Phase::KeysFetched) => Step::Deny(if remote.is_some() {
-                Rejection::UnknownKey
-            } else {
-                Rejection::KeysUnavailable
-            }),
-            (Some(_), Phase::First) => {
-                match view.keys.on_missing_key(now, keys.rediscovery_lifetime) {
-                    Refetch::Wait | Refetch::Fetch => Step::NeedKeys(Pending {
-                        answer: None,
-                        proof,
-                    }),
-                    Refetch::UnknownKey => Step::Deny(Rejection::UnknownKey),
-                    Refetch::Unavailable => Step::Deny(Rejection::KeysUnavailable),
+            let learned = |signature| {
+                Note::Learned(Rc::new(Known::Jwt {
+                    facts: facts.clone(),
+                    alg: *alg,
+                    kid: kid.clone(),
+                    signature,
+                }))
+            };
+            match checked {
+                Checked::Valid => notes.push(learned(Signature::Verified)),
+                Checked::Invalid(r) => {
+                    if r == Rejection::BadSignature {
+                        notes.push(learned(Signature::Failed(now)));
+                    }
+                    return Err(r);
+                }
+                Checked::NoKey => {
+                    return match (&keys.endpoint, phase) {
+                        (None, _) => Err(Rejection::UnknownKey),
+                        (Some(_), Phase::KeysFetched) => Err(if remote.is_some() {
+                            Rejection::UnknownKey
+                        } else {
+                            Rejection::KeysUnavailable
+                        }),
+                        (Some(_), Phase::First) => {
+                            match view.keys.on_missing_key(now, keys.rediscovery_lifetime) {
+                                // The proof is read again after the keys: not checked yet.
+                                Refetch::Wait | Refetch::Fetch => Ok(Step::NeedKeys(Pending {
+                                    answer: None,
+                                    proof: request.proven.cloned(),
+                                })),
+                                Refetch::UnknownKey => Err(Rejection::UnknownKey),
+                                Refetch::Unavailable => Err(Rejection::KeysUnavailable),
+                            }
+                        }
+                    };
                 }
             }
-        },
+        }
     }
+    // Then the proof's signature, and the scopes.
+    let proof_use = match (proof, proof_id) {
+        (Some(p), Some(id)) => Some(verify_proof(&p, id, view, notes)?),
+        _ => request.proven.cloned(),
+    };
+    facts.check_scopes()?;
+    Ok(allow(facts.identity.clone(), None, proof_use))
 }
 
 /// The outcome of looking for a key and checking the signature.
-enum Signature {
-    Valid(Claims),
+enum Checked {
+    Valid,
     Invalid(Rejection),
     /// No key with this `kid` and algorithm in any key set we hold.
     NoKey,
@@ -511,81 +575,27 @@ enum Signature {
 fn verify(
     rules: &JwtRules<'_>,
     token: &str,
-    unverified: UnverifiedJwt,
+    alg: Alg,
+    kid: Option<&str>,
     keysets: &[&KeySet],
     now: u64,
-) -> Signature {
-    let kid = unverified.header.kid.as_deref();
-    let mut candidates = keysets
-        .iter()
-        .flat_map(|set| set.candidates(kid, unverified.alg));
+) -> Checked {
+    let mut candidates = keysets.iter().flat_map(|set| set.candidates(kid, alg));
     let Some(key) = candidates.next() else {
-        return Signature::NoKey;
+        return Checked::NoKey;
     };
     if kid.is_none() && candidates.next().is_some() {
-        return Signature::Invalid(Rejection::KeyNotIdentified);
+        return Checked::Invalid(Rejection::KeyNotIdentified);
     }
     match jwt::verify_signature(token, key, rules, now) {
-        Ok(()) => Signature::Valid(unverified.claims),
-        Err(r) => Signature::Invalid(r),
+        Ok(()) => Checked::Valid,
+        Err(r) => Checked::Invalid(r),
     }
 }
 
-/// The last check on a token whose signature is known good (now, or from the cache of
-/// verified tokens): the required scopes.
-fn accept_verified(settings: &Settings, claims: Claims) -> Result<Claims, Rejection> {
-    policy::check_scopes(&claims, &settings.scopes_required).map(|()| claims)
-}
-
-fn check_opaque(
-    presented: &Presented,
-    intro: &IntrospectionSettings,
-    view: &View<'_>,
-    notes: &mut Vec<Note>,
-) -> Step {
-    let settings = view.settings();
-    // What strict modes refuse whatever the token says: refuse before asking the IdP.
-    if settings.pop == PopMode::Strict && presented.certificate.is_none() {
-        return Step::Deny(Rejection::CertificateRequired);
-    }
-    if settings.dpop.mode == PopMode::Strict && presented.scheme != Scheme::Dpop {
-        return Step::Deny(Rejection::DpopRequired);
-    }
-    // The proof is checked in full before the token is looked up: its `cnf.jkt` is compared
-    // with the proof's key once the answer is in.
-    let proof = match read_proof(presented, view)
-        .and_then(|p| p.map(|p| prove(&p, view, notes)).transpose())
-    {
-        Ok(proof) => proof,
-        Err(r) => return Step::Deny(r),
-    };
-    if intro.cache_ttl > 0 {
-        let hash = TokenHash::of(&presented.token);
-        if let Some((answer, jwt)) = view.worker.cached_answer(view.store, &hash, view.now) {
-            notes.push(Note::Count(Metric::IntrospectionCacheHits));
-            return finish(
-                check_introspected(settings, &answer, presented, proof.as_ref(), view.now),
-                jwt,
-                proof,
-            );
-        }
-    }
-    Step::Introspect(
-        introspection::request(intro, &presented.token, settings.http_timeout),
-        proof,
-    )
-}
-
-/// The checks on an introspection answer, with the current request's certificate and DPoP
-/// proof: a cached answer is re-checked on every request, so a token replayed from another
-/// connection or without its key fails here even on a cache hit.
-fn check_introspected(
-    settings: &Settings,
-    answer: &Answer,
-    presented: &Presented,
-    proof: Option<&ProofUse>,
-    now: u64,
-) -> Result<Claims, Rejection> {
+/// What an introspection answer says that holds whatever the time or the request: active, an
+/// access token, the issuer and audience; then its facts.
+fn answer_facts(settings: &Settings, answer: &Answer) -> Result<Facts, Rejection> {
     let claims = match answer {
         Answer::Inactive => return Err(Rejection::Inactive),
         Answer::Active(claims) => claims,
@@ -602,17 +612,95 @@ fn check_introspected(
         .as_ref()
         .and_then(|i| i.issuer.as_deref())
     {
-        policy::check_issuer(claims, issuer, false)?;
+        crate::tokens::policy::check_issuer(claims, issuer, false)?;
     }
-    policy::check_lifetime(claims, now, settings.leeway, false, Rejection::Inactive)?;
-    policy::check_audience(claims, &settings.audience_required)?;
-    let jkt = proof.map(|p| p.jkt.as_str());
+    crate::tokens::policy::check_audience(claims, &settings.audience_required)?;
+    Facts::of(
+        claims,
+        &settings.scopes_required,
+        &settings.upstream_headers,
+        Rejection::Inactive,
+    )
+}
+
+/// The checks on an introspection answer for this request, with its certificate and DPoP
+/// proof: a cached answer is re-checked on every request, so a token replayed from another
+/// connection or without its key fails here even on a cache hit.
+fn answer_verdict(
+    settings: &Settings,
+    facts: Result<&Facts, &Rejection>,
+    presented: &Presented,
+    proof: Option<&ProofUse>,
+    now: u64,
+) -> Result<Identity, Rejection> {
+    let facts = facts.map_err(|r| *r)?;
+    facts.lifetime.check(now, settings.leeway, false)?;
     binding::check(
         settings.pop,
         settings.dpop.mode,
-        claims,
-        &possession(presented, jkt),
+        &facts.cnf,
+        &possession(presented, proof.map(|p| p.jkt.as_str())),
     )?;
-    policy::check_scopes(claims, &settings.scopes_required)?;
-    Ok(claims.clone())
+    facts.check_scopes()?;
+    Ok(facts.identity.clone())
+}
+
+fn check_opaque(
+    presented: &Presented,
+    intro: &IntrospectionSettings,
+    known: Option<Rc<Known>>,
+    view: &View<'_>,
+    notes: &mut Vec<Note>,
+) -> Result<Step, Rejection> {
+    let settings = view.settings();
+    let now = view.now;
+    // What strict modes refuse whatever the token says: refuse before asking the IdP.
+    if settings.pop == PopMode::Strict && presented.certificate.is_none() {
+        return Err(Rejection::CertificateRequired);
+    }
+    if settings.dpop.mode == PopMode::Strict && presented.scheme != Scheme::Dpop {
+        return Err(Rejection::DpopRequired);
+    }
+    // The proof is checked in full before the token is looked up: its `cnf.jkt` is compared
+    // with the proof's key once the answer is in.
+    let proof = match read_proof(presented, view)? {
+        Some(p) => {
+            let id = unused(&p, view, notes)?;
+            Some(verify_proof(&p, id, view, notes)?)
+        }
+        None => None,
+    };
+    if intro.cache_ttl > 0 {
+        // This worker's copy of the answer, then the shared one.
+        if let Some(Known::Answer {
+            facts,
+            until,
+            signed,
+        }) = known.as_deref()
+            && now < *until
+        {
+            notes.push(Note::Count(Metric::IntrospectionCacheHits));
+            let identity =
+                answer_verdict(settings, facts.as_ref(), presented, proof.as_ref(), now)?;
+            return Ok(allow(identity, signed.clone(), proof));
+        }
+        let hash = TokenHash::of(&presented.token);
+        if let Some((answer, jwt, until)) = view.worker.cached_answer(view.store, &hash, now) {
+            notes.push(Note::Count(Metric::IntrospectionCacheHits));
+            let facts = answer_facts(settings, &answer);
+            let signed: Option<Rc<str>> = jwt.map(Rc::from);
+            notes.push(Note::Learned(Rc::new(Known::Answer {
+                facts: facts.clone(),
+                until,
+                signed: signed.clone(),
+            })));
+            let identity =
+                answer_verdict(settings, facts.as_ref(), presented, proof.as_ref(), now)?;
+            return Ok(allow(identity, signed, proof));
+        }
+    }
+    Ok(Step::Introspect(
+        introspection::request(intro, &presented.token, settings.http_timeout),
+        proof,
+    ))
 }

@@ -212,10 +212,7 @@ impl RequestCore {
         for note in decision.notes {
             match note {
                 Note::Count(metric) => host.count(metric),
-                Note::Verified { hash, now, until } => {
-                    worker.remember_verified(&hash, now, until);
-                }
-                Note::SignatureFailed { hash, now } => worker.remember_failed(&hash, now),
+                Note::Learned(known) => worker.learn(&presented.token, known),
                 Note::Answer {
                     hash,
                     now,
@@ -370,12 +367,13 @@ impl RequestCore {
                 self.strip_header(host, chain)?;
             }
         }
-        for (claim, name) in &settings.upstream_headers {
-            match claim
-                .as_deref()
-                .and_then(|c| verdict.claims.header_value(c))
-            {
-                Some(value) => host.set_request_header(name, &value)?,
+        for ((_, name), value) in settings
+            .upstream_headers
+            .iter()
+            .zip(verdict.identity.iter())
+        {
+            match value {
+                Some(value) => host.set_request_header(name, value)?,
                 None => self.strip_header(host, name)?,
             }
         }

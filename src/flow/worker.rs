@@ -17,6 +17,7 @@ use crate::config::{CertSource, Settings};
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{LocalStore, SlotCache, Store, TokenHash};
 use crate::flow::keys::{KeyFetcher, Refetch};
+use crate::flow::known::{Known, KnownTokens};
 use crate::flow::replay::{Claim, ProofId, ProofLedger};
 use crate::flow::request::RequestCore;
 use crate::host::{self, Engine, Host, HostError, LogLevel, SharedStore};
@@ -30,9 +31,6 @@ pub const MAX_WAITING: usize = 1024;
 /// Introspection calls one worker may have in flight; more requests needing one get a 503.
 /// Random opaque tokens (or many clients at once) cost the IdP at most this much at a time.
 pub const MAX_INTROSPECTIONS: usize = 128;
-
-/// Seconds a failed JWT signature is remembered (per worker, by token hash).
-pub const FAILED_SIGNATURE_MEMORY: u64 = 60;
 
 /// A request waiting for keys. Weak: a request that ends stops waiting by itself.
 struct Waiter {
@@ -51,17 +49,11 @@ pub struct Worker {
     answer_slots: Option<SlotCache>,
     /// The DPoP proofs accepted, while they are live.
     proofs: ProofLedger,
-    /// JWTs whose signature this worker has verified, until their `exp`: a client reuses its
-    /// token for its whole lifetime, and a signature check in wasm costs about a millisecond.
-    /// Everything else is still checked on every request. Emptied when the JWKS is refreshed,
-    /// so a key the IdP withdraws stops counting within one refresh interval.
-    verified: LocalStore,
-    verified_slots: SlotCache,
-    /// JWTs whose signature failed, for `FAILED_SIGNATURE_MEMORY` seconds: a forger who binds
-    /// the token to its own certificate (or any token where binding is optional) passes every
-    /// cheap check, and must not buy a signature check per request. Emptied with `verified`.
-    failed: LocalStore,
-    failed_slots: SlotCache,
+    /// The tokens this worker has seen (facts, signatures checked, answers): a client reuses
+    /// its token for its whole lifetime, and a signature check in wasm costs about a
+    /// millisecond. Emptied when the JWKS is refreshed, so a key the IdP withdraws stops
+    /// counting within one refresh interval.
+    known: KnownTokens,
     engine: Cell<Option<Engine>>,
     /// A request shortened the root's tick period to have a fetch started at once.
     nudged: Cell<bool>,
@@ -86,9 +78,8 @@ impl Worker {
             );
             SlotCache::new(&scope, settings.cache_max_entries)
         });
-        let verified_slots = SlotCache::new("verified-jwt", settings.cache_max_entries);
         let proofs = ProofLedger::new(settings.dpop.replay_entries);
-        let failed_slots = SlotCache::new("failed-jwt", settings.cache_max_entries);
+        let known = KnownTokens::new(settings.cache_max_entries);
         Worker {
             settings,
             root_context: Cell::new(None),
@@ -97,10 +88,7 @@ impl Worker {
             local_shared: LocalStore::default(),
             answer_slots,
             proofs,
-            verified: LocalStore::default(),
-            verified_slots,
-            failed: LocalStore::default(),
-            failed_slots,
+            known,
             engine: Cell::new(None),
             nudged: Cell::new(false),
             introspections: Cell::new(0),
@@ -231,43 +219,35 @@ impl Worker {
         self.proofs.claim(store, id, now, until)
     }
 
-    /// Whether this worker verified the token's signature and the verdict still holds.
-    pub(crate) fn signature_verified(&self, hash: &TokenHash, now: u64) -> bool {
-        self.verified_slots
-            .get(&self.verified, hash, now, u64::MAX)
-            .is_some()
+    /// What this worker knows about the token.
+    pub(crate) fn known(&self, token: &str) -> Option<Rc<Known>> {
+        self.known.get(token)
     }
 
-    pub(crate) fn remember_verified(&self, hash: &TokenHash, now: u64, until: u64) {
-        self.verified_slots
-            .put(&self.verified, hash, now, until, &[]);
+    pub(crate) fn learn(&self, token: &str, known: Rc<Known>) {
+        self.known.put(token, known);
     }
 
-    /// Whether the token's signature failed here a short while ago.
-    pub(crate) fn signature_failed(&self, hash: &TokenHash, now: u64) -> bool {
-        self.failed_slots
-            .get(&self.failed, hash, now, u64::MAX)
-            .is_some()
-    }
-
-    pub(crate) fn remember_failed(&self, hash: &TokenHash, now: u64) {
-        let until = now.saturating_add(FAILED_SIGNATURE_MEMORY);
-        self.failed_slots.put(&self.failed, hash, now, until, &[]);
+    /// Tokens known (for tests of the bounds).
+    pub fn known_tokens(&self) -> usize {
+        self.known.len()
     }
 
     /// A cached introspection answer for the token, if one is live and was written within
-    /// this configuration's own `cache_introspection`.
+    /// this configuration's own `cache_introspection`, and until when it may be used.
     pub(crate) fn cached_answer(
         &self,
         store: &dyn Store,
         hash: &TokenHash,
         now: u64,
-    ) -> Option<(Answer, Option<String>)> {
+    ) -> Option<(Answer, Option<String>, u64)> {
         let ttl = self.settings.introspection.as_ref()?.cache_ttl;
-        self.answer_slots
+        let (payload, until) = self
+            .answer_slots
             .as_ref()?
-            .get(store, hash, now, ttl)
-            .and_then(|p| introspection::decode(&p))
+            .get_until(store, hash, now, ttl)?;
+        let (answer, jwt) = introspection::decode(&payload)?;
+        Some((answer, jwt, until))
     }
 
     pub(crate) fn remember_answer(
@@ -494,9 +474,8 @@ impl Worker {
     /// the effective context (Envoy: the root context may act for a paused request).
     fn fetch_done(&self, host: &impl Host, now: u64, keys: Option<KeySet>) {
         if keys.is_some() {
-            // Verdicts were reached with the old keys.
-            self.verified.clear();
-            self.failed.clear();
+            // Signatures were checked with the old keys.
+            self.known.clear();
         }
         self.keys.borrow_mut().finished(now, keys);
         let waiting = std::mem::take(&mut *self.waiting.borrow_mut());

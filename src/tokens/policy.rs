@@ -4,6 +4,7 @@
 
 use crate::reply::rejection::Rejection;
 use crate::tokens::claims::Claims;
+use crate::tokens::facts::Lifetime;
 
 /// `exp`, `nbf` and `iat` against `now`, with `leeway` seconds of skew either way.
 /// `malformed` is the rejection for a time claim that is not a NumericDate.
@@ -14,21 +15,9 @@ pub fn check_lifetime(
     exp_required: bool,
     malformed: Rejection,
 ) -> Result<(), Rejection> {
-    let exp = claims.time("exp").map_err(|_| malformed)?;
-    let nbf = claims.time("nbf").map_err(|_| malformed)?;
-    let iat = claims.time("iat").map_err(|_| malformed)?;
-    match exp {
-        Some(exp) if now > exp.saturating_add(leeway) => return Err(Rejection::Expired),
-        None if exp_required => return Err(Rejection::MissingExpiry),
-        _ => {}
-    }
-    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
-        return Err(Rejection::NotYetValid);
-    }
-    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
-        return Err(Rejection::IssuedInFuture);
-    }
-    Ok(())
+    Lifetime::of(claims)
+        .map_err(|_| malformed)?
+        .check(now, leeway, exp_required)
 }
 
 /// `iss` must equal `expected` exactly (no normalisation: RFC 8414 §3.3 style comparison).

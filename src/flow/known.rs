@@ -1,0 +1,200 @@
+//! What this worker knows about the tokens it has seen, by the whole token: a JWT's facts and
+//! where its signature stands, or an introspection answer's facts until it expires. A client
+//! reuses its token for its whole lifetime, so the next request with it is a hash-map lookup
+//! that compares the whole token, then the per-request checks (time, binding, proof): no
+//! base64, JSON, SHA-256 or signature work. Bounded in entries and in bytes, oldest out first;
+//! emptied when the worker's keys change.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use foldhash::fast::RandomState;
+
+use crate::reply::rejection::Rejection;
+use crate::tokens::facts::Facts;
+use crate::tokens::jwks::Alg;
+
+/// Longest token kept: RFC 9068 tokens are around 1 KiB; a bigger one is checked in full
+/// each time rather than let a few requests fill the memory.
+pub const MAX_KEPT_TOKEN: usize = 4 * 1024;
+/// Bytes of tokens kept per entry allowed, on average.
+const BYTES_PER_ENTRY: usize = 2 * 1024;
+/// Seconds a failed signature is remembered: a forger who binds the token to its own
+/// certificate (or any token where binding is optional) passes every cheap check, and must
+/// not buy a signature check per request. Then it is checked again (a key may have arrived).
+pub const FAILED_SIGNATURE_MEMORY: u64 = 60;
+
+/// Where a JWT's signature stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// Not checked yet (the token failed a cheaper check, or is being checked now).
+    Unchecked,
+    Verified,
+    /// Failed at this time.
+    Failed(u64),
+}
+
+/// What is known about one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    /// A JWT that passed every check on its header and claims that does not depend on the
+    /// time or the request (`typ`, `alg`, `crit`, `iss`, `aud`).
+    Jwt {
+        facts: Facts,
+        alg: Alg,
+        kid: Option<String>,
+        signature: Signature,
+    },
+    /// An introspection answer (cached for this configuration's `cache_introspection`, and
+    /// never past what the shared entry allows): its facts, or the refusal it gives whatever
+    /// the request (inactive, wrong audience...).
+    Answer {
+        facts: Result<Facts, Rejection>,
+        until: u64,
+        signed: Option<Rc<str>>,
+    },
+}
+
+impl Known {
+    /// Whether the JWT's signature failed within `FAILED_SIGNATURE_MEMORY` of `now`.
+    pub fn signature_failed_recently(signature: Signature, now: u64) -> bool {
+        matches!(signature, Signature::Failed(at) if now < at.saturating_add(FAILED_SIGNATURE_MEMORY))
+    }
+}
+
+/// The tokens one worker knows.
+pub struct KnownTokens {
+    /// foldhash, seeded at random per worker: several times faster than SipHash over a
+    /// kilobyte token, and an attacker who cannot see hashes cannot aim collisions.
+    map: RefCell<HashMap<Rc<str>, Rc<Known>, RandomState>>,
+    /// Insertion order, for eviction.
+    order: RefCell<VecDeque<Rc<str>>>,
+    bytes: Cell<usize>,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl KnownTokens {
+    pub fn new(max_entries: u32) -> KnownTokens {
+        let max_entries = (max_entries as usize).max(1);
+        KnownTokens {
+            map: RefCell::new(HashMap::with_hasher(RandomState::default())),
+            order: RefCell::new(VecDeque::new()),
+            bytes: Cell::new(0),
+            max_entries,
+            max_bytes: max_entries.saturating_mul(BYTES_PER_ENTRY),
+        }
+    }
+
+    pub fn get(&self, token: &str) -> Option<Rc<Known>> {
+        self.map.borrow().get(token).cloned()
+    }
+
+    /// Records what is known about `token` (replacing what was), evicting the oldest entries
+    /// beyond the bounds. Tokens over `MAX_KEPT_TOKEN` are not kept.
+    pub fn put(&self, token: &str, known: Rc<Known>) {
+        if token.len() > MAX_KEPT_TOKEN {
+            return;
+        }
+        let mut map = self.map.borrow_mut();
+        if let Some(entry) = map.get_mut(token) {
+            *entry = known;
+            return;
+        }
+        let key: Rc<str> = Rc::from(token);
+        let mut order = self.order.borrow_mut();
+        let mut bytes = self.bytes.get() + key.len();
+        while map.len() >= self.max_entries || bytes > self.max_bytes {
+            let Some(oldest) = order.pop_front() else {
+                break;
+            };
+            map.remove(&oldest);
+            bytes = bytes.saturating_sub(oldest.len());
+        }
+        order.push_back(Rc::clone(&key));
+        map.insert(key, known);
+        self.bytes.set(bytes);
+    }
+
+    pub fn clear(&self) {
+        self.map.borrow_mut().clear();
+        self.order.borrow_mut().clear();
+        self.bytes.set(0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.borrow().is_empty()
+    }
+
+    /// Bytes of tokens held.
+    pub fn bytes(&self) -> usize {
+        self.bytes.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(until: u64) -> Rc<Known> {
+        Rc::new(Known::Answer {
+            facts: Err(Rejection::Inactive),
+            until,
+            signed: None,
+        })
+    }
+
+    #[test]
+    fn the_whole_token_is_the_key() {
+        let k = KnownTokens::new(8);
+        k.put("token-a", answer(1));
+        assert!(k.get("token-a").is_some());
+        assert!(k.get("token-").is_none());
+        assert!(k.get("token-ab").is_none());
+        k.put("token-a", answer(2));
+        assert_eq!(k.len(), 1);
+        assert!(matches!(
+            *k.get("token-a").unwrap(),
+            Known::Answer { until: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn bounded_in_entries_and_bytes_oldest_out_first() {
+        let k = KnownTokens::new(4);
+        for i in 0..10 {
+            k.put(&format!("t{i}"), answer(i));
+        }
+        assert_eq!(k.len(), 4);
+        assert!(k.get("t5").is_none() && k.get("t6").is_some());
+        // 4 entries allow 8 KiB of tokens: three 3 KiB tokens do not fit together.
+        let k = KnownTokens::new(4);
+        for c in ['a', 'b', 'c'] {
+            k.put(&c.to_string().repeat(3 * 1024), answer(0));
+        }
+        assert_eq!(k.len(), 2);
+        assert!(k.bytes() <= 8 * 1024);
+        k.put(&"x".repeat(MAX_KEPT_TOKEN + 1), answer(0));
+        assert_eq!(k.len(), 2, "over-long tokens are not kept");
+        k.clear();
+        assert!(k.is_empty() && k.bytes() == 0);
+    }
+
+    #[test]
+    fn a_failed_signature_is_remembered_for_a_minute() {
+        assert!(Known::signature_failed_recently(
+            Signature::Failed(100),
+            159
+        ));
+        assert!(!Known::signature_failed_recently(
+            Signature::Failed(100),
+            160
+        ));
+        assert!(!Known::signature_failed_recently(Signature::Verified, 100));
+    }
+}
