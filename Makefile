@@ -21,6 +21,7 @@ help:
 	@echo "make demo           IdP + Envoy + upstream on 127.0.0.1 and a narrated stolen-token replay; 'make demo-stop' ends it"
 	@echo "make bench          CPU per request and peak req/s of certbound vs Envoy's native filters (BENCH_ARGS=--quick)"
 	@echo "make build-debian   the wasm from Debian's Rust packages only (the fallback route), into target/debian/"
+	@echo "make fuzz           each fuzz target (fuzz/) for FUZZ_SECONDS (60) natively; 'make fuzz-smoke' 20 s each"
 
 # --- the wasm ------------------------------------------------------------------------------
 # rustup's target first; without rustup, or if it cannot download, Debian's Rust 1.85 with
@@ -122,6 +123,24 @@ demo-stop:
 # Not part of `make test`: measures, never fails on figures. BENCH_ARGS e.g. --quick, --only base,certbound_warm, --rate 1500.
 bench: build
 	$(PY) tests/bench/bench.py $(BENCH_ARGS)
+
+# --- fuzzing (fuzz/README.md) ---------------------------------------------------------------
+# cargo-fuzz and libFuzzer against the pure core, natively, on the stable toolchain
+# (RUSTC_BOOTSTRAP=1 for the nightly flags cargo-fuzz passes). FUZZ_TARGETS picks some,
+# FUZZ_SANITIZER=address adds ASan. A crash fails the run and leaves its input in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz fuzz-smoke fuzz-seeds fuzz-build
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh run
+
+fuzz-smoke:
+	FUZZ_SECONDS=20 bash fuzz/run.sh run
+
+fuzz-seeds:
+	bash fuzz/run.sh seeds
+
+fuzz-build:
+	bash fuzz/run.sh build
 
 clean:
 	cargo clean
