@@ -70,7 +70,7 @@ fn full() -> Value {
 }
 
 /// A CA certificate (public, self-signed, EC P-256, valid for a century) for the header source.
-const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBrTCCAVOgAwIBAgIUYfeFuuqrRPuc0R6GKv3L6XAKIqQwCgYIKoZIzj0EAwIw\nIzEhMB8GA1UEAwwYY2VydGJvdW5kIHNjaGVtYSB0ZXN0IENBMCAXDTI2MTIwMTA1\nMDgzMVoYDzIxMjYxMTA3MDUwODMxWjAjMSEwHwYDVQQDDBhjZXJ0Ym91bmQgc2No\nZW1hIHRlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAT0SuVmnuZLXfsP\nBwe3ZTGsJu9+BPHRveYhkdhfR/QFnVCUAqURl5nwxMURpRFRQ2GL1LT0PMukatqz\n9K7UXXT1o2MwYTAdBgNVHQ4EFgQUU4hNjFoDyC5El2DBXhwNKtvdcHowHwYDVR0j\nBBgwFoAUU4hNjFoDyC5El2DBXhwNKtvdcHowDwYDVR0TAQH/BAUwAwEB/zAOBgNV\nHQ8BAf8EBAMCAQYwCgYIKoZIzj0EAwIDSAAwRQIgS3DN7tbFhNOrpnKE9H0HVdPE\nzp6rJHnben9Ty1uKqFYCIQC6rRSFFCchqLWFKmMOEn6YBGRlBsuagupgkeZ2BpxG\n7A==\n-----END CERTIFICATE-----\n";
+const CA_PEM: &str = include_str!("data/test-ca.pem");
 
 fn header_source(format: &str) -> Value {
     json!({"source": "header", "header": "client-cert", "format": format, "trusted_ips": ["10.0.0.0/8"], "ca_certificates": CA_PEM})

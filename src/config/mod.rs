@@ -932,16 +932,32 @@ fn ends_in_zero_prefix(s: &str) -> bool {
 /// An address or a CIDR block: digits only in the prefix, the prefix no longer than the
 /// address.
 fn parse_net(s: &str) -> Option<IpNet> {
-    match s.split_once('/') {
-        None => s.parse::<IpAddr>().ok().map(IpNet::from),
+    let net = match s.split_once('/') {
+        None => IpNet::from(s.parse::<IpAddr>().ok()?),
         Some((addr, prefix)) => {
             let addr = addr.parse::<IpAddr>().ok()?;
             if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit())
             {
                 return None;
             }
-            IpNet::new(addr, prefix.parse().ok()?).ok()
+            IpNet::new(addr, prefix.parse().ok()?).ok()?
         }
+    };
+    Some(canonical_net(net))
+}
+
+/// Peers are compared in canonical form (an IPv4-mapped IPv6 peer is its IPv4 address,
+/// `certificate::parse_source_address`): an entry inside `::ffff:0:0/96` is made its IPv4
+/// block too, or it could never match.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
     }
 }
 

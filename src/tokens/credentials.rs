@@ -83,7 +83,10 @@ pub fn credential(
 /// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(|b| B64TOKEN.get(usize::from(b)) == Some(&true))
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| B64TOKEN.get(usize::from(b)) == Some(&true))
 }
 
 /// The b64token characters, as a table: this runs over every token of every request.
