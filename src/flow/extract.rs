@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use crate::binding::certificate::{self, Thumbprint};
 use crate::binding::dpop::{self, RequestTarget};
 use crate::config::{CertSource, Settings};
+use crate::flow::known::KnownCertificates;
 use crate::host::{self, Engine, Headers, Host, HostError, LogLevel, NoCertificate};
 use crate::reply::rejection::{Rejection, Scheme};
 use crate::tokens::credentials;
@@ -47,6 +48,7 @@ pub fn extract(
     settings: &Settings,
     engine: Engine,
     host: &impl Host,
+    certificates: &KnownCertificates,
 ) -> Result<Presented, Rejection> {
     let headers = host
         .request_headers()
@@ -59,7 +61,7 @@ pub fn extract(
     if reserved_header_abused(settings, &headers) {
         return Err(Rejection::DuplicateIdentityHeader);
     }
-    let path = request_path(host, &headers)?;
+    let path = request_path(host, engine, &headers)?;
     let dpop_on = settings.dpop.mode != crate::binding::PopMode::Off;
     let credential =
         credentials::credential(&headers, &path, dpop_on)?.ok_or(Rejection::MissingToken)?;
@@ -67,7 +69,7 @@ pub fn extract(
         Scheme::Dpop => Some(dpop_request(settings, engine, &headers, &path)?),
         Scheme::Bearer => None,
     };
-    let certificate = client_certificate(settings, engine, host, &headers)?;
+    let certificate = client_certificate(settings, engine, host, &headers, certificates)?;
     Ok(Presented {
         token: credential.token,
         scheme: credential.scheme,
@@ -135,14 +137,18 @@ fn header_values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item 
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
-/// `request.path` carries the query on both engines; Kong's engine gives `:path` without it.
-fn request_path(host: &impl Host, headers: &Headers) -> Result<String, Rejection> {
+/// The path with its query: Envoy's `:path` has it (no host call needed); Kong's engine gives
+/// `:path` without it, and `request.path` with it.
+fn request_path(host: &impl Host, engine: Engine, headers: &Headers) -> Result<String, Rejection> {
+    let pseudo = || headers.iter().find(|(k, _)| k == ":path");
+    if engine == Engine::Envoy
+        && let Some((_, v)) = pseudo()
+    {
+        return Ok(String::from_utf8_lossy(v).into_owned());
+    }
     let path = match host.property(&["request", "path"]) {
         Ok(Some(p)) => Some(p),
-        Ok(None) => headers
-            .iter()
-            .find(|(k, _)| k == ":path")
-            .map(|(_, v)| v.clone()),
+        Ok(None) => pseudo().map(|(_, v)| v.clone()),
         Err(e) => return Err(host_failure(host, "reading request.path", &e)),
     };
     Ok(path
@@ -157,9 +163,10 @@ fn client_certificate(
     engine: Engine,
     host: &impl Host,
     headers: &Headers,
+    certificates: &KnownCertificates,
 ) -> Result<Option<Thumbprint>, Rejection> {
     match &settings.cert_source {
-        CertSource::Connection => match host::connection_thumbprint(host, engine) {
+        CertSource::Connection => match host::connection_thumbprint(host, engine, certificates) {
             Ok(tp) => Ok(Some(tp)),
             Err(NoCertificate::Absent) => Ok(None),
             Err(NoCertificate::Unreadable(e)) => {

@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use foldhash::fast::RandomState;
 
+use crate::binding::certificate::{CertError, Thumbprint};
 use crate::reply::rejection::Rejection;
 use crate::tokens::facts::Facts;
 use crate::tokens::jwks::Alg;
@@ -134,6 +135,39 @@ impl KnownTokens {
     /// Bytes of tokens held.
     pub fn bytes(&self) -> usize {
         self.bytes.get()
+    }
+}
+
+/// Client certificates (PEM, as Kong's engine hands them over on every request) this worker
+/// has hashed: the same client's next request skips the base64 and SHA-256 of its DER.
+pub struct KnownCertificates {
+    map: RefCell<HashMap<Vec<u8>, Thumbprint, RandomState>>,
+}
+
+/// Certificates kept; past that the memory starts over (clients reconnect with the same one).
+const MAX_KNOWN_CERTIFICATES: usize = 256;
+
+impl Default for KnownCertificates {
+    fn default() -> Self {
+        KnownCertificates {
+            map: RefCell::new(HashMap::with_hasher(RandomState::default())),
+        }
+    }
+}
+
+impl KnownCertificates {
+    /// `Thumbprint::from_pem`, remembered.
+    pub fn thumbprint_of_pem(&self, pem: &[u8]) -> Result<Thumbprint, CertError> {
+        if let Some(tp) = self.map.borrow().get(pem) {
+            return Ok(*tp);
+        }
+        let tp = Thumbprint::from_pem(pem)?;
+        let mut map = self.map.borrow_mut();
+        if map.len() >= MAX_KNOWN_CERTIFICATES {
+            map.clear();
+        }
+        map.insert(pem.to_vec(), tp);
+        Ok(tp)
     }
 }
 

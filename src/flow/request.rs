@@ -88,7 +88,8 @@ impl RequestFilter {
                 return core.deny(host, Rejection::HostFailure);
             }
         };
-        let presented = match extract::extract(&worker.settings, engine, host) {
+        let presented = match extract::extract(&worker.settings, engine, host, &worker.certificates)
+        {
             Ok(p) => p,
             Err(r) => return core.deny(host, r),
         };
@@ -403,20 +404,23 @@ impl RequestCore {
     fn deny(&self, host: &impl Host, rejection: Rejection) -> Flow {
         self.stage.set(Stage::Done);
         let settings = &self.worker.settings;
-        // A nonce for the client to retry with; without a clock it cannot have one.
-        let nonce = match (rejection, &settings.dpop.nonce_key) {
-            (Rejection::UseDpopNonce, Some(key)) => host
-                .now()
-                .ok()
-                .map(|now| crate::binding::dpop::nonce(key, now)),
-            _ => None,
+        // A nonce for the client to retry with; without a clock it cannot have one. Every
+        // other reply depends on the rejection and the scheme only: made once per worker.
+        let reply = match (rejection, &settings.dpop.nonce_key) {
+            (Rejection::UseDpopNonce, Some(key)) => {
+                let nonce = host
+                    .now()
+                    .ok()
+                    .map(|now| crate::binding::dpop::nonce(key, now));
+                Rc::new(response::render(
+                    rejection,
+                    &settings.challenges(),
+                    self.scheme.get(),
+                    nonce.as_deref(),
+                ))
+            }
+            _ => self.worker.reply(rejection, self.scheme.get()),
         };
-        let reply = response::render(
-            rejection,
-            &settings.challenges(),
-            self.scheme.get(),
-            nonce.as_deref(),
-        );
         let level = if reply.status == 503 {
             LogLevel::Warn
         } else {

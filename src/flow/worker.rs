@@ -10,6 +10,7 @@
 //! a request's call outlives the client, so the request that needs the key fetches it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -17,11 +18,13 @@ use crate::config::{CertSource, Settings};
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{LocalStore, SlotCache, Store, TokenHash};
 use crate::flow::keys::{KeyFetcher, Refetch};
-use crate::flow::known::{Known, KnownTokens};
+use crate::flow::known::{Known, KnownCertificates, KnownTokens};
 use crate::flow::replay::{Claim, ProofId, ProofLedger};
 use crate::flow::request::RequestCore;
 use crate::host::{self, Engine, Host, HostError, LogLevel, SharedStore};
 use crate::reply::metrics::Metric;
+use crate::reply::rejection::{Rejection, Scheme};
+use crate::reply::response::{self, LocalResponse};
 use crate::tokens::introspection::{self, Answer};
 use crate::tokens::jwks::{KeySet, MAX_JWKS_BYTES};
 
@@ -54,11 +57,15 @@ pub struct Worker {
     /// millisecond. Emptied when the JWKS is refreshed, so a key the IdP withdraws stops
     /// counting within one refresh interval.
     known: KnownTokens,
+    /// Client certificates this worker has hashed (Kong hands over the PEM on every request).
+    pub(crate) certificates: KnownCertificates,
     engine: Cell<Option<Engine>>,
     /// A request shortened the root's tick period to have a fetch started at once.
     nudged: Cell<bool>,
     /// Introspection calls this worker's requests have in flight.
     introspections: Cell<usize>,
+    /// Local replies, made on first use: they depend on the rejection and scheme only.
+    replies: RefCell<HashMap<(Rejection, Option<Scheme>), Rc<LocalResponse>>>,
 }
 
 impl Worker {
@@ -89,9 +96,11 @@ impl Worker {
             answer_slots,
             proofs,
             known,
+            certificates: KnownCertificates::default(),
             engine: Cell::new(None),
             nudged: Cell::new(false),
             introspections: Cell::new(0),
+            replies: RefCell::new(HashMap::new()),
         }
     }
 
@@ -217,6 +226,22 @@ impl Worker {
         until: u64,
     ) -> Claim {
         self.proofs.claim(store, id, now, until)
+    }
+
+    /// The local reply for `rejection` to a request that used `scheme`.
+    pub(crate) fn reply(&self, rejection: Rejection, scheme: Option<Scheme>) -> Rc<LocalResponse> {
+        let key = (rejection, scheme);
+        if let Some(reply) = self.replies.borrow().get(&key) {
+            return Rc::clone(reply);
+        }
+        let reply = Rc::new(response::render(
+            rejection,
+            &self.settings.challenges(),
+            scheme,
+            None,
+        ));
+        self.replies.borrow_mut().insert(key, Rc::clone(&reply));
+        reply
     }
 
     /// What this worker knows about the token.

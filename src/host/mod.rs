@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::binding::certificate::{CertError, Thumbprint};
 use crate::endpoint::OutboundRequest;
 use crate::flow::cache::Store;
+use crate::flow::known::KnownCertificates;
 use crate::reply::metrics::Metric;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +173,7 @@ pub enum NoCertificate {
 pub fn connection_thumbprint(
     host: &impl Host,
     engine: Engine,
+    known: &KnownCertificates,
 ) -> Result<Thumbprint, NoCertificate> {
     let present = |path: &[&str]| -> Result<Option<Vec<u8>>, NoCertificate> {
         Ok(host
@@ -182,9 +184,9 @@ pub fn connection_thumbprint(
     let found = match engine {
         Engine::Envoy => match present(&ENVOY_DIGEST)? {
             Some(hex) => Some(Thumbprint::from_hex(&hex)),
-            None => present(&ENVOY_PEM)?.map(|pem| Thumbprint::from_pem(&pem)),
+            None => present(&ENVOY_PEM)?.map(|pem| known.thumbprint_of_pem(&pem)),
         },
-        Engine::Nginx => present(&NGINX_PEM)?.map(|pem| Thumbprint::from_pem(&pem)),
+        Engine::Nginx => present(&NGINX_PEM)?.map(|pem| known.thumbprint_of_pem(&pem)),
     };
     match found {
         None => Err(NoCertificate::Absent),

@@ -15,7 +15,7 @@ pub enum ErrorCode {
 }
 
 /// The authentication scheme whose challenge carries a rejection's error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
     Bearer,
     Dpop,
@@ -114,7 +114,7 @@ macro_rules! scheme {
 macro_rules! rejections {
     ($($(#[$doc:meta])* $name:ident => $code:expr, $group:ident, $reason:literal, $description:literal $(, $scheme:ident)?;)*) => {
         /// A named reason for refusing a request.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Rejection {
             $($(#[$doc])* $name,)*
         }
