@@ -44,6 +44,7 @@ import os
 import random
 import re
 import secrets
+import signal
 import socket
 import ssl
 import subprocess
@@ -1054,13 +1055,44 @@ def wasm_memories(pid):
 
 
 # ---- client workers (run in forked processes) ---------------------------------------------
-def run_parallel(fn, jobs, processes=2):
-    """Runs fn(job) for every job on threads spread over `processes` forked processes."""
-    chunks = [jobs[i::processes] for i in range(processes)]
+def run_parallel(fn, jobs, processes=2, timeout=1800.0):
+    """Runs fn(job) for every job on threads spread over `processes` forked processes; a
+    process that gives no result within `timeout` s is killed and its jobs count as errors.
+    (Plain processes and pipes: a Pool's teardown was seen to hang on an idle worker.)"""
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(processes) as pool:
-        parts = pool.map(_thread_runner, [(fn, c) for c in chunks if c])
-    return [r for part in parts for r in part]
+    procs = []
+    for chunk in (jobs[i::processes] for i in range(processes)):
+        if not chunk:
+            continue
+        recv, send = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_child, args=(fn, chunk, send), daemon=True)
+        p.start()
+        send.close()
+        procs.append((p, recv, len(chunk)))
+    out, deadline = [], time.monotonic() + timeout
+    for p, recv, n in procs:
+        res = None
+        try:
+            if recv.poll(max(0.0, deadline - time.monotonic())):
+                res = recv.recv()
+        except (EOFError, OSError):
+            pass
+        out += res if res is not None else [{"error": "a client process gave no result"}] * n
+        recv.close()
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    return out
+
+
+def _child(fn, jobs, send):
+    # Not the parent's SIGTERM handler (an exit that would run its clean-up), the default.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        send.send(_thread_runner((fn, jobs)))
+    finally:
+        send.close()
 
 
 def _thread_runner(arg):
