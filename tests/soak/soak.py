@@ -119,9 +119,9 @@ class Expect:
     bare challenge for 401); for 200 the identity the upstream must see; `group`: the filter's
     counter it moves (requests_allowed or requests_denied_<group>) when it has one status."""
 
-    def __init__(self, status, error=None, group=None, client=None, sub=None, also=()):
-        self.statuses = {status: error, **{s: e for s, e in also}}
-        self.group = group if not also else None
+    def __init__(self, status, error=None, group=None, client=None, sub=None):
+        self.statuses = {status: error}
+        self.group = group
         self.client, self.sub = client, sub
 
     @classmethod
@@ -135,15 +135,11 @@ class Expect:
             error = None
         return cls(status, error, group)
 
-    def or_(self, status, error=None):
-        """This expectation, or also `status` (e.g. 503 while the IdP may fail)."""
-        e = Expect(0)
-        e.statuses = {**self.statuses, status: error if status != 503 else "temporarily_unavailable"}
-        e.group, e.client, e.sub = None, self.client, self.sub
+    def or_(self, status):
+        """This decision, or also a 503 (e.g. while the IdP may fail): no single counter then."""
+        e = Expect(0, client=self.client, sub=self.sub)
+        e.statuses = {**self.statuses, status: "temporarily_unavailable" if status == 503 else None}
         return e
-
-    def only(self, status):
-        return self.statuses.keys() == {status}
 
     def describe(self):
         return "|".join(str(s) for s in sorted(self.statuses))
