@@ -10,7 +10,7 @@ PY     ?= python3
 # Which toolchain builds the wasm: auto (rustup's target, else Debian's packages), rustup, debian.
 WASM_ROUTE ?= auto
 
-.PHONY: help build build-debian test unit lint e2e compose-check dist demo demo-stop bench clean
+.PHONY: help build build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean
 
 help:
 	@echo "make build          certbound.wasm in $(WASM) (installs the wasm32-wasip1 target itself)"
@@ -20,6 +20,8 @@ help:
 	@echo "make oci            $(DIST)/oci + $(DIST)/certbound-oci.tar: the filter as an OCI image for Istio / Envoy Gateway, checked (deploy/)"
 	@echo "make demo           IdP + Envoy + upstream on 127.0.0.1 and a narrated stolen-token replay; 'make demo-stop' ends it"
 	@echo "make bench          CPU per request and peak req/s of certbound vs Envoy's native filters (BENCH_ARGS=--quick)"
+	@echo "make soak           IdP faults + recovery times, a checked load run, memory over 1M distinct tokens (tests/soak/)"
+	@echo "make soak-smoke     the same, short (CI): a few minutes; summary in target/soak/summary.json"
 	@echo "make build-debian   the wasm from Debian's Rust packages only (the fallback route), into target/debian/"
 	@echo "make fuzz           each fuzz target (fuzz/) for FUZZ_SECONDS (60) natively; 'make fuzz-smoke' 20 s each"
 
@@ -141,6 +143,14 @@ fuzz-seeds:
 
 fuzz-build:
 	bash fuzz/run.sh build
+
+# --- faults, load and memory (tests/soak/): real Envoy + IdP behind a fault-injecting proxy ---
+SOAK_FLAGS ?=
+soak: build
+	$(PY) tests/soak/soak.py --wasm $(WASM) $(SOAK_FLAGS)
+
+soak-smoke: build
+	$(PY) tests/soak/soak.py --smoke --wasm $(WASM) $(SOAK_FLAGS)
 
 clean:
 	cargo clean
