@@ -1266,12 +1266,14 @@ fn a_jwks_refresh_forgets_verified_signatures() {
     root_fetches(&w, &host, &[(":status", "200")], body.as_bytes());
     assert_eq!(host.resumed.get(), 1);
 
-    // The IdP withdrew the key: the refresh empties the cache, so the token is checked again.
+    // The IdP rotated: the refresh brings only a new key, and empties the cache, so the token
+    // is checked again.
     let tick = FakeHost::envoy(None, None);
     tick.now.set(NOW + 600);
     w.on_tick(tick.as_root());
-    tick.call_returns(&[(":status", "200")], br#"{"keys":[]}"#);
-    w.on_root_call_response(&tick, 1, 11);
+    let rotated = rotated_jwks();
+    tick.call_returns(&[(":status", "200")], rotated.as_bytes());
+    w.on_root_call_response(&tick, 1, rotated.len());
     let after = envoy_with(cert);
     after.now.set(NOW + 100);
     after.bearer(&bound_jwt(cert));
@@ -1282,6 +1284,68 @@ fn a_jwks_refresh_forgets_verified_signatures() {
         401,
         "unknown key now"
     );
+}
+
+/// A JWKS with one key the tokens of these tests were not signed with.
+fn rotated_jwks() -> String {
+    let mut rogue: Value = serde_json::from_str(&keys().rogue.public_key().to_jwk()).unwrap();
+    rogue["kid"] = json!("rsa-2");
+    json!({"keys": [rogue]}).to_string()
+}
+
+#[test]
+fn a_jwks_without_a_usable_key_is_a_failed_fetch_and_the_keys_stay() {
+    // Soak finding: `{"keys": []}` (or only keys that cannot be read) replaced the keys in hand.
+    let cert = &pki().ec;
+    let w = worker(&remote_jwks_config());
+    let host = envoy_with(cert);
+    host.bearer(&bound_jwt(cert));
+    let _f = run(&w, &host);
+    let body = jwks().to_string();
+    root_fetches(&w, &host, &[(":status", "200")], body.as_bytes());
+    for (later, junk) in [
+        (600, &br#"{"keys":[]}"#[..]),
+        (1800, br#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#),
+    ] {
+        let tick = FakeHost::envoy(None, None);
+        tick.now.set(NOW + later);
+        w.on_tick(tick.as_root());
+        let call = tick.dispatched.borrow().len() as u32;
+        assert_eq!(call, 1, "the periodic refresh");
+        tick.call_returns(&[(":status", "200")], junk);
+        w.on_root_call_response(&tick, call, junk.len());
+        assert_eq!(tick.metric(Metric::JwksFetchFailures), 1);
+        let after = envoy_with(cert);
+        after.bearer(&bound_jwt(cert));
+        assert_eq!(run(&w, &after).1, Flow::Continue, "{}", after.log_text());
+    }
+}
+
+#[test]
+fn an_idp_answer_over_the_size_limit_is_a_failed_call_not_its_first_bytes() {
+    // Soak finding: a body cut at the limit was judged on its first bytes.
+    let cert = &pki().ec;
+    let w = worker(&base_config());
+    let host = envoy_with(cert);
+    host.bearer(OPAQUE);
+    let (f, _) = run(&w, &host);
+    let mut body = active_answer(cert, NOW + 60);
+    let limit = certbound::tokens::introspection::MAX_RESPONSE_BYTES;
+    body.resize(limit, b' ');
+    body.extend_from_slice(b"junk");
+    host.call_returns(&[(":status", "200")], &body);
+    f.on_call_response(&host, 1, body.len());
+    assert_eq!(host.last_response().unwrap().status, 503);
+    assert_eq!(host.metric(Metric::IntrospectionFailures), 1);
+    // Just at the limit, the same answer is taken.
+    let host = envoy_with(cert);
+    host.bearer(OPAQUE);
+    let (f, _) = run(&w, &host);
+    let mut body = active_answer(cert, NOW + 60);
+    body.resize(limit, b' ');
+    host.call_returns(&[(":status", "200")], &body);
+    f.on_call_response(&host, 1, body.len());
+    assert_eq!(host.resumed.get(), 1, "{}", host.log_text());
 }
 
 // --- Kong's engine: configuration and IdP calls -------------------------------------------

@@ -65,7 +65,7 @@ pub struct Worker {
     /// Introspection calls this worker's requests have in flight.
     introspections: Cell<usize>,
     /// Local replies, made on first use: they depend on the rejection and scheme only.
-    replies: RefCell<HashMap<(Rejection, Option<Scheme>), Rc<LocalResponse>>>,
+    replies: RefCell<HashMap<ReplyKey, Rc<LocalResponse>>>,
 }
 
 impl Worker {
@@ -473,6 +473,16 @@ impl Worker {
             (Some(status), _) => Err(format!("HTTP {status}")),
             (None, why) => Err(why.clone().unwrap_or_else(|| "no response".into())),
         };
+        // A JWKS without a single usable key is a failed fetch: the keys in hand stay.
+        let parsed = parsed.and_then(|(keys, skipped)| {
+            if keys.is_empty() {
+                Err(format!(
+                    "no usable signing key ({skipped} could not be read)"
+                ))
+            } else {
+                Ok((keys, skipped))
+            }
+        });
         match parsed {
             Ok((keys, skipped)) => {
                 host.log(
@@ -526,6 +536,9 @@ impl Worker {
     }
 }
 
+/// What a local reply depends on: the rejection and the scheme the request used.
+type ReplyKey = (Rejection, Option<Scheme>);
+
 /// Why a request cannot wait for keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NoWait {
@@ -548,9 +561,17 @@ pub(crate) enum KeyWait {
 /// once and starts it.
 const NUDGE: Duration = Duration::from_millis(1);
 
-/// The call's response; a body over `limit` is cut short, which fails JSON parsing. A host
-/// that cannot hand it over counts as a call without a response.
+/// The call's response. A body over `limit` is a failed call, never judged on its first
+/// bytes (a valid answer, then junk past the limit, is not a valid answer); a host that
+/// cannot hand it over counts as a call without a response.
 pub(crate) fn call_outcome(host: &impl Host, body_size: usize, limit: usize) -> CallOutcome {
+    if body_size > limit {
+        return CallOutcome {
+            status: None,
+            body: Vec::new(),
+            failure: Some(format!("response body of {body_size} bytes, over {limit}")),
+        };
+    }
     let read = || -> Result<CallOutcome, HostError> {
         let headers = host.call_response_headers()?;
         let body = host.call_response_body(body_size.min(limit))?;
