@@ -2064,3 +2064,60 @@ fn a_signed_response_whose_key_is_not_yet_fetched_waits_for_the_roots_fetch() {
         vec!["client-a"]
     );
 }
+
+#[test]
+fn a_signature_verified_on_one_worker_is_not_checked_again_on_another() {
+    let cert = &pki().ec;
+    let token = bound_jwt(cert);
+    let host = envoy_with(cert);
+    let (one, two) = (worker(&base_config()), worker(&base_config()));
+    host.bearer(&token);
+    assert_eq!(run(&one, &host).1, Flow::Continue);
+    assert_eq!(host.metric(Metric::SignatureChecks), 1);
+    host.bearer(&token);
+    assert_eq!(run(&two, &host).1, Flow::Continue);
+    assert_eq!(
+        host.metric(Metric::SignatureChecks),
+        1,
+        "one verification per gateway"
+    );
+    assert_eq!(host.metric(Metric::JwtSharedHits), 1);
+    // A tampered copy shares nothing (the whole token is hashed).
+    let mut widened = bound_claims(&cert.x5t_openssl);
+    widened.insert("scope".into(), json!("accounts:read admin"));
+    host.bearer(&tamper(&token, &widened));
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Pause);
+    assert_eq!(host.metric(Metric::JwtSharedHits), 1);
+}
+
+#[test]
+fn a_shared_verdict_counts_only_for_the_key_that_gave_it() {
+    // Another worker verified the token with a key this worker does not hold under that kid
+    // (a rotation in between): this worker checks the signature itself, and refuses.
+    let cert = &pki().ec;
+    let token = bound_jwt(cert);
+    let host = envoy_with(cert);
+    host.bearer(&token);
+    assert_eq!(run(&worker(&base_config()), &host).1, Flow::Continue);
+    let mut rogue: Value = serde_json::from_str(&keys().rogue.public_key().to_jwk()).unwrap();
+    rogue["kid"] = json!("rsa-1");
+    let rotated = with(base_config(), json!({"jwks": {"keys": [rogue]}}));
+    host.bearer(&token);
+    assert_eq!(run(&worker(&rotated), &host).1, Flow::Pause);
+    assert_eq!(host.metric(Metric::JwtSharedHits), 0);
+    assert_eq!(host.metric(Metric::SignatureChecks), 2);
+}
+
+#[test]
+fn without_shared_cache_each_worker_verifies_for_itself_and_writes_no_shared_data() {
+    let cert = &pki().ec;
+    let token = bound_jwt(cert);
+    let config = with(base_config(), json!({"shared_cache": false}));
+    let host = FakeHost::kong(Some(&cert.pem));
+    for _ in 0..2 {
+        host.bearer(&token);
+        assert_eq!(run(&worker(&config), &host).1, Flow::Continue);
+    }
+    assert_eq!(host.metric(Metric::SignatureChecks), 2);
+    assert_eq!(host.shared_calls.get(), 0, "Kong without shm_kv would trap");
+}

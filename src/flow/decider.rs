@@ -26,7 +26,7 @@ use crate::reply::metrics::Metric;
 use crate::reply::rejection::{Rejection, Scheme};
 use crate::tokens::facts::{Facts, Identity};
 use crate::tokens::introspection::{self, Answer};
-use crate::tokens::jwks::{Alg, KeySet};
+use crate::tokens::jwks::{Alg, KeyPrint, KeySet, VerifyKey};
 use crate::tokens::jwt::{self, JwtRules};
 
 /// What an allowed request goes upstream with.
@@ -82,6 +82,14 @@ pub enum Note {
     /// What the worker now knows about the request's token (facts read, a signature checked,
     /// an answer cached).
     Learned(Rc<Known>),
+    /// The token's signature verified with the key `print` names: shared with the other
+    /// workers (shared data) until `until`, so a token costs one verification per gateway.
+    Verified {
+        hash: TokenHash,
+        print: KeyPrint,
+        now: u64,
+        until: u64,
+    },
     /// An introspection answer to cache in the store from `now` until `until`; an inactive
     /// one never evicts a live entry of another token.
     Answer {
@@ -300,25 +308,26 @@ fn verify_signed(
         leeway: view.settings().leeway,
         max_age: Some(introspection::MAX_SIGNED_AGE + view.settings().leeway),
     };
-    let kid = header.kid.as_deref();
-    let mut candidates = sets.iter().flat_map(|set| set.candidates(kid, alg));
-    let Some(key) = candidates.next() else {
-        return match (&keys.endpoint, phase) {
-            (Some(_), Phase::First)
-                if matches!(
-                    view.keys
-                        .on_missing_key(view.now, keys.rediscovery_lifetime),
-                    Refetch::Wait | Refetch::Fetch
-                ) =>
-            {
-                Signed::NeedKeys
-            }
-            _ => Signed::Failed(Failure::BadSignature("no key for its kid")),
-        };
+    let key = match choose_key(&sets, header.kid.as_deref(), alg) {
+        KeyChoice::Key(key, _) => key,
+        KeyChoice::NotIdentified => {
+            return Signed::Failed(Failure::BadSignature("no kid, and several keys fit"));
+        }
+        KeyChoice::NoKey => {
+            return match (&keys.endpoint, phase) {
+                (Some(_), Phase::First)
+                    if matches!(
+                        view.keys
+                            .on_missing_key(view.now, keys.rediscovery_lifetime),
+                        Refetch::Wait | Refetch::Fetch
+                    ) =>
+                {
+                    Signed::NeedKeys
+                }
+                _ => Signed::Failed(Failure::BadSignature("no key for its kid")),
+            };
+        }
     };
-    if kid.is_none() && candidates.next().is_some() {
-        return Signed::Failed(Failure::BadSignature("no kid, and several keys fit"));
-    }
     match jwt::verify_signature(&jwt_text, key, &rules, view.now) {
         Ok(()) => match introspection::signed_answer(&jwt_text) {
             Ok(answer) => Signed::Answer(answer, jwt_text),
@@ -502,14 +511,6 @@ fn check_jwt(
             let keys = request.keys;
             let remote = view.keys.keys();
             let sets: Vec<&KeySet> = std::iter::once(&keys.inline).chain(remote).collect();
-            let rules = jwt_rules(settings, request.bearer, keys);
-            let checked = verify(&rules, &presented.token, *alg, kid.as_deref(), &sets, now);
-            if !matches!(
-                checked,
-                Checked::NoKey | Checked::Invalid(Rejection::KeyNotIdentified)
-            ) {
-                notes.push(Note::Count(Metric::SignatureChecks));
-            }
             let learned = |signature| {
                 Note::Learned(Rc::new(Known::Jwt {
                     facts: facts.clone(),
@@ -518,15 +519,20 @@ fn check_jwt(
                     signature,
                 }))
             };
-            match checked {
-                Checked::Valid => notes.push(learned(Signature::Verified)),
-                Checked::Invalid(r) => {
-                    if r == Rejection::BadSignature {
-                        notes.push(learned(Signature::Failed(now)));
-                    }
-                    return Err(r);
+            match choose_key(&sets, kid.as_deref(), *alg) {
+                KeyChoice::Key(key, print) => {
+                    let exp = facts.lifetime.exp.unwrap_or(now);
+                    let rules = jwt_rules(settings, request.bearer, keys);
+                    check_signature(&presented.token, (key, print), &rules, exp, view, notes)
+                        .inspect_err(|r| {
+                            if *r == Rejection::BadSignature {
+                                notes.push(learned(Signature::Failed(now)));
+                            }
+                        })?;
+                    notes.push(learned(Signature::Verified));
                 }
-                Checked::NoKey => {
+                KeyChoice::NotIdentified => return Err(Rejection::KeyNotIdentified),
+                KeyChoice::NoKey => {
                     return match (&keys.endpoint, phase) {
                         (None, _) => Err(Rejection::UnknownKey),
                         (Some(_), Phase::KeysFetched) => Err(if remote.is_some() {
@@ -559,38 +565,61 @@ fn check_jwt(
     Ok(allow(facts.identity.clone(), None, proof_use))
 }
 
-/// The outcome of looking for a key and checking the signature.
-enum Checked {
-    Valid,
-    Invalid(Rejection),
+/// The key a token's signature is checked with.
+enum KeyChoice<'k> {
+    Key(&'k VerifyKey, KeyPrint),
+    /// No `kid`, and more than one key of its algorithm.
+    NotIdentified,
     /// No key with this `kid` and algorithm in any key set we hold.
     NoKey,
 }
 
-/// One signature check per token: with a `kid`, against the first key of that name and
-/// algorithm (inline keys first, then the fetched ones); without one, only when exactly one
-/// key fits, or a forger could make every key of the algorithm be tried. A key that verifies
-/// but fails jwt-simple's re-check of time or audience on the verified payload gives that
-/// rejection.
-fn verify(
-    rules: &JwtRules<'_>,
+/// One key per token: with a `kid`, the first key of that name and algorithm (inline keys
+/// first, then the fetched ones); without one, only when exactly one key fits, or a forger
+/// could make every key of the algorithm be tried.
+fn choose_key<'k>(keysets: &[&'k KeySet], kid: Option<&'k str>, alg: Alg) -> KeyChoice<'k> {
+    let mut candidates = keysets
+        .iter()
+        .flat_map(|set| set.candidates_with_print(kid, alg));
+    match (candidates.next(), kid) {
+        (None, _) => KeyChoice::NoKey,
+        (Some(_), None) if candidates.next().is_some() => KeyChoice::NotIdentified,
+        (Some((key, print)), _) => KeyChoice::Key(key, print),
+    }
+}
+
+/// The signature, with that key: verified by another worker with the same key (shared data),
+/// or checked here and shared. A key that verifies but fails jwt-simple's re-check of time or
+/// audience on the verified payload gives that rejection.
+fn check_signature(
     token: &str,
-    alg: Alg,
-    kid: Option<&str>,
-    keysets: &[&KeySet],
-    now: u64,
-) -> Checked {
-    let mut candidates = keysets.iter().flat_map(|set| set.candidates(kid, alg));
-    let Some(key) = candidates.next() else {
-        return Checked::NoKey;
-    };
-    if kid.is_none() && candidates.next().is_some() {
-        return Checked::Invalid(Rejection::KeyNotIdentified);
+    (key, print): (&VerifyKey, KeyPrint),
+    rules: &JwtRules<'_>,
+    exp: u64,
+    view: &View<'_>,
+    notes: &mut Vec<Note>,
+) -> Result<(), Rejection> {
+    let now = view.now;
+    let hash = view.worker.shares_verdicts().then(|| TokenHash::of(token));
+    if let Some(hash) = &hash
+        && view
+            .worker
+            .verified_elsewhere(view.store, hash, &print, now)
+    {
+        notes.push(Note::Count(Metric::JwtSharedHits));
+        return Ok(());
     }
-    match jwt::verify_signature(token, key, rules, now) {
-        Ok(()) => Checked::Valid,
-        Err(r) => Checked::Invalid(r),
+    notes.push(Note::Count(Metric::SignatureChecks));
+    jwt::verify_signature(token, key, rules, now)?;
+    if let Some(hash) = hash {
+        notes.push(Note::Verified {
+            hash,
+            print,
+            now,
+            until: exp.saturating_add(rules.leeway),
+        });
     }
+    Ok(())
 }
 
 /// What an introspection answer says that holds whatever the time or the request: active, an

@@ -214,6 +214,15 @@ impl RequestCore {
             match note {
                 Note::Count(metric) => host.count(metric),
                 Note::Learned(known) => worker.learn(&presented.token, known),
+                Note::Verified {
+                    hash,
+                    print,
+                    now,
+                    until,
+                } => {
+                    let store = worker.store(host);
+                    worker.share_verified(store.as_ref(), &hash, &print, now, until);
+                }
                 Note::Answer {
                     hash,
                     now,

@@ -26,7 +26,7 @@ use crate::reply::metrics::Metric;
 use crate::reply::rejection::{Rejection, Scheme};
 use crate::reply::response::{self, LocalResponse};
 use crate::tokens::introspection::{self, Answer};
-use crate::tokens::jwks::{KeySet, MAX_JWKS_BYTES};
+use crate::tokens::jwks::{KeyPrint, KeySet, MAX_JWKS_BYTES};
 
 /// Requests that may wait for one JWKS fetch; more get a 503 at once.
 pub const MAX_WAITING: usize = 1024;
@@ -52,6 +52,9 @@ pub struct Worker {
     answer_slots: Option<SlotCache>,
     /// The DPoP proofs accepted, while they are live.
     proofs: ProofLedger,
+    /// JWTs whose signature a worker verified, by token hash, naming the key (shared data
+    /// only: per worker, `known` is enough).
+    verified_slots: Option<SlotCache>,
     /// The tokens this worker has seen (facts, signatures checked, answers): a client reuses
     /// its token for its whole lifetime, and a signature check in wasm costs about a
     /// millisecond. Emptied when the JWKS is refreshed, so a key the IdP withdraws stops
@@ -87,6 +90,13 @@ impl Worker {
         });
         let proofs = ProofLedger::new(settings.dpop.replay_entries);
         let known = KnownTokens::new(settings.cache_max_entries);
+        let verified_slots = (settings.shared_cache && settings.bearer.is_some()).then(|| {
+            let issuer = settings.bearer.as_ref().map_or("", |b| b.issuer.as_str());
+            SlotCache::new(
+                &format!("verified-jwt|{issuer}"),
+                settings.cache_max_entries,
+            )
+        });
         Worker {
             settings,
             root_context: Cell::new(None),
@@ -95,6 +105,7 @@ impl Worker {
             local_shared: LocalStore::default(),
             answer_slots,
             proofs,
+            verified_slots,
             known,
             certificates: KnownCertificates::default(),
             engine: Cell::new(None),
@@ -242,6 +253,38 @@ impl Worker {
         ));
         self.replies.borrow_mut().insert(key, Rc::clone(&reply));
         reply
+    }
+
+    /// Whether verified JWT signatures are shared with the other workers.
+    pub(crate) fn shares_verdicts(&self) -> bool {
+        self.verified_slots.is_some()
+    }
+
+    /// Whether another worker verified this token's signature with the key `print` names.
+    pub(crate) fn verified_elsewhere(
+        &self,
+        store: &dyn Store,
+        hash: &TokenHash,
+        print: &KeyPrint,
+        now: u64,
+    ) -> bool {
+        self.verified_slots
+            .as_ref()
+            .and_then(|slots| slots.get(store, hash, now, u64::MAX))
+            .is_some_and(|p| p == print)
+    }
+
+    pub(crate) fn share_verified(
+        &self,
+        store: &dyn Store,
+        hash: &TokenHash,
+        print: &KeyPrint,
+        now: u64,
+        until: u64,
+    ) {
+        if let Some(slots) = &self.verified_slots {
+            slots.put(store, hash, now, until, print);
+        }
     }
 
     /// What this worker knows about the token.

@@ -12,6 +12,8 @@ pub enum Metric {
     IntrospectionCacheHits,
     IntrospectionFailures,
     JwtCacheHits,
+    /// JWT signatures another worker verified (shared data): not checked again here.
+    JwtSharedHits,
     /// Signature verifications attempted: at most one per token and worker, per cache life.
     SignatureChecks,
     JwksFetches,
@@ -29,6 +31,7 @@ impl Metric {
             Metric::IntrospectionCacheHits,
             Metric::IntrospectionFailures,
             Metric::JwtCacheHits,
+            Metric::JwtSharedHits,
             Metric::SignatureChecks,
             Metric::JwksFetches,
             Metric::JwksFetchFailures,
@@ -45,6 +48,7 @@ impl Metric {
             Metric::IntrospectionCacheHits => "certbound_introspection_cache_hits",
             Metric::IntrospectionFailures => "certbound_introspection_failures",
             Metric::JwtCacheHits => "certbound_jwt_cache_hits",
+            Metric::JwtSharedHits => "certbound_jwt_shared_hits",
             Metric::SignatureChecks => "certbound_jwt_signature_checks",
             Metric::JwksFetches => "certbound_jwks_fetches",
             Metric::JwksFetchFailures => "certbound_jwks_fetch_failures",

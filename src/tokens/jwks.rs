@@ -132,6 +132,23 @@ impl VerifyKey {
 struct Entry {
     kid: Option<String>,
     key: VerifyKey,
+    print: KeyPrint,
+}
+
+/// A key's fingerprint: SHA-256 of its algorithm and public members, cut to 16 bytes. What
+/// a verdict shared between workers names, so a worker takes it only for a key it holds too.
+pub type KeyPrint = [u8; 16];
+
+fn key_print(alg: Alg, jwk_text: &str) -> KeyPrint {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(alg.name().as_bytes())
+        .chain_update(b"|")
+        .chain_update(jwk_text.as_bytes())
+        .finalize();
+    let mut print = [0u8; 16];
+    print.copy_from_slice(digest.get(..16).unwrap_or(&[0u8; 16]));
+    print
 }
 
 /// Verification keys by `kid` and algorithm.
@@ -254,6 +271,18 @@ impl KeySet {
             .map(|e| &e.key)
     }
 
+    /// `candidates`, each with its fingerprint.
+    pub fn candidates_with_print<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Alg,
+    ) -> impl Iterator<Item = (&'a VerifyKey, KeyPrint)> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| e.key.alg() == alg && (kid.is_none() || e.kid.as_deref() == kid))
+            .map(|e| (&e.key, e.print))
+    }
+
     pub fn has_candidate(&self, kid: Option<&str>, alg: Alg) -> bool {
         self.candidates(kid, alg).next().is_some()
     }
@@ -300,6 +329,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Vec<Entry>, (String, String
                 .map(|key| Entry {
                     kid: kid.clone(),
                     key,
+                    print: key_print(alg, &text),
                 })
                 .map_err(|e| {
                     (
