@@ -10,7 +10,7 @@ PY     ?= python3
 # Which toolchain builds the wasm: auto (rustup's target, else Debian's packages), rustup, debian.
 WASM_ROUTE ?= auto
 
-.PHONY: help build build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean
+.PHONY: help build wasm-opt build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean
 
 help:
 	@echo "make build          certbound.wasm in $(WASM) (installs the wasm32-wasip1 target itself)"
@@ -40,8 +40,25 @@ build:
 	  then route=rustup; else echo "==> rustup's $(TARGET) target is not available; using Debian's Rust packages"; route=debian; fi; \
 	fi; \
 	if [ "$$route" = debian ]; then $(MAKE) --no-print-directory build-debian DEBIAN_OUT=target; \
-	else echo "==> building $(WASM)"; cargo build --release --target $(TARGET); fi; \
+	else echo "==> building $(WASM)"; cargo build --release --target $(TARGET); \
+	  $(MAKE) --no-print-directory wasm-opt; fi; \
 	ls -l $(WASM) | awk '{printf "==> %s: %d bytes\n", $$NF, $$5}'
+
+# binaryen's optimiser over cargo's output (about 10% smaller and no slower), when cargo
+# built a new one. Without wasm-opt the .wasm is cargo's, and works the same.
+WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+	--enable-nontrapping-float-to-int --strip-debug --strip-producers
+wasm-opt:
+	@set -e; built=target/$(TARGET)/release/deps/certbound.wasm; \
+	if ! command -v wasm-opt >/dev/null; then \
+	  echo "==> wasm-opt not found (Debian: apt install binaryen): $(WASM) is cargo's, not post-optimised"; \
+	else \
+	  if [ ! -e $(WASM).opt ] || [ $$built -nt $(WASM).opt ]; then \
+	    echo "==> wasm-opt -O3 (binaryen $$(wasm-opt --version | awk '{print $$3}'))"; \
+	    wasm-opt $(WASM_OPT_FLAGS) $$built -o $(WASM).opt.tmp && mv $(WASM).opt.tmp $(WASM).opt; \
+	  fi; \
+	  cp $(WASM).opt $(WASM).tmp && mv $(WASM).tmp $(WASM); \
+	fi
 
 DEBIAN_OUT ?= target/debian
 build-debian:
