@@ -10,7 +10,7 @@ PY     ?= python3
 # Which toolchain builds the wasm: auto (rustup's target, else Debian's packages), rustup, debian.
 WASM_ROUTE ?= auto
 
-.PHONY: help build wasm-opt build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean
+.PHONY: help callgrind build wasm-opt build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean
 
 help:
 	@echo "make build          certbound.wasm in $(WASM) (installs the wasm32-wasip1 target itself)"
@@ -20,6 +20,7 @@ help:
 	@echo "make oci            $(DIST)/oci + $(DIST)/certbound-oci.tar: the filter as an OCI image for Istio / Envoy Gateway, checked (deploy/)"
 	@echo "make demo           IdP + Envoy + upstream on 127.0.0.1 and a narrated stolen-token replay; 'make demo-stop' ends it"
 	@echo "make bench          CPU per request and peak req/s of certbound vs Envoy's native filters (BENCH_ARGS=--quick)"
+	@echo "make callgrind      instructions per request of the filter's own code (native, exact); cargo bench --bench decision: wall-clock"
 	@echo "make soak           IdP faults + recovery times, a checked load run, memory over 1M distinct tokens (tests/soak/)"
 	@echo "make soak-smoke     the same, short (CI): a few minutes; summary in target/soak/summary.json"
 	@echo "make build-debian   the wasm from Debian's Rust packages only (the fallback route), into target/debian/"
@@ -172,3 +173,7 @@ soak-smoke: build
 clean:
 	cargo clean
 	rm -rf $(DIST)
+
+# --- the decision's own cost, natively (benches/decision.rs) ------------------------------
+callgrind:
+	bash tests/bench/callgrind.sh
