@@ -71,7 +71,17 @@ fuzz_target!(
             HeaderFormat::UrlEncodedPem,
             HeaderFormat::Base64Der,
         ];
-        let headers = formats.map(|f| from_header(data, f));
+        let headers = formats.map(|f| from_header(data, f).map(|c| c.thumbprint));
+        // A certificate read whole is kept as the DER it was read from, and an XFCC hash
+        // alone has none.
+        for (f, got) in formats.iter().zip(formats.map(|f| from_header(data, f))) {
+            if let Ok(c) = got {
+                match &c.der {
+                    Some(der) => assert_eq!(Thumbprint::from_der(der), Ok(c.thumbprint), "{f:?}"),
+                    None => assert_eq!(*f, HeaderFormat::Xfcc, "no DER from {f:?}"),
+                }
+            }
+        }
         let pem = Thumbprint::from_pem(data);
         let der = Thumbprint::from_der(data);
         let hexed = Thumbprint::from_hex(data);
@@ -79,9 +89,13 @@ fuzz_target!(
         if let Ok(tp) = &der {
             let b64 = STANDARD.encode(data);
             if b64.len() + 2 <= MAX {
-                assert_eq!(from_header(b64.as_bytes(), HeaderFormat::Base64Der).as_ref(), Ok(tp));
+                let got = from_header(b64.as_bytes(), HeaderFormat::Base64Der);
+                assert_eq!(got.as_ref().map(|c| &c.thumbprint), Ok(tp));
+                assert_eq!(got.ok().and_then(|c| c.der).as_deref(), Some(data));
                 let sf = format!(":{b64}:");
-                assert_eq!(from_header(sf.as_bytes(), HeaderFormat::Rfc9440).as_ref(), Ok(tp));
+                let got = from_header(sf.as_bytes(), HeaderFormat::Rfc9440);
+                assert_eq!(got.as_ref().map(|c| &c.thumbprint), Ok(tp));
+                assert_eq!(got.ok().and_then(|c| c.der).as_deref(), Some(data));
             }
             let p = pem_of(data);
             if p.len() <= MAX {
@@ -91,7 +105,8 @@ fuzz_target!(
         if let Ok(tp) = &pem {
             let url = percent_encode(data, NON_ALPHANUMERIC).to_string();
             if url.len() <= MAX {
-                assert_eq!(from_header(url.as_bytes(), HeaderFormat::UrlEncodedPem).as_ref(), Ok(tp));
+                let got = from_header(url.as_bytes(), HeaderFormat::UrlEncodedPem);
+                assert_eq!(got.map(|c| c.thumbprint).as_ref(), Ok(tp));
             }
         }
         if let Ok(tp) = &hexed {

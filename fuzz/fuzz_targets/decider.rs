@@ -1,21 +1,23 @@
 //! The whole decider on raw input: `decider::decide` with a fixed configuration (inline JWKS
 //! of real keys), a fresh worker, no remote keys, `Phase::First`.
 //!
-//! Input: the first byte picks the profile (bits 0-1) and the presented certificate (bits
-//! 2-3: none, A, B, A); the rest is the token.
+//! Input: the first byte picks the profile (bits 0-1: Strict, Optional, Off, Narrow; with bit 4
+//! set DpopStrict, DpopOptional, DpopMtls) and the presented certificate (bits 2-3: none, A, B,
+//! A); the rest is the token, presented as a bearer token (DPoP requests: `dpop_decider`).
 //!
-//! Asserted: an allowed JWT verifies with a key of the JWKS, every allowed request passes
-//! `assert_allowed_ok` (binding per mode, issuer, lifetime, audience, scope), only opaque
-//! tokens are introspected (never without a certificate in strict mode), and there is never a
-//! wait for keys that nobody can fetch.
+//! Asserted: an allowed JWT verifies (checked here) with a key of the JWKS, every allowed
+//! request passes `assert_allowed_ok` on the claims of the token's payload (bindings per mode,
+//! issuer, lifetime, audience, scope), only opaque tokens are introspected (never without a
+//! certificate in strict mode, never as a bearer token under strict DPoP), and there is never
+//! a wait for keys that nobody can fetch.
 #![no_main]
 
 use certbound::binding::PopMode;
 use certbound::flow::decider::Step;
-use certbound::tokens::jwks::Alg;
-use certbound::tokens::jwt::{self, JwtRules};
+use certbound::tokens::jwt;
 use certbound_fuzz::{
-    CertChoice, NOW, Profile, Source, assert_allowed_ok, decide, token_seeds, write_seeds,
+    CertChoice, Presentation, Profile, Source, assert_allowed_ok, assert_idp_signed, decide,
+    payload_claims, token_seeds, write_seeds,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -45,7 +47,11 @@ fuzz_target!(
     init: write_seeds("decider", seeds),
     |data: &[u8]| {
         let Some((&sel, rest)) = data.split_first() else { return };
-        let profile = Profile::from_byte(sel & 0b11);
+        let profile = if sel & 0b1_0000 == 0 {
+            Profile::from_byte(sel & 0b11)
+        } else {
+            Profile::DPOP[usize::from(sel & 0b11) % Profile::DPOP.len()]
+        };
         let cert = [CertChoice::None, CertChoice::A, CertChoice::B, CertChoice::A]
             [usize::from(sel >> 2 & 0b11)];
         let token = String::from_utf8_lossy(rest);
@@ -54,33 +60,24 @@ fuzz_target!(
         let s = profile.settings();
         let header = jwt::header_of(&token);
         match &decision.step {
-            Step::Allow(claims) => {
-                let source = match (&s.bearer, &header) {
-                    (Some(_), Some(_)) => Source::Jwt,
-                    _ => Source::Introspection,
-                };
-                assert_eq!(source, Source::Jwt, "allowed without asking anyone: {token}");
-                let bearer = s.bearer.as_ref().expect("bearer");
-                let h = header.as_ref().expect("JWT");
-                let alg = Alg::from_name(&h.alg).expect("allowed with an unknown alg");
-                let rules = JwtRules {
-                    issuer: &bearer.issuer,
-                    algorithms: &bearer.algorithms,
-                    typ_strict: bearer.typ_strict,
-                    audience_required: &s.audience_required,
-                    leeway: s.leeway,
-                };
+            Step::Allow(verdict) => {
                 assert!(
-                    bearer
-                        .inline_keys
-                        .candidates(None, alg)
-                        .any(|k| jwt::verify_signature(&token, k, &rules, NOW).is_ok()),
-                    "allowed a JWT no key verifies: {token}"
+                    s.bearer.is_some() && header.is_some(),
+                    "allowed without asking anyone: {token}"
                 );
-                assert_allowed_ok(profile, source, claims, presented.as_ref());
+                assert!(verdict.proof.is_none(), "a proof from a bearer request");
+                assert_idp_signed(profile, &token);
+                let claims = payload_claims(&token).expect("allowed a JWT without a payload");
+                assert_allowed_ok(
+                    profile,
+                    Source::Jwt,
+                    &claims,
+                    &Presentation::bearer(presented.as_ref()),
+                );
             }
-            Step::Introspect(_) => {
+            Step::Introspect(_, proof) => {
                 assert!(s.introspection.is_some());
+                assert!(proof.is_none(), "a proof from a bearer request");
                 assert!(
                     s.bearer.is_none() || header.is_none(),
                     "a JWT sent to introspection: {token}"
@@ -89,8 +86,12 @@ fuzz_target!(
                     s.pop != PopMode::Strict || presented.is_some(),
                     "introspection asked without a certificate in strict mode"
                 );
+                assert!(
+                    s.dpop.mode != PopMode::Strict,
+                    "introspection asked for a bearer request under strict DPoP"
+                );
             }
-            Step::NeedKeys => panic!("NeedKeys without a jwks_endpoint"),
+            Step::NeedKeys(_) => panic!("NeedKeys without a jwks_endpoint"),
             Step::Deny(_) => {}
         }
     }

@@ -11,11 +11,12 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use certbound::binding::PopMode;
 use certbound::flow::decider::Step;
 use certbound::tokens::jwks::Alg;
 use certbound_fuzz::{
-    AUDIENCE, CertChoice, ISSUER, KeyOwner, LEEWAY, NOW, Profile, SCOPE, Source, assert_allowed_ok,
-    b64url, decide, kid, sign,
+    AUDIENCE, CertChoice, ISSUER, KeyOwner, LEEWAY, NOW, Presentation, Profile, SCOPE, Source,
+    assert_allowed_ok, assert_idp_signed, b64url, decide, kid, payload_claims, sign,
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
@@ -539,14 +540,19 @@ impl Token {
             CnfField::X5t(c) if c != CertChoice::None => Some(c),
             _ => None,
         };
-        let binding_ok = match (p, bound_to) {
-            (Profile::Off, _) => matches!(
+        let binding_ok = match (p.mtls(), p.dpop()) {
+            (PopMode::Off, PopMode::Off) => matches!(
                 self.cnf,
                 CnfField::Absent | CnfField::Null | CnfField::X5t(_) | CnfField::X5tPadded(_)
             ),
-            (_, None) => false,
-            (Profile::Optional, Some(CertChoice::None)) => true,
-            (_, Some(c)) => c != CertChoice::None && c == self.presented,
+            // A bearer request where DPoP is required.
+            (_, PopMode::Strict) => false,
+            (mtls, _) => match (mtls, bound_to) {
+                (_, None) => false,
+                (PopMode::Optional | PopMode::Off, Some(CertChoice::None)) => true,
+                (PopMode::Off, Some(_)) => false,
+                (_, Some(c)) => c != CertChoice::None && c == self.presented,
+            },
         };
         let scope_ok = match &self.scope {
             ScopeField::Right | ScopeField::Among(_) => true,
@@ -579,7 +585,10 @@ fuzz_target!(|input: Input| {
     let p = input.profile;
     let decision = decide(p, &token, input.presented.thumbprint());
     match &decision.step {
-        Step::Allow(claims) => {
+        Step::Allow(verdict) => {
+            assert!(verdict.proof.is_none(), "a proof from a bearer request");
+            assert_idp_signed(p, &token);
+            let claims = payload_claims(&token).expect("allowed a token without a payload");
             assert!(
                 genuine,
                 "allowed a token the IdP did not sign: {input:#?}\n{token}"
@@ -609,15 +618,16 @@ fuzz_target!(|input: Input| {
                     input.typ
                 );
             }
+            let presented = input.presented.thumbprint();
             assert_allowed_ok(
                 p,
                 Source::Jwt,
-                claims,
-                input.presented.thumbprint().as_ref(),
+                &claims,
+                &Presentation::bearer(presented.as_ref()),
             );
         }
-        Step::NeedKeys => panic!("NeedKeys without a jwks_endpoint"),
-        Step::Deny(_) | Step::Introspect(_) => {}
+        Step::NeedKeys(_) => panic!("NeedKeys without a jwks_endpoint"),
+        Step::Deny(_) | Step::Introspect(..) => {}
     }
     if input.all_right(&token, genuine) {
         assert!(

@@ -5,8 +5,8 @@
 //! Input: the first line is the peer address, each further line a `trusted_ips` entry.
 //!
 //! Asserted: a parsed peer is canonical (an IPv4-mapped IPv6 peer reads as IPv4) and reads back
-//! from its own text; an address listed in `trusted_ips` is trusted when it is the peer, written
-//! as a host reports it.
+//! from its own text; an address listed in `trusted_ips` (IPv4-mapped IPv6 included) is trusted
+//! when it is the peer, written as a host reports it.
 #![no_main]
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +15,9 @@ use certbound::binding::certificate::{is_trusted, parse_source_address};
 use certbound::config::{CertSource, Settings};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
+
+/// A public test CA (tests/data/test-ca.pem): a header source needs `ca_certificates`.
+const TEST_CA: &str = include_str!("../../tests/data/test-ca.pem");
 
 fuzz_target!(|data: &[u8]| {
     let mut lines = data.split(|b| *b == b'\n');
@@ -45,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
             "header": "x-forwarded-client-cert",
             "format": "xfcc",
             "trusted_ips": entries,
+            "ca_certificates": TEST_CA,
         }
     });
     let Ok(settings) = Settings::from_json(config.to_string().as_bytes()) else {
@@ -53,19 +57,25 @@ fuzz_target!(|data: &[u8]| {
     let CertSource::Header { trusted, .. } = &settings.cert_source else {
         panic!("header source read as {:?}", settings.cert_source);
     };
-    assert_eq!(trusted.len(), entries.len());
+    // An entry that is no address or block is skipped (with a warning): it trusts no one.
+    let skipped = settings
+        .warnings
+        .iter()
+        .filter(|w| w.contains("is not an IP address or CIDR block; skipped"))
+        .count();
+    assert_eq!(
+        trusted.len() + skipped,
+        entries.len(),
+        "{:?}",
+        settings.warnings
+    );
     let _ = is_trusted(peer, trusted);
     for entry in &entries {
         // An entry that is a plain address: that peer, as Envoy (`ip:port`) or Kong (`ip`)
         // reports it, is trusted.
-        let Ok(addr) = entry.trim().parse::<IpAddr>() else {
+        let Ok(addr) = entry.parse::<IpAddr>() else {
             continue;
         };
-        // KNOWN FINDING (tests/fuzz_findings.rs): an IPv4-mapped entry never matches its peer,
-        // which reads as IPv4. Remove this skip with the fix.
-        if addr.to_canonical() != addr {
-            continue;
-        }
         for reported in [addr.to_string(), SocketAddr::new(addr, 50_000).to_string()] {
             let seen = parse_source_address(reported.as_bytes());
             assert!(

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use certbound::binding::PopMode;
 use certbound::binding::certificate::Thumbprint;
 use certbound::config::Settings;
 use certbound::flow::cache::LocalStore;
@@ -22,13 +23,16 @@ use certbound::flow::decider::{self, Decision, Phase, View};
 use certbound::flow::extract::Presented;
 use certbound::flow::keys::KeyFetcher;
 use certbound::flow::worker::Worker;
-use certbound::tokens::claims::{Claims, Confirmation};
+use certbound::reply::rejection::Scheme;
+use certbound::tokens::claims::Claims;
 use certbound::tokens::jwks::Alg;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value, json};
+
+pub mod proof;
 
 /// "Now" for every check (2027-01-15), as in the tests.
 pub const NOW: u64 = 1_800_000_000;
@@ -110,11 +114,13 @@ impl CertChoice {
 
 // --- signing keys ---------------------------------------------------------------------------
 
-/// Whose key signs: the IdP's (in the JWKS) or an attacker's with the same `kid`.
+/// Whose key signs: the IdP's (in the JWKS), an attacker's with the same `kid` (also "another
+/// client" for DPoP proofs), or a DPoP client's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Arbitrary)]
 pub enum KeyOwner {
     Idp,
     Rogue,
+    Client,
 }
 
 struct Pair {
@@ -173,6 +179,19 @@ fn rogue() -> &'static Pair {
     ROGUE.get_or_init(|| pair(2))
 }
 
+fn client() -> &'static Pair {
+    static CLIENT: OnceLock<Pair> = OnceLock::new();
+    CLIENT.get_or_init(|| pair(3))
+}
+
+fn keys_of(owner: KeyOwner) -> &'static Pair {
+    match owner {
+        KeyOwner::Idp => idp(),
+        KeyOwner::Rogue => rogue(),
+        KeyOwner::Client => client(),
+    }
+}
+
 /// The `kid` of the IdP's key for `alg` (one RSA key serves the six RSA algorithms).
 pub fn kid(alg: Alg) -> &'static str {
     match alg {
@@ -209,10 +228,7 @@ pub fn sign(alg: Alg, owner: KeyOwner, input: &[u8]) -> Vec<u8> {
 
 fn sign_now(alg: Alg, owner: KeyOwner, input: &[u8]) -> Vec<u8> {
     use rsa::sha2::{Sha256, Sha384, Sha512};
-    let k = match owner {
-        KeyOwner::Idp => idp(),
-        KeyOwner::Rogue => rogue(),
-    };
+    let k = keys_of(owner);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let rsa = || k.rsa.clone();
     match alg {
@@ -327,6 +343,9 @@ pub fn good_claims(cert: CertChoice) -> Map<String, Value> {
 
 // --- the fixed configurations ---------------------------------------------------------------
 
+/// The secret DPoP nonces are made under in `Profile::DpopStrict`.
+pub const NONCE_SECRET: &str = "fuzz-nonce-secret-0123456789abcdef";
+
 /// The fixed filter configurations the decider runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 pub enum Profile {
@@ -338,18 +357,41 @@ pub enum Profile {
     Off,
     /// JWT only, ES256 and EdDSA only, `typ` not enforced, no audience or scope required.
     Narrow,
+    /// The base with DPoP strict and nonces required, certificate binding off.
+    DpopStrict,
+    /// The base with DPoP optional and certificate binding optional (tests/dpop.rs's setting).
+    DpopOptional,
+    /// The base with both bindings strict: a token bound to a certificate and a DPoP key.
+    DpopMtls,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 4] = [
+    pub const ALL: [Profile; 7] = [
+        Profile::Strict,
+        Profile::Optional,
+        Profile::Off,
+        Profile::Narrow,
+        Profile::DpopStrict,
+        Profile::DpopOptional,
+        Profile::DpopMtls,
+    ];
+    /// The profiles without DPoP.
+    pub const CLASSIC: [Profile; 4] = [
         Profile::Strict,
         Profile::Optional,
         Profile::Off,
         Profile::Narrow,
     ];
+    /// The profiles with DPoP on.
+    pub const DPOP: [Profile; 3] = [
+        Profile::DpopStrict,
+        Profile::DpopOptional,
+        Profile::DpopMtls,
+    ];
 
+    /// One of the classic profiles.
     pub fn from_byte(b: u8) -> Profile {
-        Profile::ALL[usize::from(b) % Profile::ALL.len()]
+        Profile::CLASSIC[usize::from(b) % Profile::CLASSIC.len()]
     }
 
     pub fn config(self) -> Value {
@@ -385,6 +427,19 @@ impl Profile {
                     c.as_object_mut().map(|o| o.remove(k));
                 }
             }
+            Profile::DpopStrict => {
+                c["proof_of_possession_dpop"] = json!("strict");
+                c["proof_of_possession_mtls"] = json!("off");
+                c["dpop_use_nonce"] = json!(true);
+                c["dpop_nonce_secret"] = json!(NONCE_SECRET);
+            }
+            Profile::DpopOptional => {
+                c["proof_of_possession_dpop"] = json!("optional");
+                c["proof_of_possession_mtls"] = json!("optional");
+            }
+            Profile::DpopMtls => {
+                c["proof_of_possession_dpop"] = json!("strict");
+            }
         }
         c
     }
@@ -403,31 +458,71 @@ impl Profile {
         &all[self as usize]
     }
 
+    /// The JWT algorithms allowed.
     pub fn algorithms(self) -> &'static [Alg] {
         self.settings()
-            .bearer
+            .keys
             .as_ref()
-            .map_or(&[], |b| b.algorithms.as_slice())
+            .map_or(&[], |k| k.algorithms.as_slice())
+    }
+
+    pub fn mtls(self) -> PopMode {
+        self.settings().pop
+    }
+
+    pub fn dpop(self) -> PopMode {
+        self.settings().dpop.mode
     }
 }
 
-/// The decider's first decision on `token` presented with `certificate`, with a fresh worker
-/// (no verified-signature or introspection cache entries) and no remote keys.
-pub fn decide(profile: Profile, token: &str, certificate: Option<Thumbprint>) -> Decision {
+/// A view of a fresh worker (no known tokens, no cached answers or proofs) with no remote
+/// keys, at `NOW`, for `decide`.
+pub fn with_view<T>(profile: Profile, f: impl FnOnce(&View<'_>) -> T) -> T {
     let worker = Worker::new(profile.settings().clone());
     let keys = KeyFetcher::default();
-    let answers = LocalStore::default();
+    let store = LocalStore::default();
     let view = View {
         worker: &worker,
         keys: &keys,
-        answers: &answers,
+        store: &store,
         now: NOW,
     };
+    f(&view)
+}
+
+/// The decider's first decision on `token` presented as a bearer token with `certificate`,
+/// with a fresh worker and no remote keys.
+pub fn decide(profile: Profile, token: &str, certificate: Option<Thumbprint>) -> Decision {
     let presented = Presented {
         token: token.to_string(),
+        scheme: Scheme::Bearer,
         certificate,
+        dpop: None,
     };
-    decider::decide(&presented, &view, Phase::First)
+    with_view(profile, |view| {
+        decider::decide(&presented, None, view, Phase::First)
+    })
+}
+
+/// The claims of a token shaped like a JWS, decoded here (not by certbound): the payload the
+/// signature covers, as the fuzzer built it.
+pub fn payload_claims(token: &str) -> Option<Claims> {
+    let mut parts = token.split('.');
+    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
+        return None;
+    };
+    match serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()? {
+        Value::Object(m) => Some(Claims(m)),
+        _ => None,
+    }
+}
+
+/// The claims of an introspection response body the fuzzer fed, decoded here.
+pub fn body_claims(body: &[u8]) -> Option<Claims> {
+    match serde_json::from_slice(body).ok()? {
+        Value::Object(m) => Some(Claims(m)),
+        _ => None,
+    }
 }
 
 /// Where an allowed request's claims came from.
@@ -437,45 +532,98 @@ pub enum Source {
     Introspection,
 }
 
+/// What an allowed request presented to prove possession, as the fuzzer knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Presentation<'a> {
+    pub certificate: Option<&'a Thumbprint>,
+    pub scheme: Scheme,
+    /// With the DPoP scheme: the RFC 7638 thumbprint of the proof's key, computed here, when
+    /// the proof passes `proof_check` (signature by that key, htm, htu, ath, iat, nonce).
+    pub proof_jkt: Option<&'a str>,
+}
+
+impl<'a> Presentation<'a> {
+    /// A bearer request with this certificate.
+    pub fn bearer(certificate: Option<&'a Thumbprint>) -> Presentation<'a> {
+        Presentation {
+            certificate,
+            scheme: Scheme::Bearer,
+            proof_jkt: None,
+        }
+    }
+}
+
 /// What every allowed request must satisfy, checked here independently of the decider's code:
-/// the binding per the profile's mode, issuer, lifetime, audience and scope.
+/// the bindings per the profile's modes (RFC 8705 §3, RFC 9449 §6-7), issuer, lifetime,
+/// audience and scope. `claims`: what the fuzzer built (the JWT payload it signed, the
+/// introspection body it fed), never what the decider says.
 pub fn assert_allowed_ok(
     profile: Profile,
     source: Source,
     claims: &Claims,
-    presented: Option<&Thumbprint>,
+    presented: &Presentation<'_>,
 ) {
     let s = profile.settings();
     let m = &claims.0;
-    // Binding (RFC 8705 §3).
-    let bound = match m.get("cnf") {
+    let (mtls, dpop) = (profile.mtls(), profile.dpop());
+    let cnf = match m.get("cnf") {
         None | Some(Value::Null) => None,
-        Some(cnf) => Some(cnf.get("x5t#S256").and_then(Value::as_str)),
+        Some(cnf) => Some(cnf),
     };
-    let matches = |x5t: Option<&str>| {
-        let (Some(x5t), Some(tp)) = (x5t, presented) else {
-            return false;
-        };
-        x5t == tp.to_x5t_s256()
-    };
-    match profile {
-        Profile::Strict | Profile::Narrow => assert!(
-            matches(bound.flatten()),
-            "strict binding: allowed a token whose cnf {:?} is not the presented certificate {presented:?}",
-            m.get("cnf")
-        ),
-        Profile::Optional => assert!(
-            bound.is_none() || matches(bound.flatten()),
-            "optional binding: allowed a bound token whose cnf {:?} is not the presented certificate {presented:?}",
-            m.get("cnf")
-        ),
-        Profile::Off => {}
+    let member = |name: &str| cnf.and_then(|c| c.get(name)).and_then(Value::as_str);
+    let (x5t, jkt) = (member("x5t#S256"), member("jkt"));
+    if mtls != PopMode::Off || dpop != PopMode::Off {
+        // A certificate binding (RFC 8705 §3): checked, and the presented certificate.
+        if let Some(x5t) = x5t {
+            assert!(
+                mtls != PopMode::Off,
+                "allowed a certificate-bound token with certificate binding off: cnf {cnf:?}"
+            );
+            assert!(
+                presented
+                    .certificate
+                    .is_some_and(|tp| tp.to_x5t_s256() == x5t),
+                "allowed a token bound to {x5t:?} with the certificate {:?}",
+                presented.certificate
+            );
+        }
+        assert!(
+            mtls != PopMode::Strict || x5t.is_some(),
+            "strict certificate binding: allowed a token with cnf {cnf:?}"
+        );
+        // A DPoP binding (RFC 9449 §6-7): checked, the DPoP scheme, a proof by that key.
+        if let Some(jkt) = jkt {
+            assert!(
+                dpop != PopMode::Off,
+                "allowed a DPoP-bound token with DPoP off: cnf {cnf:?}"
+            );
+            assert_eq!(
+                presented.scheme,
+                Scheme::Dpop,
+                "allowed a DPoP-bound token sent as a bearer token"
+            );
+            assert_eq!(
+                presented.proof_jkt,
+                Some(jkt),
+                "allowed a token bound to the DPoP key {jkt:?} without a valid proof by that key"
+            );
+        }
+        assert!(
+            dpop != PopMode::Strict || jkt.is_some(),
+            "strict DPoP: allowed a token with cnf {cnf:?}"
+        );
+        if presented.scheme == Scheme::Dpop {
+            assert!(
+                jkt.is_some(),
+                "allowed the DPoP scheme for a token not bound to a key"
+            );
+        }
+        // A `cnf` that binds to something we cannot check never passes as a bearer token.
+        assert!(
+            cnf.is_none() || x5t.is_some() || jkt.is_some(),
+            "allowed a token bound to something we cannot check: cnf {cnf:?}"
+        );
     }
-    assert!(
-        claims.confirmation() != Confirmation::Other || profile == Profile::Off,
-        "allowed a token bound to something we cannot check: {:?}",
-        m.get("cnf")
-    );
     // Issuer: required and exact for JWTs; for introspection an `iss` present must match.
     match (source, m.get("iss")) {
         (Source::Introspection, None) => {}
@@ -541,28 +689,411 @@ pub fn assert_allowed_ok(
     }
 }
 
-/// JSON equality with floats compared within 2 ULP. KNOWN FINDING (tests/fuzz_findings.rs):
-/// serde_json, built without its `float_roundtrip` feature, may read a float it wrote back one
-/// ULP off; the round-trip invariants use this until that is fixed.
-pub fn json_close(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            match (x.as_f64(), y.as_f64()) {
-                (Some(x), Some(y)) => {
-                    x == y || (x.signum() == y.signum() && x.to_bits().abs_diff(y.to_bits()) <= 2)
-                }
-                _ => false,
+/// An allowed JWT names an algorithm the profile allows, and verifies, checked here, with a key
+/// of the IdP's JWKS.
+pub fn assert_idp_signed(profile: Profile, token: &str) {
+    let header = split_jws(token).map(|j| j.header).unwrap_or_default();
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .and_then(Alg::from_name);
+    assert!(
+        alg.is_some_and(|a| profile.algorithms().contains(&a)),
+        "allowed a JWT with alg {:?} under {profile:?}",
+        header.get("alg")
+    );
+    assert!(
+        idp_signed(token),
+        "allowed a JWT no key of the IdP verifies: {token}"
+    );
+}
+
+// --- JWKs, JWS and DPoP checks made here, independently of certbound --------------------------
+
+/// The public JWK of `owner`'s key for `alg`: the members RFC 7638 requires, nothing else.
+pub fn public_jwk(owner: KeyOwner, alg: Alg) -> &'static Map<String, Value> {
+    type Jwks = HashMap<(KeyOwner, u8), Map<String, Value>>;
+    static JWKS: OnceLock<Jwks> = OnceLock::new();
+    let family = |alg: Alg| match alg {
+        Alg::ES256 => 0u8,
+        Alg::ES384 => 1,
+        Alg::EdDSA => 2,
+        _ => 3,
+    };
+    let all = JWKS.get_or_init(|| {
+        let mut all = HashMap::new();
+        for owner in [KeyOwner::Idp, KeyOwner::Rogue, KeyOwner::Client] {
+            let k = keys_of(owner);
+            let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+            let ec = |jwk: String| {
+                let v: Map<String, Value> = serde_json::from_str(&jwk).expect("jwt-simple JWK");
+                ["kty", "crv", "x", "y"]
+                    .iter()
+                    .map(|m| (m.to_string(), v.get(*m).cloned().expect("an EC JWK member")))
+                    .collect::<Map<String, Value>>()
+            };
+            let ec256 = jwt_simple::prelude::ES256KeyPair::from_bytes(&k.ec256.to_bytes())
+                .expect("P-256 key")
+                .public_key()
+                .to_jwk();
+            let ec384 = jwt_simple::prelude::ES384KeyPair::from_bytes(&k.ec384.to_bytes())
+                .expect("P-384 key")
+                .public_key()
+                .to_jwk();
+            let obj = |v: Value| match v {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            all.insert((owner, 0), ec(ec256));
+            all.insert((owner, 1), ec(ec384));
+            all.insert(
+                (owner, 2),
+                obj(json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.ed.pk.as_ref())})),
+            );
+            all.insert(
+                (owner, 3),
+                obj(json!({
+                    "kty": "RSA",
+                    "n": b64(&k.rsa.n().to_bytes_be()),
+                    "e": b64(&k.rsa.e().to_bytes_be()),
+                })),
+            );
+        }
+        all
+    });
+    &all[&(owner, family(alg))]
+}
+
+pub fn sha256_b64url(bytes: &[u8]) -> String {
+    use rsa::sha2::{Digest, Sha256};
+    URL_SAFE_NO_PAD.encode(Sha256::digest(bytes))
+}
+
+/// RFC 7638 §3, written out here: the required members of the key type, in lexicographic
+/// order, as JSON without whitespace, SHA-256, base64url.
+pub fn rfc7638(jwk: &Map<String, Value>) -> Option<String> {
+    let member = |k: &str| -> Option<String> { serde_json::to_string(jwk.get(k)?.as_str()?).ok() };
+    let canonical = match jwk.get("kty")?.as_str()? {
+        "EC" => format!(
+            r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
+            member("crv")?,
+            member("x")?,
+            member("y")?
+        ),
+        "RSA" => format!(
+            r#"{{"e":{},"kty":"RSA","n":{}}}"#,
+            member("e")?,
+            member("n")?
+        ),
+        "OKP" => format!(
+            r#"{{"crv":{},"kty":"OKP","x":{}}}"#,
+            member("crv")?,
+            member("x")?
+        ),
+        _ => return None,
+    };
+    Some(sha256_b64url(canonical.as_bytes()))
+}
+
+/// A JWS signature (base64url) over `input`, verified here with the RustCrypto and
+/// ed25519-compact APIs directly (certbound's `binding::jws` hashes and verifies its own way).
+pub fn jws_verifies(alg: Alg, jwk: &Map<String, Value>, input: &[u8], signature: &str) -> bool {
+    use p256::ecdsa::signature::Verifier as _;
+    use rsa::sha2::{Sha256, Sha384, Sha512};
+    use rsa::signature::Verifier as _;
+    let Ok(sig) = URL_SAFE_NO_PAD.decode(signature) else {
+        return false;
+    };
+    let text = |k: &str| jwk.get(k).and_then(Value::as_str);
+    let bytes = |k: &str| text(k).and_then(|t| URL_SAFE_NO_PAD.decode(t).ok());
+    let point = |size: usize| -> Option<Vec<u8>> {
+        let (x, y) = (bytes("x")?, bytes("y")?);
+        (x.len() == size && y.len() == size).then(|| [&[4u8][..], &x, &y].concat())
+    };
+    match alg {
+        Alg::ES256 => {
+            if text("kty") != Some("EC") || text("crv") != Some("P-256") {
+                return false;
+            }
+            let Some(point) = point(32) else { return false };
+            let (Ok(key), Ok(sig)) = (
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&point),
+                p256::ecdsa::Signature::from_slice(&sig),
+            ) else {
+                return false;
+            };
+            key.verify(input, &sig).is_ok()
+        }
+        Alg::ES384 => {
+            if text("kty") != Some("EC") || text("crv") != Some("P-384") {
+                return false;
+            }
+            let Some(point) = point(48) else { return false };
+            let (Ok(key), Ok(sig)) = (
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(&point),
+                p384::ecdsa::Signature::from_slice(&sig),
+            ) else {
+                return false;
+            };
+            key.verify(input, &sig).is_ok()
+        }
+        Alg::EdDSA => {
+            if text("kty") != Some("OKP") || text("crv") != Some("Ed25519") {
+                return false;
+            }
+            let Some(x) = bytes("x") else { return false };
+            let (Ok(key), Ok(sig)) = (
+                ed25519_compact::PublicKey::from_slice(&x),
+                ed25519_compact::Signature::from_slice(&sig),
+            ) else {
+                return false;
+            };
+            key.verify(input, &sig).is_ok()
+        }
+        rsa_alg => {
+            if text("kty") != Some("RSA") {
+                return false;
+            }
+            let (Some(n), Some(e)) = (bytes("n"), bytes("e")) else {
+                return false;
+            };
+            let Ok(key) = rsa::RsaPublicKey::new(
+                rsa::BigUint::from_bytes_be(&n),
+                rsa::BigUint::from_bytes_be(&e),
+            ) else {
+                return false;
+            };
+            let pkcs1 = |s: &[u8]| rsa::pkcs1v15::Signature::try_from(s).ok();
+            let pss = |s: &[u8]| rsa::pss::Signature::try_from(s).ok();
+            use rsa::{pkcs1v15, pss as p};
+            match rsa_alg {
+                Alg::RS256 => pkcs1(&sig).is_some_and(|s| {
+                    pkcs1v15::VerifyingKey::<Sha256>::new(key)
+                        .verify(input, &s)
+                        .is_ok()
+                }),
+                Alg::RS384 => pkcs1(&sig).is_some_and(|s| {
+                    pkcs1v15::VerifyingKey::<Sha384>::new(key)
+                        .verify(input, &s)
+                        .is_ok()
+                }),
+                Alg::RS512 => pkcs1(&sig).is_some_and(|s| {
+                    pkcs1v15::VerifyingKey::<Sha512>::new(key)
+                        .verify(input, &s)
+                        .is_ok()
+                }),
+                Alg::PS256 => pss(&sig).is_some_and(|s| {
+                    p::VerifyingKey::<Sha256>::new(key)
+                        .verify(input, &s)
+                        .is_ok()
+                }),
+                Alg::PS384 => pss(&sig).is_some_and(|s| {
+                    p::VerifyingKey::<Sha384>::new(key)
+                        .verify(input, &s)
+                        .is_ok()
+                }),
+                _ => pss(&sig).is_some_and(|s| {
+                    p::VerifyingKey::<Sha512>::new(key)
+                        .verify(input, &s)
+                        .is_ok()
+                }),
             }
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_close(x, y))
+    }
+}
+
+/// A JWS's header and payload as JSON objects, and its signing input and signature, decoded
+/// here.
+pub struct Jws {
+    pub header: Map<String, Value>,
+    pub payload: Map<String, Value>,
+    pub input: String,
+    pub signature: String,
+}
+
+pub fn split_jws(text: &str) -> Option<Jws> {
+    let mut parts = text.split('.');
+    let (h, p, s, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
+        return None;
+    };
+    let object =
+        |seg: &str| match serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).ok()?).ok()? {
+            Value::Object(m) => Some(m),
+            _ => None,
+        };
+    Some(Jws {
+        header: object(h)?,
+        payload: object(p)?,
+        input: format!("{h}.{p}"),
+        signature: s.to_string(),
+    })
+}
+
+/// Whether `token` (a JWS) is signed by a key of the IdP's JWKS, checked here.
+pub fn idp_signed(token: &str) -> bool {
+    let Some(jws) = split_jws(token) else {
+        return false;
+    };
+    let Some(alg) = jws
+        .header
+        .get("alg")
+        .and_then(Value::as_str)
+        .and_then(Alg::from_name)
+    else {
+        return false;
+    };
+    jwks()["keys"].as_array().into_iter().flatten().any(|k| {
+        k.as_object()
+            .is_some_and(|k| jws_verifies(alg, k, jws.input.as_bytes(), &jws.signature))
+    })
+}
+
+/// RFC 9449 §4.3 step 9-10 as read here: `htu` names the request's URL (`url`, normalised:
+/// lower-case scheme and host, no default port, path at least `/`), ignoring query and
+/// fragment, scheme and host compared case-insensitively.
+pub fn htu_matches(htu: &str, url: &str) -> bool {
+    let strip = |u: &str| u.split(['?', '#']).next().unwrap_or_default().to_string();
+    let split = |u: &str| -> Option<(String, String, String)> {
+        let (scheme, rest) = u.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "https" && scheme != "http" {
+            return None;
         }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_close(v, w)))
+        let at = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(at);
+        let mut authority = authority.to_ascii_lowercase();
+        if authority.contains('@') {
+            return None;
         }
-        _ => a == b,
+        let default = if scheme == "https" { ":443" } else { ":80" };
+        if authority.ends_with(default) {
+            authority.truncate(authority.len() - default.len());
+        }
+        if authority.is_empty() {
+            return None;
+        }
+        let path = if path.is_empty() { "/" } else { path };
+        Some((scheme, authority, path.to_string()))
+    };
+    matches!((split(&strip(htu)), split(url)), (Some(a), Some(b)) if a == b)
+}
+
+/// What a proof must be for, and the configuration it is checked under.
+#[derive(Debug, Clone)]
+pub struct ProofRules<'a> {
+    pub algorithms: &'a [Alg],
+    pub method: &'a str,
+    /// Normalised, as `extract` makes it.
+    pub url: &'a str,
+    pub token: &'a str,
+    pub now: u64,
+    pub lifetime: u64,
+    pub leeway: u64,
+    pub nonce_key: Option<&'a [u8]>,
+}
+
+/// RFC 9449 §4.3 checked here, independently of certbound's `binding::dpop`: a JWS whose
+/// header has `typ` `dpop+jwt`, an allowed `alg` and a public `jwk` that verifies the
+/// signature over exactly the first two segments; claims `jti`, `htm` (the method), `htu`
+/// (the URL), `iat` within the lifetime and leeway, `ath` (the token's hash) and the nonce when
+/// one is required. The key's RFC 7638 thumbprint when all hold.
+pub fn proof_check(proof: &str, rules: &ProofRules<'_>) -> Result<String, &'static str> {
+    let jws = split_jws(proof).ok_or("not a JWS of two JSON objects")?;
+    let h = |k: &str| jws.header.get(k).and_then(Value::as_str);
+    let c = |k: &str| jws.payload.get(k).and_then(Value::as_str);
+    if !h("typ").is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")) {
+        return Err("typ");
+    }
+    let alg = h("alg")
+        .and_then(Alg::from_name)
+        .filter(|a| rules.algorithms.contains(a))
+        .ok_or("alg")?;
+    let Some(Value::Object(jwk)) = jws.header.get("jwk") else {
+        return Err("jwk");
+    };
+    if !jws_verifies(alg, jwk, jws.input.as_bytes(), &jws.signature) {
+        return Err("signature");
+    }
+    let jkt = rfc7638(jwk).ok_or("jwk members")?;
+    if !c("jti").is_some_and(|j| !j.is_empty()) {
+        return Err("jti");
+    }
+    if c("htm") != Some(rules.method) {
+        return Err("htm");
+    }
+    if !c("htu").is_some_and(|u| htu_matches(u, rules.url)) {
+        return Err("htu");
+    }
+    let iat = match jws.payload.get("iat") {
+        Some(Value::Number(n)) => n.as_u64().map(u128::from).or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f as u128)
+        }),
+        _ => None,
+    }
+    .ok_or("iat")?;
+    let (now, lifetime, leeway) = (
+        u128::from(rules.now),
+        u128::from(rules.lifetime),
+        u128::from(rules.leeway),
+    );
+    if iat > now + leeway || now > iat + lifetime + leeway {
+        return Err("iat window");
+    }
+    if c("ath") != Some(sha256_b64url(rules.token.as_bytes()).as_str()) {
+        return Err("ath");
+    }
+    if let Some(key) = rules.nonce_key {
+        let current = certbound::binding::dpop::nonce(key, rules.now);
+        let previous = certbound::binding::dpop::nonce(
+            key,
+            rules
+                .now
+                .saturating_sub(certbound::binding::dpop::NONCE_STEP),
+        );
+        if c("nonce") != Some(current.as_str()) && c("nonce") != Some(previous.as_str()) {
+            return Err("nonce");
+        }
+    }
+    Ok(jkt)
+}
+
+/// certbound's documented limits beyond RFC 9449 (binding/dpop.rs, binding/sigalgs.rs).
+pub fn proof_within_limits(proof: &str) -> bool {
+    let Some(jws) = split_jws(proof) else {
+        return false;
+    };
+    let jti_ok = jws
+        .payload
+        .get("jti")
+        .and_then(Value::as_str)
+        .is_some_and(|j| j.len() <= 256);
+    let jwk = jws.header.get("jwk").and_then(Value::as_object);
+    let public = jwk.is_some_and(|k| {
+        !["d", "p", "q", "dp", "dq", "qi", "k"]
+            .iter()
+            .any(|m| k.contains_key(*m))
+    });
+    let bytes = |k: &str| {
+        jwk.and_then(|j| j.get(k))
+            .and_then(Value::as_str)
+            .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok())
+    };
+    let rsa_ok = jwk.and_then(|k| k.get("kty")).and_then(Value::as_str) != Some("RSA")
+        || (bytes("n").is_some_and(|n| {
+            (256..=512).contains(&n.len()) && n[0] != 0 && (n.len() > 256 || n[0] >= 0x80)
+        }) && bytes("e").as_deref() == Some(&[1, 0, 1]));
+    proof.len() <= certbound::binding::dpop::MAX_PROOF_LENGTH && jti_ok && public && rsa_ok
+}
+
+/// With `CERTBOUND_FUZZ_TRACE` set, prints one line per input (`what`), to see which outcomes
+/// a corpus reaches: `cargo fuzz run <target> <corpus> -- -runs=0 2>&1 | grep '^trace' | sort
+/// | uniq -c`.
+pub fn trace(what: impl FnOnce() -> String) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("CERTBOUND_FUZZ_TRACE").is_some()) {
+        eprintln!("trace {}", what());
     }
 }
 
