@@ -211,61 +211,25 @@ mod tests {
         assert_eq!(store.len(), 1);
     }
 
-    /// A store whose every versioned write loses to another worker once, then wins.
-    struct Racy {
-        inner: LocalStore,
-        lost: std::cell::Cell<u32>,
-        rival: ProofId,
-    }
-
-    impl Store for Racy {
-        fn load(&self, key: &str) -> Option<Vec<u8>> {
-            self.inner.load(key)
-        }
-        fn save(&self, key: &str, value: &[u8]) {
-            self.inner.save(key, value)
-        }
-        fn load_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
-            self.inner.load_versioned(key)
-        }
-        fn save_versioned(
-            &self,
-            key: &str,
-            value: &[u8],
-            version: Option<u32>,
-        ) -> Result<bool, String> {
-            if self.lost.get() == 0 {
-                self.lost.set(1);
-                // Another worker records the very same proof first.
-                let ledger = ProofLedger::new(1);
-                assert_eq!(ledger.claim(&self.inner, &self.rival, 0, 100), Claim::Fresh);
-            }
-            self.inner.save_versioned(key, value, version)
-        }
-    }
-
-    #[test]
-    fn two_workers_racing_with_one_proof_accept_it_once() {
-        let id = ProofId::of("k", "same");
-        let store = Racy {
-            inner: LocalStore::default(),
-            lost: std::cell::Cell::new(0),
-            rival: id,
-        };
-        let ledger = ProofLedger::new(1);
-        assert_eq!(ledger.claim(&store, &id, 0, 100), Claim::Replayed);
-    }
-
-    /// A store in which, during our first write, another worker records the same proof in
-    /// the other candidate bucket.
-    struct OtherBucket {
+    /// A store where another worker acts just before our first versioned write (`rival`
+    /// runs then, on the same memory).
+    struct Contested<F: Fn(&LocalStore, &str)> {
         inner: LocalStore,
         done: std::cell::Cell<bool>,
-        other_key: String,
-        entry: Vec<u8>,
+        rival: F,
     }
 
-    impl Store for OtherBucket {
+    impl<F: Fn(&LocalStore, &str)> Contested<F> {
+        fn new(rival: F) -> Self {
+            Contested {
+                inner: LocalStore::default(),
+                done: std::cell::Cell::new(false),
+                rival,
+            }
+        }
+    }
+
+    impl<F: Fn(&LocalStore, &str)> Store for Contested<F> {
         fn load(&self, key: &str) -> Option<Vec<u8>> {
             self.inner.load(key)
         }
@@ -282,11 +246,23 @@ mod tests {
             version: Option<u32>,
         ) -> Result<bool, String> {
             if !self.done.replace(true) {
-                assert_ne!(key, self.other_key);
-                self.inner.save(&self.other_key, &self.entry);
+                (self.rival)(&self.inner, key);
             }
             self.inner.save_versioned(key, value, version)
         }
+    }
+
+    #[test]
+    fn two_workers_racing_with_one_proof_accept_it_once() {
+        let id = ProofId::of("k", "same");
+        // The rival records the very same proof first, in the same (only) bucket.
+        let store = Contested::new(|inner: &LocalStore, _: &str| {
+            assert_eq!(ProofLedger::new(1).claim(inner, &id, 0, 100), Claim::Fresh);
+        });
+        assert_eq!(
+            ProofLedger::new(1).claim(&store, &id, 0, 100),
+            Claim::Replayed
+        );
     }
 
     #[test]
@@ -303,13 +279,12 @@ mod tests {
         let mut entry = MAGIC.to_vec();
         entry.extend_from_slice(id.short());
         entry.extend_from_slice(&100u64.to_be_bytes());
-        // Our claim writes the first candidate (both empty); the rival's copy went to the second.
-        let store = OtherBucket {
-            inner: LocalStore::default(),
-            done: std::cell::Cell::new(false),
-            other_key: second,
-            entry,
-        };
+        // Our claim writes the first candidate (both empty); the rival's copy goes to the second.
+        let rival_key = second.clone();
+        let store = Contested::new(move |inner: &LocalStore, ours: &str| {
+            assert_ne!(ours, rival_key);
+            inner.save(&rival_key, &entry);
+        });
         assert_eq!(ledger.claim(&store, &id, 0, 100), Claim::Replayed);
         assert!(ledger.seen(&store, &id, 1).unwrap());
         assert!(store.inner.load(&first).is_some());
