@@ -6,15 +6,13 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::config::{CertSource, DpopUpstream};
-use crate::flow::decider::{self, Decision, Note, Pending, Phase, ProofUse, Step, Verdict, View};
+use crate::flow::decider::{self, Decision, Note, Pending, Phase, ProofUse, Step, View};
 use crate::flow::extract::{self, Presented};
-use crate::flow::replay::Claim;
 use crate::flow::worker::{KeyWait, NoWait, Worker, call_outcome};
-use crate::host::{Engine, Host, HostError, LogLevel};
+use crate::flow::{refuse, upstream};
+use crate::host::{Host, HostError, LogLevel};
 use crate::reply::metrics::Metric;
 use crate::reply::rejection::{Rejection, Scheme};
-use crate::reply::response;
 use crate::tokens::introspection::MAX_RESPONSE_BYTES;
 
 /// What the host callback should return.
@@ -238,10 +236,10 @@ impl RequestCore {
         }
         match decision.step {
             Step::Allow(verdict) => {
-                match self
+                match worker
                     .record_proof(host, verdict.proof.as_ref())
                     .and_then(|()| {
-                        self.set_identity(host, &verdict, &presented).map_err(|e| {
+                        upstream::rewrite(host, worker, &verdict, &presented).map_err(|e| {
                             host.log(
                                 LogLevel::Error,
                                 &format!("identity headers could not be set: {e}"),
@@ -315,149 +313,20 @@ impl RequestCore {
         }
     }
 
-    /// Records the request's DPoP proof as used, the moment before the request goes on: a
-    /// copy sent at the same time, on any worker sharing the cache, finds it recorded. On
-    /// failure, the refusal.
-    fn record_proof(&self, host: &impl Host, proof: Option<&ProofUse>) -> Result<(), Rejection> {
-        let Some(proof) = proof else {
-            return Ok(());
-        };
-        let store = self.worker.store(host);
-        let refusal =
-            match self
-                .worker
-                .claim_proof(store.as_ref(), &proof.id, proof.now, proof.until)
-            {
-                Claim::Fresh => return Ok(()),
-                Claim::Replayed => Rejection::DpopReplay,
-                Claim::Full => {
-                    host.log(
-                        LogLevel::Warn,
-                        "the DPoP replay cache is full: raise dpop_replay_cache_entries",
-                    );
-                    Rejection::DpopReplayCacheFull
-                }
-                Claim::Unavailable(e) => {
-                    host.log(
-                        LogLevel::Error,
-                        &format!("the DPoP replay cache cannot be written: {e}"),
-                    );
-                    Rejection::HostFailure
-                }
-            };
-        Err(refusal)
-    }
-
     fn pause(&self) -> Flow {
         self.paused.set(true);
         Flow::Pause
     }
 
-    /// Sets the identity headers from the claims and the signed introspection response
-    /// (replacing whatever the client sent) and removes the certificate headers: nothing the
-    /// client wrote under those names may reach the upstream. A DPoP request goes on as a
-    /// Bearer one unless `dpop_upstream` says otherwise.
-    fn set_identity(
-        &self,
-        host: &impl Host,
-        verdict: &Verdict,
-        presented: &Presented,
-    ) -> Result<(), HostError> {
-        let settings = &self.worker.settings;
-        if presented.scheme == Scheme::Dpop && settings.dpop.upstream == DpopUpstream::Bearer {
-            host.set_request_header("authorization", &format!("Bearer {}", presented.token))?;
-            self.strip_header(host, "dpop")?;
-        }
-        if let CertSource::Header {
-            name, chain_header, ..
-        } = &settings.cert_source
-        {
-            self.strip_header(host, name)?;
-            if let Some(chain) = chain_header {
-                self.strip_header(host, chain)?;
-            }
-        }
-        for ((_, name), value) in settings
-            .upstream_headers
-            .iter()
-            .zip(verdict.identity.iter())
-        {
-            match value {
-                Some(value) => host.set_request_header(name, value)?,
-                None => self.strip_header(host, name)?,
-            }
-        }
-        let forward = settings
-            .introspection
-            .as_ref()
-            .and_then(|i| i.signed.as_ref())
-            .and_then(|s| s.forward_header.as_deref());
-        if let Some(name) = forward {
-            match &verdict.signed_introspection {
-                Some(jwt) => host.set_request_header(name, jwt)?,
-                None => self.strip_header(host, name)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Removing a header does not stop nginx from forwarding the client's copy; overwriting
-    /// does. So on Kong's engine an empty value replaces it (docs/hosts.md).
-    fn strip_header(&self, host: &impl Host, name: &str) -> Result<(), HostError> {
-        match self.worker.engine(host)? {
-            Engine::Envoy => host.remove_request_header(name),
-            Engine::Nginx => host.set_request_header(name, ""),
-        }
-    }
-
     fn deny(&self, host: &impl Host, rejection: Rejection) -> Flow {
         self.stage.set(Stage::Done);
-        let settings = &self.worker.settings;
-        // A nonce for the client to retry with; without a clock it cannot have one. Every
-        // other reply depends on the rejection and the scheme only: made once per worker.
-        let reply = match (rejection, &settings.dpop.nonce_key) {
-            (Rejection::UseDpopNonce, Some(key)) => {
-                let nonce = host
-                    .now()
-                    .ok()
-                    .map(|now| crate::binding::dpop::nonce(key, now));
-                Rc::new(response::render(
-                    rejection,
-                    &settings.challenges(),
-                    self.scheme.get(),
-                    nonce.as_deref(),
-                ))
-            }
-            _ => self.worker.reply(rejection, self.scheme.get()),
-        };
-        let level = if reply.status == 503 {
-            LogLevel::Warn
-        } else {
-            LogLevel::Info
-        };
-        host.log(
-            level,
-            &format!("denied {} {}", reply.status, rejection.reason()),
+        refuse::send(
+            host,
+            &self.worker,
+            rejection,
+            self.scheme.get(),
+            self.paused.get(),
         );
-        host.count(Metric::Denied(rejection.metric_group()));
-        // Kong's engine was seen aborting a worker on a local reply with a body sent from the
-        // call-response path after a timed-out call; there the reply goes without a body.
-        // An engine not yet known gets the reply that is safe on both.
-        let body_ok = !(self.paused.get() && self.worker.known_engine() != Some(Engine::Envoy));
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .filter(|(k, _)| body_ok || k != "content-type")
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        if let Err(e) = host.send_response(
-            reply.status,
-            &headers,
-            body_ok.then_some(reply.body.as_slice()),
-        ) {
-            // The request stays paused: it never goes through.
-            host.log(LogLevel::Error, &format!("local reply failed: {e}"));
-        }
         Flow::Pause
     }
 }

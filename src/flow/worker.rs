@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::config::{CertSource, Settings};
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{LocalStore, SlotCache, Store, TokenHash};
+use crate::flow::decider::ProofUse;
 use crate::flow::keys::{KeyFetcher, Refetch};
 use crate::flow::known::{Known, KnownCertificates, KnownTokens};
 use crate::flow::replay::{Claim, ProofId, ProofLedger};
@@ -226,6 +227,38 @@ impl Worker {
         now: u64,
     ) -> Result<bool, String> {
         self.proofs.seen(store, id, now)
+    }
+
+    /// Records the request's DPoP proof as used, the moment before the request goes on: a
+    /// copy sent at the same time, on any worker sharing the cache, finds it recorded. On
+    /// failure, the refusal.
+    pub(crate) fn record_proof(
+        &self,
+        host: &impl Host,
+        proof: Option<&ProofUse>,
+    ) -> Result<(), Rejection> {
+        let Some(proof) = proof else {
+            return Ok(());
+        };
+        let store = self.store(host);
+        match self.claim_proof(store.as_ref(), &proof.id, proof.now, proof.until) {
+            Claim::Fresh => Ok(()),
+            Claim::Replayed => Err(Rejection::DpopReplay),
+            Claim::Full => {
+                host.log(
+                    LogLevel::Warn,
+                    "the DPoP replay cache is full: raise dpop_replay_cache_entries",
+                );
+                Err(Rejection::DpopReplayCacheFull)
+            }
+            Claim::Unavailable(e) => {
+                host.log(
+                    LogLevel::Error,
+                    &format!("the DPoP replay cache cannot be written: {e}"),
+                );
+                Err(Rejection::HostFailure)
+            }
+        }
     }
 
     /// Records a DPoP proof as used, unless it was already.
