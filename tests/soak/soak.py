@@ -744,7 +744,8 @@ class Soak:
             ("garbage characters", 1, T["badchars"], "Bearer", "", [], Expect.deny(400, "invalid_request")),
             ("token too long (17 KiB)", 1, T["toolong"], "Bearer", "", [], Expect.deny(401, "invalid_token")),
             ("no token", 3, None, None, "", [], Expect.deny(401, "missing_token")),
-            ("Basic scheme", 1, "dXNlcjpwYXNzd29yZA==", "Basic", "", [], Expect.deny(400, "invalid_request")),
+            # RFC 6750 §3.1: an unsupported method gets the bare challenge.
+            ("Basic scheme", 1, "dXNlcjpwYXNzd29yZA==", "Basic", "", [], Expect.deny(401, "missing_token")),
             ("empty Bearer", 1, "", "Bearer", "", [], Expect.deny(400, "invalid_request")),
             ("two Authorization headers", 1, None, None, "", [("Authorization", "Bearer x1"), ("Authorization", "Bearer x2")],
              Expect.deny(400, "invalid_request")),
