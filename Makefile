@@ -24,7 +24,7 @@ help:
 	@echo "make soak           IdP faults + recovery times, a checked load run, memory over 1M distinct tokens (tests/soak/)"
 	@echo "make soak-smoke     the same, short (CI): a few minutes; summary in target/soak/summary.json"
 	@echo "make build-debian   the wasm from Debian's Rust packages only (the fallback route), into target/debian/"
-	@echo "make fuzz           each fuzz target (fuzz/) for FUZZ_SECONDS (60) natively; 'make fuzz-smoke' 20 s each"
+	@echo "make fuzz           each fuzz target (fuzz/) for FUZZ_SECONDS (60) natively; 'make fuzz-smoke' 10 s each"
 
 # --- the wasm ------------------------------------------------------------------------------
 # rustup's target first; without rustup, or if it cannot download, Debian's Rust 1.85 with
@@ -154,7 +154,7 @@ fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh run
 
 fuzz-smoke:
-	FUZZ_SECONDS=20 bash fuzz/run.sh run
+	FUZZ_SECONDS=10 bash fuzz/run.sh run
 
 fuzz-seeds:
 	bash fuzz/run.sh seeds

@@ -9,6 +9,7 @@
 //! - `flow`: one request as a value: `extract` reads what it presented, `decider` returns the
 //!   next step, `request` applies it in one place; `worker` owns the per-VM state and every
 //!   JWKS fetch; `cache` the bounded token caches.
+//! - `sigalgs`: the RustCrypto signature primitives every verifier above shares.
 //! - `host`: the `Host` trait and engine differences; in wasm builds the only code that
 //!   touches the proxy-wasm ABI.
 //!
@@ -31,4 +32,5 @@ pub mod endpoint;
 pub mod flow;
 pub mod host;
 pub mod reply;
+pub mod sigalgs;
 pub mod tokens;

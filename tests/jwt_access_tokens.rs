@@ -762,3 +762,283 @@ fn jwks_parsing_keeps_signature_keys_and_reports_broken_ones() {
     big["keys"][1]["x5c"] = json!(["A".repeat(9000)]);
     assert_eq!(ok(&big, &Alg::ALL).len(), 9);
 }
+
+/// RSA signatures are checked by `sigalgs` (rsa 0.10) and the registered claims re-checked by
+/// our own code; EC and Ed25519 keys go through jwt-simple. Both must give the same answer for
+/// every combination of claims and rules.
+#[test]
+fn rsa_keys_and_jwt_simple_keys_agree_on_every_registered_claim_outcome() {
+    use certbound::tokens::jwks::Alg;
+    use certbound::tokens::jwt::{JwtRules, verify_signature};
+    let (set, problems) = KeySet::from_jwks(&jwks(), &Alg::ALL);
+    assert!(problems.is_empty(), "{problems:?}");
+    let key = |alg: Alg| set.candidates(None, alg).next().unwrap().clone();
+    // Each side of, and exactly on, a 30 s leeway and a 60 s max_age.
+    let times = [
+        None,
+        Some(NOW - 61),
+        Some(NOW - 60),
+        Some(NOW - 31),
+        Some(NOW - 30),
+        Some(NOW + 29),
+        Some(NOW + 30),
+        Some(NOW + 31),
+    ];
+    let mut cases = 0;
+    for iat in times {
+        for nbf in [None, Some(NOW + 29), Some(NOW + 30), Some(NOW + 31)] {
+            for exp in times {
+                for (iss, aud) in [
+                    (Some(ISSUER), Some(json!(AUDIENCE))),
+                    (None, Some(json!(AUDIENCE))),
+                    (Some("https://other"), Some(json!(AUDIENCE))),
+                    (Some(ISSUER), None),
+                    (Some(ISSUER), Some(json!(["x", AUDIENCE]))),
+                    (Some(ISSUER), Some(json!(["x", "y"]))),
+                ] {
+                    let mut claims = Map::new();
+                    let mut put = |k: &str, v: Option<Value>| {
+                        if let Some(v) = v {
+                            claims.insert(k.into(), v);
+                        }
+                    };
+                    put("iat", iat.map(Value::from));
+                    put("nbf", nbf.map(Value::from));
+                    put("exp", exp.map(Value::from));
+                    put("iss", iss.map(Value::from));
+                    put("aud", aud);
+                    let rsa = mint_with(Signer::PS256, &claims, Some("at+jwt"));
+                    let ec = mint_with(Signer::ES256, &claims, Some("at+jwt"));
+                    for leeway in [0, 30] {
+                        for max_age in [None, Some(60)] {
+                            for audience in [vec![], vec![AUDIENCE.to_string()]] {
+                                let rules = JwtRules {
+                                    issuer: ISSUER,
+                                    algorithms: &Alg::ALL,
+                                    typ_strict: true,
+                                    audience_required: &audience,
+                                    leeway,
+                                    max_age,
+                                };
+                                let ours = verify_signature(&rsa, &key(Alg::PS256), &rules, NOW);
+                                let theirs = verify_signature(&ec, &key(Alg::ES256), &rules, NOW);
+                                assert_eq!(
+                                    ours, theirs,
+                                    "claims {claims:?}, leeway {leeway}, max_age {max_age:?}, aud {audience:?}"
+                                );
+                                cases += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 8 * 4 * 8 * 6 * 8);
+}
+
+/// What no claims builder makes (odd member types, duplicates, `crit`, `typ`s, oversized
+/// headers, claims of the wrong type) gets the same answer from the RSA path as from
+/// jwt-simple's: each header and payload signed for real, RS256 against ES256.
+#[test]
+fn rsa_keys_and_jwt_simple_keys_agree_on_malformed_headers_and_claims() {
+    use certbound::tokens::jwks::Alg;
+    use certbound::tokens::jwt::{JwtRules, verify_signature};
+    let (set, _) = KeySet::from_jwks(&jwks(), &Alg::ALL);
+    let key = |alg: Alg| set.candidates(None, alg).next().unwrap().clone();
+    let audience = [AUDIENCE.to_string()];
+    let rules = JwtRules {
+        issuer: ISSUER,
+        algorithms: &Alg::ALL,
+        typ_strict: false,
+        audience_required: &audience,
+        leeway: 30,
+        max_age: None,
+    };
+    let long = "a".repeat(7000);
+    let headers: Vec<String> = vec![
+        r#""typ":"at+jwt""#.into(),
+        String::new(),
+        r#""typ":"JWT""#.into(),
+        r#""typ":"application/jwt""#.into(),
+        r#""typ":"dpop+jwt""#.into(),
+        r#""typ":5"#.into(),
+        r#""crit":[]"#.into(),
+        r#""crit":["exp"]"#.into(),
+        r#""crit":"exp""#.into(),
+        r#""kid":5"#.into(),
+        r#""cty":["x"]"#.into(),
+        r#""jwk":{"kty":"EC"}"#.into(),
+        r#""x5c":"not a list""#.into(),
+        r#""salt":"!!""#.into(),
+        r#""salt":"c2FsdA""#.into(),
+        r#""typ":"at+jwt","typ":"JWT""#.into(),
+        format!(r#""pad":"{long}""#),
+    ];
+    let base = format!(
+        r#""iss":"{ISSUER}","aud":"{AUDIENCE}","iat":{iat},"exp":{exp}"#,
+        iat = NOW - 10,
+        exp = NOW + 300
+    );
+    let payloads: Vec<String> = vec![
+        base.clone(),
+        format!(r#"{base},"sub":5"#),
+        format!(r#"{base},"jti":null"#),
+        format!(r#"{base},"jti":["x"]"#),
+        format!(r#"{base},"nonce":{{}}"#),
+        format!(r#""iss":5,"aud":"{AUDIENCE}","exp":{}"#, NOW + 300),
+        format!(r#""iss":"{ISSUER}","aud":null,"exp":{}"#, NOW + 300),
+        format!(r#""iss":"{ISSUER}","aud":["x",5],"exp":{}"#, NOW + 300),
+        format!(r#""iss":"{ISSUER}","aud":{{}},"exp":{}"#, NOW + 300),
+        format!(r#"{base},"exp":{}"#, NOW - 100),
+        format!(r#"{base},"iss":"https://other""#),
+        format!(
+            r#""iss":"{ISSUER}","aud":"{AUDIENCE}","exp":"{}""#,
+            NOW + 300
+        ),
+        format!(
+            r#""iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{}.5"#,
+            NOW + 300
+        ),
+        format!(r#"{base},"nbf":{}"#, NOW + 100),
+        format!(r#"{base},"cnf":{{"x5t#S256":"abc"}},"scope":"a b""#),
+    ];
+    let mut cases = 0;
+    for h in &headers {
+        for p in &payloads {
+            let join = |alg: &str| {
+                let header = if h.is_empty() {
+                    format!(r#"{{"alg":"{alg}"}}"#)
+                } else {
+                    format!(r#"{{"alg":"{alg}",{h}}}"#)
+                };
+                sign_raw(alg, &header, &format!("{{{p}}}"))
+            };
+            let ours = verify_signature(&join("RS256"), &key(Alg::RS256), &rules, NOW);
+            let theirs = verify_signature(&join("ES256"), &key(Alg::ES256), &rules, NOW);
+            assert_eq!(ours, theirs, "header {{{h:.80}}}, payload {{{p}}}");
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, headers.len() * payloads.len());
+}
+
+/// RSA verification moved to rsa 0.10, but which RSA JWKs are usable stayed jwt-simple's
+/// call: 2048 to 4096 bits, `e` = 65537, no EC members, `key_ops` that allow verifying.
+#[test]
+fn rsa_jwks_are_taken_exactly_when_jwt_simple_takes_them() {
+    use certbound::tokens::jwks::Alg;
+    use jwt_simple::prelude::RS256PublicKey;
+    let real = jwks()["keys"][0].clone();
+    let n = URL_SAFE_NO_PAD.decode(real["n"].as_str().unwrap()).unwrap();
+    let with = |k: &str, v: Value| {
+        let mut jwk = real.clone();
+        jwk[k] = v;
+        jwk
+    };
+    let mut big = vec![0xc5u8; 4100 / 8 + 1];
+    *big.last_mut().unwrap() = 0x01;
+    let variants = [
+        ("the IdP's key", real.clone()),
+        ("e = 3", with("e", json!("Aw"))),
+        ("e = 65537 with a leading zero", with("e", json!("AAEAAQ"))),
+        (
+            "n with one leading zero",
+            with(
+                "n",
+                json!(URL_SAFE_NO_PAD.encode([&[0u8][..], &n].concat())),
+            ),
+        ),
+        (
+            "n with two leading zeros",
+            with(
+                "n",
+                json!(URL_SAFE_NO_PAD.encode([&[0u8, 0][..], &n].concat())),
+            ),
+        ),
+        (
+            "a 4104-bit modulus",
+            with("n", json!(URL_SAFE_NO_PAD.encode(&big))),
+        ),
+        ("key_ops sign", with("key_ops", json!(["sign"]))),
+        ("key_ops verify", with("key_ops", json!(["verify"]))),
+        ("an EC member", with("crv", json!("P-256"))),
+        ("alg RS256", with("alg", json!("RS256"))),
+    ];
+    let mut taken = 0;
+    for (what, jwk) in variants {
+        let text = jwk.to_string();
+        let theirs = RS256PublicKey::from_jwk(&text).is_ok();
+        let (set, _) = KeySet::from_jwks(&json!({"keys": [jwk]}), &[Alg::RS256]);
+        assert_eq!(!set.is_empty(), theirs, "{what}");
+        taken += usize::from(theirs);
+    }
+    // Both sides of the rule are exercised.
+    assert!((1..10).contains(&taken), "{taken}");
+}
+
+/// The RSA path refuses what jwt-simple's did: a signature by another key, a token whose
+/// header names another algorithm than the key's, a tampered payload, a key under 2048 bits.
+#[test]
+fn rsa_signatures_are_checked_by_scheme_key_and_bytes() {
+    use certbound::tokens::jwks::Alg;
+    use certbound::tokens::jwt::{JwtRules, verify_signature};
+    let (set, _) = KeySet::from_jwks(&jwks(), &Alg::ALL);
+    let rules = JwtRules {
+        issuer: ISSUER,
+        algorithms: &Alg::ALL,
+        typ_strict: true,
+        audience_required: &[],
+        leeway: 0,
+        max_age: None,
+    };
+    let claims = bound_claims("x");
+    for signer in [
+        Signer::RS256,
+        Signer::RS384,
+        Signer::RS512,
+        Signer::PS256,
+        Signer::PS384,
+        Signer::PS512,
+    ] {
+        let alg = Alg::from_name(&format!("{signer:?}")).unwrap();
+        let key = set.candidates(None, alg).next().unwrap();
+        let token = mint_with(signer, &claims, Some("at+jwt"));
+        assert_eq!(
+            verify_signature(&token, key, &rules, NOW),
+            Ok(()),
+            "{signer:?}"
+        );
+        for other in Alg::RSA.into_iter().filter(|a| *a != alg) {
+            let other_key = set.candidates(None, other).next().unwrap();
+            assert_eq!(
+                verify_signature(&token, other_key, &rules, NOW),
+                Err(Rejection::BadSignature),
+                "{signer:?} token, {other:?} key"
+            );
+        }
+        let mut changed = claims.clone();
+        changed.insert("sub".into(), json!("admin"));
+        assert_eq!(
+            verify_signature(&tamper(&token, &changed), key, &rules, NOW),
+            Err(Rejection::BadSignature)
+        );
+    }
+    let rogue = mint_with(Signer::Rogue, &claims, Some("at+jwt"));
+    let key = set.candidates(None, Alg::RS256).next().unwrap();
+    assert_eq!(
+        verify_signature(&rogue, key, &rules, NOW),
+        Err(Rejection::BadSignature)
+    );
+
+    // A 1024-bit odd modulus: well formed, too small.
+    let mut n = vec![0xc5u8; 128];
+    n[127] = 0x01;
+    let jwk = json!({"kty": "RSA", "kid": "small", "n": URL_SAFE_NO_PAD.encode(&n), "e": "AQAB"});
+    let (set, problems) = KeySet::from_jwks(&json!({"keys": [jwk]}), &Alg::ALL);
+    assert!(set.is_empty());
+    assert!(
+        problems[0].message.contains("not a valid RS256 public key"),
+        "{problems:?}"
+    );
+}

@@ -1059,7 +1059,7 @@ pub fn proof_check(proof: &str, rules: &ProofRules<'_>) -> Result<String, &'stat
     Ok(jkt)
 }
 
-/// certbound's documented limits beyond RFC 9449 (binding/dpop.rs, binding/sigalgs.rs).
+/// certbound's documented limits beyond RFC 9449 (binding/dpop.rs, sigalgs.rs).
 pub fn proof_within_limits(proof: &str) -> bool {
     let Some(jws) = split_jws(proof) else {
         return false;

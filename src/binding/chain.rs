@@ -13,7 +13,7 @@ use webpki::{
     RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
-use crate::binding::sigalgs;
+use crate::sigalgs;
 
 /// The CAs (and CRLs) header certificates must chain to, parsed once at configure time.
 pub struct TrustStore {

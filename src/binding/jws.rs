@@ -6,11 +6,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac_sha256::Hash as Sha256;
-use hmac_sha512::Hash as Sha512;
 use hmac_sha512::sha384::Hash as Sha384;
 use serde_json::{Map, Value};
 
-use crate::binding::sigalgs::{self, Ecdsa};
+use crate::sigalgs::{self, Ecdsa};
 use crate::tokens::jwks::Alg;
 
 /// Why a signature did not verify; the detail is for tests and logs, never for the client.
@@ -75,15 +74,8 @@ pub fn verify(
             }
             let key =
                 sigalgs::rsa_public(&member("n")?, &member("e")?).map_err(|_| JwsError::Key)?;
-            match alg {
-                Alg::RS256 => sigalgs::rsa_pkcs1::<Sha256>(&key, signing_input, &sig),
-                Alg::RS384 => sigalgs::rsa_pkcs1::<Sha384>(&key, signing_input, &sig),
-                Alg::RS512 => sigalgs::rsa_pkcs1::<Sha512>(&key, signing_input, &sig),
-                Alg::PS256 => sigalgs::rsa_pss::<Sha256>(&key, signing_input, &sig),
-                Alg::PS384 => sigalgs::rsa_pss::<Sha384>(&key, signing_input, &sig),
-                _ => sigalgs::rsa_pss::<Sha512>(&key, signing_input, &sig),
-            }
-            .map_err(bad)
+            let scheme = alg.rsa_scheme().ok_or(JwsError::Key)?;
+            sigalgs::rsa_verify(&key, scheme, signing_input, &sig).map_err(bad)
         }
     }
 }

@@ -7,7 +7,6 @@ pub mod certificate;
 pub mod chain;
 pub mod dpop;
 pub mod jws;
-mod sigalgs;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,9 +1,13 @@
 //! The IdP's signing keys: the algorithms we verify, and a JWKS parsed into ready
 //! verification keys (jwt-simple). When a remote JWKS is fetched is `flow::keys`'s business.
 
+use std::rc::Rc;
+
 use jwt_simple::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::sigalgs::RsaScheme;
 
 /// Signature algorithms we verify. `none` and HMAC are not representable: a public key can
 /// never be used as an HMAC secret here.
@@ -42,6 +46,19 @@ impl Alg {
         Alg::EdDSA,
     ];
 
+    /// The RSA signature scheme of an `RS*`/`PS*` algorithm.
+    pub fn rsa_scheme(self) -> Option<RsaScheme> {
+        Some(match self {
+            Alg::RS256 => RsaScheme::Pkcs1Sha256,
+            Alg::RS384 => RsaScheme::Pkcs1Sha384,
+            Alg::RS512 => RsaScheme::Pkcs1Sha512,
+            Alg::PS256 => RsaScheme::PssSha256,
+            Alg::PS384 => RsaScheme::PssSha384,
+            Alg::PS512 => RsaScheme::PssSha512,
+            Alg::ES256 | Alg::ES384 | Alg::EdDSA => return None,
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Alg::RS256 => "RS256",
@@ -65,67 +82,98 @@ impl Alg {
 pub const MAX_KEYS: usize = 64;
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 
-/// A public key ready to verify one algorithm.
+/// A public key ready to verify one algorithm. RSA keys are verified by `sigalgs` (rsa 0.10,
+/// much faster in wasm than jwt-simple's rsa 0.9: see there), the others by jwt-simple.
 #[derive(Debug, Clone)]
 pub enum VerifyKey {
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
+    /// `RS*` or `PS*`; the algorithms one JWK serves share one parsed key.
+    Rsa(Alg, Rc<rsa::PublicKey>),
     ES256(ES256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
 }
 
 impl VerifyKey {
-    fn from_jwk(jwk: &str, alg: Alg) -> Result<VerifyKey, jwt_simple::Error> {
+    /// A key for `alg` from the (trimmed) JWK text; `rsa` is the JWK's RSA key, parsed once.
+    fn from_jwk(
+        jwk: &str,
+        alg: Alg,
+        rsa: Option<&Result<Rc<rsa::PublicKey>, String>>,
+    ) -> Result<VerifyKey, String> {
+        let simple = |e: jwt_simple::Error| e.to_string();
         Ok(match alg {
-            Alg::RS256 => VerifyKey::RS256(RS256PublicKey::from_jwk(jwk)?),
-            Alg::RS384 => VerifyKey::RS384(RS384PublicKey::from_jwk(jwk)?),
-            Alg::RS512 => VerifyKey::RS512(RS512PublicKey::from_jwk(jwk)?),
-            Alg::PS256 => VerifyKey::PS256(PS256PublicKey::from_jwk(jwk)?),
-            Alg::PS384 => VerifyKey::PS384(PS384PublicKey::from_jwk(jwk)?),
-            Alg::PS512 => VerifyKey::PS512(PS512PublicKey::from_jwk(jwk)?),
-            Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk)?),
-            Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk)?),
-            Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
+            Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk).map_err(simple)?),
+            Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk).map_err(simple)?),
+            Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk).map_err(simple)?),
+            _ => {
+                // Which RSA JWKs are usable stays jwt-simple's call, as before the switch to
+                // rsa 0.10 (2048 to 4096 bits, `e` = 65537, `key_ops`, no EC members, size):
+                // checked once per key at load, never per request.
+                jwt_simple_accepts_rsa(jwk, alg).map_err(simple)?;
+                match rsa {
+                    Some(Ok(key)) => VerifyKey::Rsa(alg, Rc::clone(key)),
+                    Some(Err(e)) => return Err(e.clone()),
+                    None => return Err("is not an RSA key".into()),
+                }
+            }
         })
     }
 
     pub fn alg(&self) -> Alg {
         match self {
-            VerifyKey::RS256(_) => Alg::RS256,
-            VerifyKey::RS384(_) => Alg::RS384,
-            VerifyKey::RS512(_) => Alg::RS512,
-            VerifyKey::PS256(_) => Alg::PS256,
-            VerifyKey::PS384(_) => Alg::PS384,
-            VerifyKey::PS512(_) => Alg::PS512,
+            VerifyKey::Rsa(alg, _) => *alg,
             VerifyKey::ES256(_) => Alg::ES256,
             VerifyKey::ES384(_) => Alg::ES384,
             VerifyKey::EdDSA(_) => Alg::EdDSA,
         }
     }
 
-    pub fn verify<C: serde::de::DeserializeOwned + serde::Serialize>(
+    /// Signature and registered claims, by jwt-simple; `None` for an RSA key (`jwt` checks
+    /// those with `sigalgs` and its own claim re-check).
+    pub fn verify_with_jwt_simple<C: serde::de::DeserializeOwned + serde::Serialize>(
         &self,
         token: &str,
         options: VerificationOptions,
-    ) -> Result<JWTClaims<C>, jwt_simple::Error> {
+    ) -> Option<Result<JWTClaims<C>, jwt_simple::Error>> {
         let o = Some(options);
-        match self {
-            VerifyKey::RS256(k) => k.verify_token(token, o),
-            VerifyKey::RS384(k) => k.verify_token(token, o),
-            VerifyKey::RS512(k) => k.verify_token(token, o),
-            VerifyKey::PS256(k) => k.verify_token(token, o),
-            VerifyKey::PS384(k) => k.verify_token(token, o),
-            VerifyKey::PS512(k) => k.verify_token(token, o),
+        Some(match self {
+            VerifyKey::Rsa(..) => return None,
             VerifyKey::ES256(k) => k.verify_token(token, o),
             VerifyKey::ES384(k) => k.verify_token(token, o),
             VerifyKey::EdDSA(k) => k.verify_token(token, o),
+        })
+    }
+}
+
+/// Whether jwt-simple's own JWK import takes this RSA key for `alg`.
+fn jwt_simple_accepts_rsa(jwk: &str, alg: Alg) -> Result<(), jwt_simple::Error> {
+    match alg {
+        Alg::RS256 => RS256PublicKey::from_jwk(jwk).map(drop),
+        Alg::RS384 => RS384PublicKey::from_jwk(jwk).map(drop),
+        Alg::RS512 => RS512PublicKey::from_jwk(jwk).map(drop),
+        Alg::PS256 => PS256PublicKey::from_jwk(jwk).map(drop),
+        Alg::PS384 => PS384PublicKey::from_jwk(jwk).map(drop),
+        Alg::PS512 => PS512PublicKey::from_jwk(jwk).map(drop),
+        Alg::ES256 | Alg::ES384 | Alg::EdDSA => {
+            Err(jwt_simple::Error::msg("is not an RSA algorithm"))
         }
     }
+}
+
+/// The RSA key of a JWK's `n` and `e` (base64url, RFC 7518 §6.3.1), read once for rsa 0.10
+/// after jwt-simple has found the JWK usable.
+fn rsa_key_of(jwk: &Map<String, Value>) -> Result<Rc<rsa::PublicKey>, String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let member = |name: &str| {
+        jwk.get(name)
+            .and_then(Value::as_str)
+            .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok())
+            .ok_or_else(|| format!("has no base64url \"{name}\""))
+    };
+    crate::sigalgs::rsa_public(&member("n")?, &member("e")?)
+        .map(Rc::new)
+        .map_err(|_| "is not an RSA public key of 2048 to 8192 bits".to_string())
 }
 
 #[derive(Debug, Clone)]
@@ -321,11 +369,17 @@ fn parse_jwk(jwk: &Value, allowed: &[Alg]) -> Result<Vec<Entry>, (String, String
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let text = Value::Object(trimmed).to_string();
-    algorithms_for(obj)
+    let algs: Vec<Alg> = algorithms_for(obj)
         .into_iter()
         .filter(|a| allowed.contains(a))
+        .collect();
+    let rsa = algs
+        .iter()
+        .any(|a| a.rsa_scheme().is_some())
+        .then(|| rsa_key_of(obj));
+    algs.into_iter()
         .map(|alg| {
-            VerifyKey::from_jwk(&text, alg)
+            VerifyKey::from_jwk(&text, alg, rsa.as_ref())
                 .map(|key| Entry {
                     kid: kid.clone(),
                     key,

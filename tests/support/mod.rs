@@ -425,3 +425,48 @@ pub fn settings(config: &Value) -> certbound::config::Settings {
     certbound::config::Settings::from_json(config.to_string().as_bytes())
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A token of exactly this header and payload JSON text (duplicate members, odd types and all),
+/// signed for real: `RS256` by the JWKS's RSA key (with `openssl dgst`), `ES256` by its P-256
+/// key. For holding two verification paths to the same answer on what no claims builder makes.
+pub fn sign_raw(alg: &str, header: &str, payload: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let signature = match alg {
+        "RS256" => {
+            static KEY: OnceLock<PathBuf> = OnceLock::new();
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let dir = pki().dir.join("sign-raw");
+            let key = KEY.get_or_init(|| {
+                std::fs::create_dir_all(&dir).unwrap();
+                let key = dir.join("rsa.pem");
+                std::fs::write(&key, keys().rsa.to_pem().unwrap()).unwrap();
+                key
+            });
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let data = dir.join(format!("{n}.in"));
+            std::fs::write(&data, &input).unwrap();
+            openssl(
+                &[
+                    "dgst",
+                    "-sha256",
+                    "-sign",
+                    key.to_str().unwrap(),
+                    data.to_str().unwrap(),
+                ],
+                &dir,
+            )
+        }
+        "ES256" => {
+            use p256::ecdsa::signature::Signer as _;
+            let key = p256::ecdsa::SigningKey::from_slice(&keys().ec256.to_bytes()).unwrap();
+            let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+            sig.to_bytes().to_vec()
+        }
+        other => panic!("sign_raw: {other}"),
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}

@@ -1,17 +1,19 @@
-//! `pki_types::SignatureVerificationAlgorithm` implementations for `chain` (rustls-webpki),
-//! and the same primitives for `jws` (DPoP proofs): adapters backed by the RustCrypto crates
-//! that jwt-simple 0.15 (feature "pure-rust") already links: p256/p384 0.14 (ecdsa 0.17, signature 3),
-//! rsa 0.9.10 (+ its sha2 0.10 re-export), ed25519-compact 2.6. No ring, no aws-lc, no C.
+//! The signature primitives every verifier here shares, backed by RustCrypto crates: ECDSA
+//! with p256/p384 0.14 and Ed25519 with ed25519-compact 2.6 (the crates jwt-simple 0.15's
+//! "pure-rust" feature links), RSA with rsa 0.10. No ring, no aws-lc, no C.
 //!
-//! Hashing goes through hmac-sha256 / hmac-sha512 (their digest-0.10 impls, feature "traits010"),
-//! the same SHA-2 code superboring (jwt-simple's RSA) already uses, so no second SHA-2 copy lands
-//! in the .wasm (sha2 0.10 via rsa and sha2 0.11 would each add their own compress functions).
+//! Users: `binding::chain` (rustls-webpki's `SignatureVerificationAlgorithm`, below),
+//! `binding::jws` (DPoP proofs) and `tokens::jwks` (RSA-signed JWTs: jwt-simple's own RSA is
+//! rsa 0.9, whose 64-bit limbs become emulated 128-bit multiplications on wasm32; rsa 0.10's
+//! crypto-bigint uses 32-bit limbs there and was measured 3-4x faster per verification).
+//!
+//! ECDSA hashes with hmac-sha256 / hmac-sha512 (the SHA-2 code jwt-simple already links); RSA
+//! with sha2 0.11, whose OIDs rsa 0.10's PKCS#1 v1.5 prefixes need.
 //!
 //! This is the only crypto glue; path building, validity, EKU, basicConstraints, name constraints
 //! and CRL processing are all rustls-webpki's.
 
 use hmac_sha256::Hash as Sha256;
-use hmac_sha512::Hash as Sha512;
 use hmac_sha512::sha384::Hash as Sha384;
 use pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm, alg_id};
 
@@ -55,12 +57,18 @@ impl SignatureVerificationAlgorithm for Alg {
             Kind::P256Sha384 => ecdsa_p256(&Sha384::hash(msg), public_key, Ecdsa::Der(sig)),
             Kind::P384Sha256 => ecdsa_p384(&Sha256::hash(msg), public_key, Ecdsa::Der(sig)),
             Kind::P384Sha384 => ecdsa_p384(&Sha384::hash(msg), public_key, Ecdsa::Der(sig)),
-            Kind::RsaPkcs1Sha256 => rsa_pkcs1::<Sha256>(&rsa_key(public_key)?, msg, sig),
-            Kind::RsaPkcs1Sha384 => rsa_pkcs1::<Sha384>(&rsa_key(public_key)?, msg, sig),
-            Kind::RsaPkcs1Sha512 => rsa_pkcs1::<Sha512>(&rsa_key(public_key)?, msg, sig),
-            Kind::RsaPssSha256 => rsa_pss::<Sha256>(&rsa_key(public_key)?, msg, sig),
-            Kind::RsaPssSha384 => rsa_pss::<Sha384>(&rsa_key(public_key)?, msg, sig),
-            Kind::RsaPssSha512 => rsa_pss::<Sha512>(&rsa_key(public_key)?, msg, sig),
+            Kind::RsaPkcs1Sha256 => {
+                rsa_verify(&rsa_key(public_key)?, RsaScheme::Pkcs1Sha256, msg, sig)
+            }
+            Kind::RsaPkcs1Sha384 => {
+                rsa_verify(&rsa_key(public_key)?, RsaScheme::Pkcs1Sha384, msg, sig)
+            }
+            Kind::RsaPkcs1Sha512 => {
+                rsa_verify(&rsa_key(public_key)?, RsaScheme::Pkcs1Sha512, msg, sig)
+            }
+            Kind::RsaPssSha256 => rsa_verify(&rsa_key(public_key)?, RsaScheme::PssSha256, msg, sig),
+            Kind::RsaPssSha384 => rsa_verify(&rsa_key(public_key)?, RsaScheme::PssSha384, msg, sig),
+            Kind::RsaPssSha512 => rsa_verify(&rsa_key(public_key)?, RsaScheme::PssSha512, msg, sig),
             Kind::Ed25519 => ed25519(public_key, msg, sig),
         }
     }
@@ -68,18 +76,14 @@ impl SignatureVerificationAlgorithm for Alg {
 
 /// An ECDSA signature as X.509 writes it (DER Ecdsa-Sig-Value) or as JOSE does (r || s).
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Ecdsa<'a> {
+pub enum Ecdsa<'a> {
     Der(&'a [u8]),
     Fixed(&'a [u8]),
 }
 
 // ECDSA: `public_key` is the SEC1 point. The hash may differ from the curve size (P-256 with
 // SHA-384 etc.), so hash here and use the prehash verifier.
-pub(super) fn ecdsa_p256(
-    prehash: &[u8],
-    pk: &[u8],
-    sig: Ecdsa<'_>,
-) -> Result<(), InvalidSignature> {
+pub fn ecdsa_p256(prehash: &[u8], pk: &[u8], sig: Ecdsa<'_>) -> Result<(), InvalidSignature> {
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(pk).map_err(|_| InvalidSignature)?;
     let sig = match sig {
@@ -91,11 +95,7 @@ pub(super) fn ecdsa_p256(
         .map_err(|_| InvalidSignature)
 }
 
-pub(super) fn ecdsa_p384(
-    prehash: &[u8],
-    pk: &[u8],
-    sig: Ecdsa<'_>,
-) -> Result<(), InvalidSignature> {
+pub fn ecdsa_p384(prehash: &[u8], pk: &[u8], sig: Ecdsa<'_>) -> Result<(), InvalidSignature> {
     use p384::ecdsa::signature::hazmat::PrehashVerifier;
     let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(pk).map_err(|_| InvalidSignature)?;
     let sig = match sig {
@@ -107,59 +107,70 @@ pub(super) fn ecdsa_p384(
         .map_err(|_| InvalidSignature)
 }
 
-/// Same bounds as webpki's ring/aws-lc `RSA_*_2048_8192_*` algorithms. rsa 0.9's `RsaPublicKey::new`
-/// caps keys at 4096 bits, so build the key with an explicit max size.
-const RSA_MIN_BITS: usize = 2048;
-const RSA_MAX_BITS: usize = 8192;
+/// Same bounds as webpki's ring/aws-lc `RSA_*_2048_8192_*` algorithms.
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
 // RSA: `public_key` is the PKCS#1 RSAPublicKey DER.
-fn rsa_key(pk: &[u8]) -> Result<rsa::RsaPublicKey, InvalidSignature> {
+fn rsa_key(pk: &[u8]) -> Result<rsa::PublicKey, InvalidSignature> {
     use rsa::pkcs1::der::Decode;
-    let parsed = rsa::pkcs1::RsaPublicKey::from_der(pk).map_err(|_| InvalidSignature)?;
+    let parsed = rsa::pkcs1::RsaPublicKeyRef::from_der(pk).map_err(|_| InvalidSignature)?;
     rsa_public(parsed.modulus.as_bytes(), parsed.public_exponent.as_bytes())
 }
 
-/// An RSA key from its big-endian modulus and exponent, 2048 to 8192 bits.
-pub(super) fn rsa_public(n: &[u8], e: &[u8]) -> Result<rsa::RsaPublicKey, InvalidSignature> {
-    use rsa::traits::PublicKeyParts;
-    let n = rsa::BigUint::from_bytes_be(n);
-    let e = rsa::BigUint::from_bytes_be(e);
-    let key =
-        rsa::RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS).map_err(|_| InvalidSignature)?;
-    if key.n().bits() < RSA_MIN_BITS {
+/// An RSA key from its big-endian modulus and exponent, 2048 to 8192 bits (rsa 0.10 also
+/// refuses an even modulus and an exponent below 3 or above 2^33 - 1). Its Montgomery
+/// parameters are computed here, once: keep the key, not its parts.
+pub fn rsa_public(n: &[u8], e: &[u8]) -> Result<rsa::PublicKey, InvalidSignature> {
+    let strip = |b: &[u8]| -> Vec<u8> { b.iter().copied().skip_while(|x| *x == 0).collect() };
+    let (n, e) = (strip(n), strip(e));
+    let bits = |b: &[u8]| u32::try_from(b.len().saturating_mul(8)).map_err(|_| InvalidSignature);
+    if n.is_empty() || e.is_empty() || n.len() > RSA_BITS.end() / 8 {
         return Err(InvalidSignature);
     }
-    Ok(key)
+    let n = rsa::BoxedUint::from_be_slice(&n, bits(&n)?).map_err(|_| InvalidSignature)?;
+    let e = rsa::BoxedUint::from_be_slice(&e, bits(&e)?).map_err(|_| InvalidSignature)?;
+    rsa::PublicKey::new_with_size_limits(n, e, RSA_BITS).map_err(|_| InvalidSignature)
 }
 
-pub(super) fn rsa_pkcs1<D>(
-    key: &rsa::RsaPublicKey,
+/// The RSA signature schemes of X.509 and JWA (RFC 7518 §3.3, §3.5). PSS as webpki accepts
+/// it and JWA defines PS*: MGF1 with the same hash, salt length equal to the hash length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaScheme {
+    Pkcs1Sha256,
+    Pkcs1Sha384,
+    Pkcs1Sha512,
+    PssSha256,
+    PssSha384,
+    PssSha512,
+}
+
+/// Checks `sig` over `msg` (hashed here) with `key`.
+pub fn rsa_verify(
+    key: &rsa::PublicKey,
+    scheme: RsaScheme,
     msg: &[u8],
     sig: &[u8],
-) -> Result<(), InvalidSignature>
-where
-    D: rsa::signature::digest::Digest + rsa::pkcs8::AssociatedOid,
-{
-    key.verify(rsa::Pkcs1v15Sign::new::<D>(), &D::digest(msg), sig)
-        .map_err(|_| InvalidSignature)
+) -> Result<(), InvalidSignature> {
+    use rsa::{Pkcs1v15Sign, pss::Pss};
+    use sha2::{Digest, Sha256, Sha384, Sha512};
+    match scheme {
+        RsaScheme::Pkcs1Sha256 => {
+            key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
+        }
+        RsaScheme::Pkcs1Sha384 => {
+            key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig)
+        }
+        RsaScheme::Pkcs1Sha512 => {
+            key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(msg), sig)
+        }
+        RsaScheme::PssSha256 => key.verify(Pss::<Sha256>::new(), &Sha256::digest(msg), sig),
+        RsaScheme::PssSha384 => key.verify(Pss::<Sha384>::new(), &Sha384::digest(msg), sig),
+        RsaScheme::PssSha512 => key.verify(Pss::<Sha512>::new(), &Sha512::digest(msg), sig),
+    }
+    .map_err(|_| InvalidSignature)
 }
 
-// webpki only accepts the RSASSA-PSS AlgorithmIdentifiers whose salt length equals the hash
-// length and MGF1 uses the same hash (alg_id::RSA_PSS_SHA*), which is what `Pss::new` checks;
-// JWA's PS* (RFC 7518 §3.5) are the same.
-pub(super) fn rsa_pss<D>(
-    key: &rsa::RsaPublicKey,
-    msg: &[u8],
-    sig: &[u8],
-) -> Result<(), InvalidSignature>
-where
-    D: rsa::signature::digest::Digest + rsa::signature::digest::DynDigest + Send + Sync + 'static,
-{
-    key.verify(rsa::Pss::new::<D>(), &D::digest(msg), sig)
-        .map_err(|_| InvalidSignature)
-}
-
-pub(super) fn ed25519(pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), InvalidSignature> {
+pub fn ed25519(pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), InvalidSignature> {
     let key = ed25519_compact::PublicKey::from_slice(pk).map_err(|_| InvalidSignature)?;
     let sig = ed25519_compact::Signature::from_slice(sig).map_err(|_| InvalidSignature)?;
     key.verify(msg, &sig).map_err(|_| InvalidSignature)
