@@ -1,7 +1,7 @@
 //! The IdP's signing keys: the algorithms we verify, and a JWKS parsed into ready
 //! verification keys (jwt-simple). When a remote JWKS is fetched is `flow::keys`'s business.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use jwt_simple::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -87,7 +87,7 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub enum VerifyKey {
     /// `RS*` or `PS*`; the algorithms one JWK serves share one parsed key.
-    Rsa(Alg, Rc<rsa::PublicKey>),
+    Rsa(Alg, Arc<rsa::PublicKey>),
     ES256(ES256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
@@ -98,7 +98,7 @@ impl VerifyKey {
     fn from_jwk(
         jwk: &str,
         alg: Alg,
-        rsa: Option<&Result<Rc<rsa::PublicKey>, String>>,
+        rsa: Option<&Result<Arc<rsa::PublicKey>, String>>,
     ) -> Result<VerifyKey, String> {
         let simple = |e: jwt_simple::Error| e.to_string();
         Ok(match alg {
@@ -111,7 +111,7 @@ impl VerifyKey {
                 // checked once per key at load, never per request.
                 jwt_simple_accepts_rsa(jwk, alg).map_err(simple)?;
                 match rsa {
-                    Some(Ok(key)) => VerifyKey::Rsa(alg, Rc::clone(key)),
+                    Some(Ok(key)) => VerifyKey::Rsa(alg, Arc::clone(key)),
                     Some(Err(e)) => return Err(e.clone()),
                     None => return Err("is not an RSA key".into()),
                 }
@@ -162,7 +162,7 @@ fn jwt_simple_accepts_rsa(jwk: &str, alg: Alg) -> Result<(), jwt_simple::Error> 
 
 /// The RSA key of a JWK's `n` and `e` (base64url, RFC 7518 §6.3.1), read once for rsa 0.10
 /// after jwt-simple has found the JWK usable.
-fn rsa_key_of(jwk: &Map<String, Value>) -> Result<Rc<rsa::PublicKey>, String> {
+fn rsa_key_of(jwk: &Map<String, Value>) -> Result<Arc<rsa::PublicKey>, String> {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let member = |name: &str| {
@@ -172,7 +172,7 @@ fn rsa_key_of(jwk: &Map<String, Value>) -> Result<Rc<rsa::PublicKey>, String> {
             .ok_or_else(|| format!("has no base64url \"{name}\""))
     };
     crate::sigalgs::rsa_public(&member("n")?, &member("e")?)
-        .map(Rc::new)
+        .map(Arc::new)
         .map_err(|_| "is not an RSA public key of 2048 to 8192 bits".to_string())
 }
 
