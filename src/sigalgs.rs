@@ -23,12 +23,7 @@ enum Kind {
     P256Sha384,
     P384Sha256,
     P384Sha384,
-    RsaPkcs1Sha256,
-    RsaPkcs1Sha384,
-    RsaPkcs1Sha512,
-    RsaPssSha256,
-    RsaPssSha384,
-    RsaPssSha512,
+    Rsa(RsaScheme),
     Ed25519,
 }
 
@@ -57,18 +52,7 @@ impl SignatureVerificationAlgorithm for Alg {
             Kind::P256Sha384 => ecdsa_p256(&Sha384::hash(msg), public_key, Ecdsa::Der(sig)),
             Kind::P384Sha256 => ecdsa_p384(&Sha256::hash(msg), public_key, Ecdsa::Der(sig)),
             Kind::P384Sha384 => ecdsa_p384(&Sha384::hash(msg), public_key, Ecdsa::Der(sig)),
-            Kind::RsaPkcs1Sha256 => {
-                rsa_verify(&rsa_key(public_key)?, RsaScheme::Pkcs1Sha256, msg, sig)
-            }
-            Kind::RsaPkcs1Sha384 => {
-                rsa_verify(&rsa_key(public_key)?, RsaScheme::Pkcs1Sha384, msg, sig)
-            }
-            Kind::RsaPkcs1Sha512 => {
-                rsa_verify(&rsa_key(public_key)?, RsaScheme::Pkcs1Sha512, msg, sig)
-            }
-            Kind::RsaPssSha256 => rsa_verify(&rsa_key(public_key)?, RsaScheme::PssSha256, msg, sig),
-            Kind::RsaPssSha384 => rsa_verify(&rsa_key(public_key)?, RsaScheme::PssSha384, msg, sig),
-            Kind::RsaPssSha512 => rsa_verify(&rsa_key(public_key)?, RsaScheme::PssSha512, msg, sig),
+            Kind::Rsa(scheme) => rsa_verify(&rsa_key(public_key)?, scheme, msg, sig),
             Kind::Ed25519 => ed25519(public_key, msg, sig),
         }
     }
@@ -177,11 +161,11 @@ pub fn ed25519(pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), InvalidSignature
 }
 
 macro_rules! alg {
-    ($name:ident, $pk:expr, $sig:expr, $kind:ident) => {
+    ($name:ident, $pk:expr, $sig:expr, $kind:expr) => {
         pub static $name: &dyn SignatureVerificationAlgorithm = &Alg {
             public_key_alg_id: $pk,
             signature_alg_id: $sig,
-            kind: Kind::$kind,
+            kind: $kind,
         };
     };
 }
@@ -190,63 +174,63 @@ alg!(
     ECDSA_P256_SHA256,
     alg_id::ECDSA_P256,
     alg_id::ECDSA_SHA256,
-    P256Sha256
+    Kind::P256Sha256
 );
 alg!(
     ECDSA_P256_SHA384,
     alg_id::ECDSA_P256,
     alg_id::ECDSA_SHA384,
-    P256Sha384
+    Kind::P256Sha384
 );
 alg!(
     ECDSA_P384_SHA256,
     alg_id::ECDSA_P384,
     alg_id::ECDSA_SHA256,
-    P384Sha256
+    Kind::P384Sha256
 );
 alg!(
     ECDSA_P384_SHA384,
     alg_id::ECDSA_P384,
     alg_id::ECDSA_SHA384,
-    P384Sha384
+    Kind::P384Sha384
 );
 alg!(
     RSA_PKCS1_SHA256,
     alg_id::RSA_ENCRYPTION,
     alg_id::RSA_PKCS1_SHA256,
-    RsaPkcs1Sha256
+    Kind::Rsa(RsaScheme::Pkcs1Sha256)
 );
 alg!(
     RSA_PKCS1_SHA384,
     alg_id::RSA_ENCRYPTION,
     alg_id::RSA_PKCS1_SHA384,
-    RsaPkcs1Sha384
+    Kind::Rsa(RsaScheme::Pkcs1Sha384)
 );
 alg!(
     RSA_PKCS1_SHA512,
     alg_id::RSA_ENCRYPTION,
     alg_id::RSA_PKCS1_SHA512,
-    RsaPkcs1Sha512
+    Kind::Rsa(RsaScheme::Pkcs1Sha512)
 );
 alg!(
     RSA_PSS_SHA256,
     alg_id::RSA_ENCRYPTION,
     alg_id::RSA_PSS_SHA256,
-    RsaPssSha256
+    Kind::Rsa(RsaScheme::PssSha256)
 );
 alg!(
     RSA_PSS_SHA384,
     alg_id::RSA_ENCRYPTION,
     alg_id::RSA_PSS_SHA384,
-    RsaPssSha384
+    Kind::Rsa(RsaScheme::PssSha384)
 );
 alg!(
     RSA_PSS_SHA512,
     alg_id::RSA_ENCRYPTION,
     alg_id::RSA_PSS_SHA512,
-    RsaPssSha512
+    Kind::Rsa(RsaScheme::PssSha512)
 );
-alg!(ED25519, alg_id::ED25519, alg_id::ED25519, Ed25519);
+alg!(ED25519, alg_id::ED25519, alg_id::ED25519, Kind::Ed25519);
 
 /// Every algorithm we accept for certificate and CRL signatures. (No SHA-1, no P-521, no Ed448:
 /// webpki's own ring/aws-lc sets don't have SHA-1 either.)

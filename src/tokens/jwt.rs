@@ -167,8 +167,8 @@ pub fn verify_signature(
 /// An RSA key's half of `verify_signature`, in jwt-simple's order and with its parsers, so an
 /// RSA token is held to exactly what an EC one is: the header read into jwt-simple's typed
 /// `JWTHeader` (size limit, member types, no duplicates), no `crit`, a `typ` of `JWT` or
-/// `*+JWT`, a base64url `salt` if any, the header's `alg` equal to the key's; then the signature (RFC 7515 §5.2: over
-/// `header.payload` as sent); then the payload read into jwt-simple's typed `JWTClaims`
+/// `*+JWT`, a base64url `salt` if any, the header's `alg` equal to the key's; then the
+/// signature (RFC 7515 §5.2: over `header.payload` as sent); then the payload read into jwt-simple's typed `JWTClaims`
 /// (registered claims of the wrong type refused) and `recheck_claims`.
 fn verify_rsa(
     token: &str,
@@ -215,8 +215,8 @@ fn verify_rsa(
         .map_err(|_| Rejection::BadSignature)?;
     serde_json::from_slice::<JWTClaims<NoCustomClaims>>(&payload)
         .map_err(|_| Rejection::BadSignature)?;
-    let claims = payload_of(token).ok_or(Rejection::BadSignature)?;
-    recheck_claims(&claims, rules, now)
+    let claims = serde_json::from_slice(&payload).map_err(|_| Rejection::BadSignature)?;
+    recheck_claims(&Claims(claims), rules, now)
 }
 
 /// The registered-claim checks jwt-simple makes after its signature check, with the same
