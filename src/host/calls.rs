@@ -43,12 +43,6 @@ unsafe extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
-    fn proxy_get_property(
-        path_data: *const u8,
-        path_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-    ) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_map_data: *mut *mut u8,
@@ -139,22 +133,13 @@ pub fn set_tick_period_ms(period: u32) -> Result<(), Status> {
     status(unsafe { proxy_set_tick_period_milliseconds(period) })
 }
 
-/// `Ok(None)` for a property the host does not have.
+/// `Ok(None)` for a property the host does not have. The SDK's call, so the path is encoded
+/// by the SDK (parts joined by NUL, none after the last): a hand-written encoder once added a
+/// trailing NUL, which Envoy tolerates and ngx_wasm_module looks up as another name
+/// (docs/hosts.md). Both hosts return only Ok, NotFound, SerializationFailure and
+/// InternalFailure for a path in our memory, all of which the SDK returns as values.
 pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
-    let mut serialized = Vec::new();
-    for part in path {
-        serialized.extend_from_slice(part.as_bytes());
-        serialized.push(0);
-    }
-    let (mut data, mut size) = (null_mut(), 0usize);
-    // SAFETY: the path buffer lives through the call; out-pointers to locals.
-    let s =
-        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
-    match s {
-        OK => Ok(unsafe { take_buffer(data, size) }),
-        NOT_FOUND => Ok(None),
-        other => Err(other),
-    }
+    proxy_wasm::hostcalls::get_property(path.to_vec()).map_err(|s| s as Status)
 }
 
 /// A header map's pairs, names and values as bytes.
