@@ -74,7 +74,27 @@ fn refused(host: &FakeHost) -> SentResponse {
     host.last_response().expect("a local reply")
 }
 
+/// The challenges of every WWW-Authenticate field, in order: a field holding several (as on
+/// Kong's engine) is split before each scheme.
 fn challenges(r: &SentResponse) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in fields(r) {
+        let mut rest = field.as_str();
+        while let Some(at) = [", Bearer ", ", DPoP "]
+            .iter()
+            .filter_map(|s| rest.find(s))
+            .min()
+        {
+            out.push(rest[..at].to_string());
+            rest = &rest[at + 2..];
+        }
+        out.push(rest.to_string());
+    }
+    out
+}
+
+/// The WWW-Authenticate fields as sent.
+fn fields(r: &SentResponse) -> Vec<String> {
     r.headers
         .iter()
         .filter(|(k, _)| k == "www-authenticate")
@@ -591,6 +611,39 @@ fn a_dpop_bound_token_sent_as_bearer_is_a_downgrade() {
         "{c:?}"
     );
     assert!(host.log_text().contains("dpop_downgrade"));
+}
+
+#[test]
+fn on_kong_both_challenges_arrive_in_one_field() {
+    // Kong's engine keeps only the last local-reply header of a name (the fake host does the
+    // same): the challenges go in one field there, in the order they go on Envoy.
+    let key = proof_key(KeyKind::Ed25519);
+    let token = dpop_token(key);
+    let host = FakeHost::kong(None);
+    host.request(
+        "/accounts",
+        &[("authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(run(&worker(&config("optional")), &host), Flow::Pause);
+    let r = refused(&host);
+    let f = fields(&r);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with(
+            "Bearer realm=\"api\", DPoP realm=\"api\", algs=\"ES256 ES384 EdDSA PS256 RS256\", error=\"invalid_token\""
+        ),
+        "{f:?}"
+    );
+    assert_eq!(challenges(&r).len(), 2);
+    // One challenge alone is sent as it is.
+    let host = FakeHost::kong(None);
+    host.request("/accounts", &[]);
+    assert_eq!(run(&worker(&config("strict")), &host), Flow::Pause);
+    let f = fields(&refused(&host));
+    assert!(
+        f.len() == 1 && f[0].starts_with("DPoP realm=\"api\""),
+        "{f:?}"
+    );
 }
 
 #[test]

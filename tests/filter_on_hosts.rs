@@ -2121,3 +2121,24 @@ fn without_shared_cache_each_worker_verifies_for_itself_and_writes_no_shared_dat
     assert_eq!(host.metric(Metric::SignatureChecks), 2);
     assert_eq!(host.shared_calls.get(), 0, "Kong without shm_kv would trap");
 }
+
+#[test]
+fn a_refused_configuration_fails_the_load_on_envoy_and_closes_the_route_on_kong() {
+    use certbound::host::{RefusedConfig, on_refused_config};
+    // on_configure runs in the root context: Envoy answers NotFound for ngx.*, Kong's engine
+    // fails (no request to read nginx variables from).
+    let envoy = FakeHost::envoy(None, None);
+    assert_eq!(on_refused_config(envoy.as_root()), RefusedConfig::FailLoad);
+    let kong = FakeHost::kong(None);
+    assert_eq!(
+        on_refused_config(kong.as_root()),
+        RefusedConfig::RefuseRequests
+    );
+    // A host that fails the read in any other way cannot be told from Kong: closed.
+    let failing = FakeHost::envoy(None, None);
+    failing.fail(Fail::Property);
+    assert_eq!(
+        on_refused_config(failing.as_root()),
+        RefusedConfig::RefuseRequests
+    );
+}

@@ -26,7 +26,7 @@ use certbound::flow::worker::{MAX_WAITING, Worker};
 use certbound::host::{Headers, Host, HostError, LogLevel};
 use certbound::reply::metrics::Metric;
 use serde_json::{Value, json};
-use support::fake_host::{FakeHost, REQUEST, ROOT};
+use support::fake_host::{Fail, FakeHost, REQUEST, ROOT};
 use support::*;
 
 /// ngx_wasm_module's `NGX_HTTP_WASM_MAX_REQ_HEADERS`.
@@ -64,6 +64,12 @@ impl Host for Ngx {
         }
         drop(once);
         self.inner.property(path)
+    }
+    fn request_header_count(&self) -> usize {
+        self.inner.request_header_count()
+    }
+    fn call_response_header_count(&self) -> usize {
+        self.inner.call_response_header_count()
     }
     fn request_headers(&self) -> Result<Headers, HostError> {
         let mut all = self.inner.request_headers()?;
@@ -551,5 +557,48 @@ fn a_route_with_a_short_cache_ttl_refuses_answers_another_route_cached_for_an_ho
         (flow, host.dispatched.borrow().len()),
         (Flow::Pause, 2),
         "route B (60 s TTL) accepted a 10-minute-old answer cached by route A"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kong: for a map longer than it hands over, the engine reports a buffer smaller than what it
+// writes into it (ngx_http_wasm_util.c, `max_pairs`): such a map is refused unread.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn kong_a_header_map_the_engine_cannot_hand_over_is_never_read() {
+    let cert = &pki().ec;
+    let token = format!("Bearer {}", bound_jwt(cert));
+    let run = |announced: usize| {
+        let host = FakeHost::kong(Some(&cert.pem));
+        let mut headers: Vec<(String, String)> = vec![("authorization".into(), token.clone())];
+        headers.extend(filler(announced - 1));
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        host.request("/accounts", &refs);
+        assert_eq!(host.request_header_count(), announced);
+        // What the engine hands over for such a list is cut short: reading it is the fault.
+        host.fail(Fail::RequestHeaders);
+        let f = RequestFilter::new(worker(&base_config()), REQUEST);
+        (f.on_request_headers(&host), host)
+    };
+    // 96 headers + 4 pseudo-headers reach the cap: refused before the map is read.
+    let (flow, host) = run(96);
+    assert_eq!(flow, Flow::Pause);
+    assert!(
+        host.log_text().contains("too_many_headers"),
+        "{}",
+        host.log_text()
+    );
+    assert_eq!(host.last_response().map(|r| r.status), Some(400));
+    // 95 fit: the map is read (here the read fails, which is a host failure, not a refusal
+    // by count).
+    let (_, host) = run(95);
+    assert!(
+        !host.log_text().contains("too_many_headers"),
+        "{}",
+        host.log_text()
     );
 }

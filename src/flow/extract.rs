@@ -50,11 +50,20 @@ pub fn extract(
     host: &impl Host,
     certificates: &KnownCertificates,
 ) -> Result<Presented, Rejection> {
+    // Kong's engine cuts the list it hands over and forwards the rest unseen (a duplicate or
+    // forged header past the cut could not be caught), and for such a list it writes past the
+    // buffer it allocated in our memory: so the count it announced decides, before any read.
+    if engine == Engine::Nginx
+        && !host::nginx_map_fits(
+            host.request_header_count(),
+            host::NGINX_REQUEST_PSEUDO_HEADERS,
+        )
+    {
+        return Err(Rejection::TooManyHeaders);
+    }
     let headers = host
         .request_headers()
         .map_err(|e| host_failure(host, "reading the request headers", &e))?;
-    // Kong's engine cuts the list it hands over and forwards the rest unseen: a duplicate or
-    // forged header past the cut could not be caught, so such a request is refused.
     if engine == Engine::Nginx && headers.len() >= host::NGINX_MAX_HEADER_PAIRS {
         return Err(Rejection::TooManyHeaders);
     }

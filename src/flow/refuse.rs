@@ -10,6 +10,8 @@ use crate::reply::metrics::Metric;
 use crate::reply::rejection::{Rejection, Scheme};
 use crate::reply::response;
 
+const WWW_AUTHENTICATE: &str = "www-authenticate";
+
 /// Sends the reply for `rejection` to a request that used `scheme` (when it was read);
 /// `paused`: the request waited (keys or an IdP call), so the reply goes from a callback
 /// other than its headers'. A reply the host cannot send leaves the request paused: it never
@@ -51,13 +53,40 @@ pub(crate) fn send(
     // Kong's engine was seen aborting a worker on a local reply with a body sent from the
     // call-response path after a timed-out call; there the reply goes without a body. An
     // engine not yet known gets the reply that is safe on both.
-    let body_ok = !(paused && worker.known_engine() != Some(Engine::Envoy));
-    let headers: Vec<(&str, &str)> = reply
+    let envoy = worker.known_engine() == Some(Engine::Envoy);
+    let body_ok = !paused || envoy;
+    let mut headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
         .filter(|(k, _)| body_ok || k != "content-type")
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    // Kong's engine sets each local-reply header by name, so a second WWW-Authenticate
+    // replaces the first (docs/hosts.md): there the challenges go in one field, which RFC 9110
+    // section 11.6.1 allows (`#challenge`).
+    let merged: String;
+    if !envoy
+        && headers
+            .iter()
+            .filter(|(k, _)| *k == WWW_AUTHENTICATE)
+            .count()
+            > 1
+    {
+        merged = headers
+            .iter()
+            .filter(|(k, _)| *k == WWW_AUTHENTICATE)
+            .map(|(_, v)| *v)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut first = true;
+        headers.retain_mut(|(k, v)| {
+            if *k != WWW_AUTHENTICATE {
+                return true;
+            }
+            *v = merged.as_str();
+            std::mem::replace(&mut first, false)
+        });
+    }
     if let Err(e) = host.send_response(
         reply.status,
         &headers,

@@ -648,6 +648,16 @@ pub(crate) fn call_outcome(host: &impl Host, body_size: usize, limit: usize) -> 
             failure: Some(format!("response body of {body_size} bytes, over {limit}")),
         };
     }
+    // Kong's engine cannot hand over a long map intact (it writes past the buffer): an IdP
+    // answer with that many headers is a failed call on both hosts, and is never read.
+    let count = host.call_response_header_count();
+    if !crate::host::nginx_map_fits(count, crate::host::NGINX_CALL_PSEUDO_HEADERS) {
+        return CallOutcome {
+            status: None,
+            body: Vec::new(),
+            failure: Some(format!("response with {count} headers, too many to read")),
+        };
+    }
     let read = || -> Result<CallOutcome, HostError> {
         let headers = host.call_response_headers()?;
         let body = host.call_response_body(body_size.min(limit))?;

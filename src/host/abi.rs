@@ -1,7 +1,7 @@
 //! The proxy-wasm host layer (wasm builds only): implements `Host` with the non-panicking
 //! calls of `calls`, and maps the SDK's callbacks onto `flow`. Nothing here decides.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::endpoint::OutboundRequest;
 use crate::flow::request::{Flow, RequestFilter};
 use crate::flow::worker::Worker;
-use crate::host::{Headers, Host, HostError, LogLevel, calls};
+use crate::host::{Headers, Host, HostError, LogLevel, RefusedConfig, calls, on_refused_config};
 use crate::reply::metrics::Metric;
 
 proxy_wasm::main! {{
@@ -31,18 +31,21 @@ type Metrics = Rc<RefCell<HashMap<&'static str, u32>>>;
 /// `Host` over the proxy-wasm ABI, for whichever context is effective.
 struct AbiHost {
     metrics: Metrics,
+    /// The header counts the current request's callbacks announced.
+    request_headers: Cell<usize>,
+    call_headers: Cell<usize>,
 }
 
 fn failed(call: &str, status: calls::Status) -> HostError {
     HostError::Failed(format!("{call} failed with status {status}"))
 }
 
-fn level(l: LogLevel) -> u32 {
+fn level(l: LogLevel) -> proxy_wasm::types::LogLevel {
     match l {
-        LogLevel::Debug => 1,
-        LogLevel::Info => 2,
-        LogLevel::Warn => 3,
-        LogLevel::Error => 4,
+        LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
+        LogLevel::Info => proxy_wasm::types::LogLevel::Info,
+        LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
+        LogLevel::Error => proxy_wasm::types::LogLevel::Error,
     }
 }
 
@@ -73,6 +76,14 @@ impl Host for AbiHost {
 
     fn request_headers(&self) -> Result<Headers, HostError> {
         headers(calls::HTTP_REQUEST_HEADERS, "proxy_get_header_map_pairs")
+    }
+
+    fn request_header_count(&self) -> usize {
+        self.request_headers.get()
+    }
+
+    fn call_response_header_count(&self) -> usize {
+        self.call_headers.get()
     }
 
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
@@ -133,7 +144,7 @@ impl Host for AbiHost {
         if len == 0 {
             return Ok(Vec::new());
         }
-        calls::buffer(calls::HTTP_CALL_RESPONSE_BODY, len)
+        calls::buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, len)
             .map_err(|s| failed("proxy_get_buffer_bytes", s))
     }
 
@@ -175,8 +186,12 @@ impl Host for AbiHost {
     }
 
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
-        let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX).max(1);
-        calls::set_tick_period_ms(ms).map_err(|s| failed("proxy_set_tick_period_milliseconds", s))
+        // The SDK casts the milliseconds to u32 (wrapping): clamp them first.
+        let ms = u64::try_from(period.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, u64::from(u32::MAX));
+        calls::set_tick_period(Duration::from_millis(ms))
+            .map_err(|s| failed("proxy_set_tick_period_milliseconds", s))
     }
 }
 
@@ -185,14 +200,43 @@ impl Host for AbiHost {
 struct Root {
     id: u32,
     worker: Option<Rc<Worker>>,
+    /// Why the configuration was refused, where the filter stays loaded refusing requests.
+    refused: Option<Rc<Refused>>,
     metrics: Metrics,
     ticking: bool,
+}
+
+/// A refused configuration on a host that keeps the filter: every request gets 503, and the
+/// reason goes to the error log at most once a minute per worker.
+struct Refused {
+    reason: String,
+    logged_at: Cell<Option<u64>>,
+}
+
+impl Refused {
+    fn refuse(&self, host: &AbiHost) {
+        let now = host.now().unwrap_or(0);
+        if self
+            .logged_at
+            .get()
+            .is_none_or(|at| now.saturating_sub(at) >= 60)
+        {
+            self.logged_at.set(Some(now));
+            host.log(
+                LogLevel::Error,
+                &format!("refusing every request (503): {}", self.reason),
+            );
+        }
+        let _ = host.send_response(503, &[("cache-control", "no-store")], None);
+    }
 }
 
 impl Root {
     fn host(&self) -> AbiHost {
         AbiHost {
             metrics: Rc::clone(&self.metrics),
+            request_headers: Cell::new(0),
+            call_headers: Cell::new(0),
         }
     }
 }
@@ -201,12 +245,14 @@ impl Context for Root {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _headers: usize,
+        headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
         if let Some(worker) = &self.worker {
-            worker.on_root_call_response(&self.host(), token_id, body_size);
+            let host = self.host();
+            host.call_headers.set(headers);
+            worker.on_root_call_response(&host, token_id, body_size);
         }
     }
 }
@@ -214,14 +260,26 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         let host = self.host();
-        let bytes = calls::buffer(calls::PLUGIN_CONFIGURATION, size).unwrap_or_default();
+        let bytes = calls::buffer(proxy_wasm::types::BufferType::PluginConfiguration, size)
+            .unwrap_or_default();
         let settings = match Settings::from_json(&bytes) {
             Ok(s) => s,
             Err(e) => {
                 host.log(LogLevel::Error, &format!("{e}"));
-                return false;
+                return match on_refused_config(&host) {
+                    RefusedConfig::FailLoad => false,
+                    RefusedConfig::RefuseRequests => {
+                        self.worker = None;
+                        self.refused = Some(Rc::new(Refused {
+                            reason: e.to_string(),
+                            logged_at: Cell::new(None),
+                        }));
+                        true
+                    }
+                };
             }
         };
+        self.refused = None;
         let worker = Rc::new(Worker::new(settings));
         worker.set_root_context(self.id);
         for (level, line) in worker.startup_log() {
@@ -257,6 +315,7 @@ impl RootContext for Root {
                 .worker
                 .as_ref()
                 .map(|w| RequestFilter::new(Rc::clone(w), context_id)),
+            refused: self.refused.clone(),
             host: self.host(),
         }))
     }
@@ -270,6 +329,7 @@ impl RootContext for Root {
 /// one) every request is refused.
 struct Request {
     filter: Option<RequestFilter>,
+    refused: Option<Rc<Refused>>,
     host: AbiHost,
 }
 
@@ -277,24 +337,31 @@ impl Context for Request {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _headers: usize,
+        headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
         if let Some(filter) = &self.filter {
+            self.host.call_headers.set(headers);
             filter.on_call_response(&self.host, token_id, body_size);
         }
     }
 }
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, headers: usize, _end_of_stream: bool) -> Action {
+        self.host.request_headers.set(headers);
         let Some(filter) = &self.filter else {
-            self.host
-                .log(LogLevel::Error, "not configured; refusing the request");
-            let _ = self
-                .host
-                .send_response(503, &[("cache-control", "no-store")], None);
+            match &self.refused {
+                Some(refused) => refused.refuse(&self.host),
+                None => {
+                    self.host
+                        .log(LogLevel::Error, "not configured; refusing the request");
+                    let _ = self
+                        .host
+                        .send_response(503, &[("cache-control", "no-store")], None);
+                }
+            }
             return Action::Pause;
         };
         match filter.on_request_headers(&self.host) {

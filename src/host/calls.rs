@@ -1,21 +1,25 @@
-//! The raw proxy-wasm host calls the filter makes, each returning the host's status as a
-//! value. proxy-wasm 0.2.5's `hostcalls` panic on any status they do not expect (and decode
-//! statuses into an enum that lacks some a host really returns, 6, 11 and 12), and its map
-//! decoder panics on a header name that is not UTF-8 or a short buffer: a panic kills the VM,
-//! and with FAIL_CLOSED every later request on that worker gets 503. So the calls are
-//! declared here again with `u32` statuses (the same wasm-level types as the SDK's own
-//! declarations, so both link to one import), and the returned buffers are parsed without
-//! trusting their lengths. docs/hosts.md lists the statuses each host returns.
+//! The proxy-wasm host calls the filter makes, each returning the host's status as a value.
+//! Where proxy-wasm 0.2.5's `hostcalls` handle every status both hosts return for our calls,
+//! they are used as they are (docs/abi.md has the table, from both hosts' sources). The SDK
+//! panics on any status it does not expect, and a panic kills the VM (with FAIL_CLOSED every
+//! later request on that worker gets 503), so three calls stay ours:
+//! - `proxy_get_header_map_pairs`: the SDK's decoder panics on a header name that is not
+//!   UTF-8 and on a short or lying buffer (Kong's engine hands over one for a long map);
+//! - `proxy_replace_header_map_value` / `proxy_remove_header_map_value`: Envoy answers
+//!   BadArgument once the map is gone, Kong's engine InternalFailure, and the SDK panics;
+//! - `proxy_send_local_response`: Kong's engine answers InternalFailure when nginx cannot
+//!   allocate, and the SDK panics.
 //!
-//! Not here: `proxy_http_call`. The SDK's dispatcher must register each call's token, or it
-//! panics when the response arrives, so calls go through `hostcalls::dispatch_http_call`
-//! (which returns Ok, BadArgument and InternalFailure as values: the statuses hosts return).
-//!
-//! This is the crate's only `unsafe`: pointers handed to the host and buffers it allocates
-//! with our allocator (`proxy_on_memory_allocate`, the SDK's), taken back as `Vec`s.
+//! They are declared with `u32` statuses (the same wasm-level types as the SDK's own
+//! declarations, so both link to one import) and the buffers are parsed without trusting
+//! their lengths. This is the crate's only `unsafe`.
 #![allow(unsafe_code)]
 
 use std::ptr::{null, null_mut};
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MetricType};
 
 use crate::host::pairs;
 
@@ -23,26 +27,16 @@ use crate::host::pairs;
 pub type Status = u32;
 
 pub const OK: Status = 0;
-pub const NOT_FOUND: Status = 1;
-pub const CAS_MISMATCH: Status = 8;
+pub const CAS_MISMATCH: Status = proxy_wasm::types::Status::CasMismatch as Status;
 
-/// `proxy_map_type_t`.
-pub const HTTP_REQUEST_HEADERS: u32 = 0;
-pub const HTTP_REQUEST_TRAILERS: u32 = 1;
-pub const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
-/// `proxy_buffer_type_t`.
-pub const HTTP_CALL_RESPONSE_BODY: u32 = 4;
-pub const PLUGIN_CONFIGURATION: u32 = 7;
-/// `proxy_stream_type_t`.
-const HTTP_REQUEST: u32 = 0;
-/// `proxy_metric_type_t`.
-const COUNTER: u32 = 0;
+/// `proxy_map_type_t`, as the SDK numbers them.
+pub const HTTP_REQUEST_HEADERS: u32 = proxy_wasm::types::MapType::HttpRequestHeaders as u32;
+pub const HTTP_REQUEST_TRAILERS: u32 = proxy_wasm::types::MapType::HttpRequestTrailers as u32;
+pub const HTTP_CALL_RESPONSE_HEADERS: u32 =
+    proxy_wasm::types::MapType::HttpCallResponseHeaders as u32;
 
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
-    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
-    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
-    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_map_data: *mut *mut u8,
@@ -66,36 +60,6 @@ unsafe extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
-    fn proxy_continue_stream(stream_type: u32) -> u32;
-    fn proxy_set_effective_context(context_id: u32) -> u32;
-    fn proxy_get_buffer_bytes(
-        buffer_type: u32,
-        start: usize,
-        max_size: usize,
-        return_buffer_data: *mut *mut u8,
-        return_buffer_size: *mut usize,
-    ) -> u32;
-    fn proxy_get_shared_data(
-        key_data: *const u8,
-        key_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-        return_cas: *mut u32,
-    ) -> u32;
-    fn proxy_set_shared_data(
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-        cas: u32,
-    ) -> u32;
-    fn proxy_define_metric(
-        metric_type: u32,
-        name_data: *const u8,
-        name_size: usize,
-        return_id: *mut u32,
-    ) -> u32;
-    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
 }
 
 fn status(s: u32) -> Result<(), Status> {
@@ -116,21 +80,8 @@ unsafe fn take_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
-pub fn log(level: u32, message: &str) -> Result<(), Status> {
-    // SAFETY: pointer and length of a live string.
-    status(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
-}
-
-pub fn now_nanos() -> Result<u64, Status> {
-    let mut t: u64 = 0;
-    // SAFETY: `t` outlives the call.
-    status(unsafe { proxy_get_current_time_nanoseconds(&mut t) })?;
-    Ok(t)
-}
-
-pub fn set_tick_period_ms(period: u32) -> Result<(), Status> {
-    // SAFETY: no pointers.
-    status(unsafe { proxy_set_tick_period_milliseconds(period) })
+fn code(s: proxy_wasm::types::Status) -> Status {
+    s as Status
 }
 
 /// `Ok(None)` for a property the host does not have. The SDK's call, so the path is encoded
@@ -139,7 +90,7 @@ pub fn set_tick_period_ms(period: u32) -> Result<(), Status> {
 /// (docs/hosts.md). Both hosts return only Ok, NotFound, SerializationFailure and
 /// InternalFailure for a path in our memory, all of which the SDK returns as values.
 pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
-    proxy_wasm::hostcalls::get_property(path.to_vec()).map_err(|s| s as Status)
+    hostcalls::get_property(path.to_vec()).map_err(code)
 }
 
 /// A header map's pairs, names and values as bytes.
@@ -193,63 +144,48 @@ pub fn send_local_response(
 }
 
 pub fn resume_request() -> Result<(), Status> {
-    // SAFETY: no pointers.
-    status(unsafe { proxy_continue_stream(HTTP_REQUEST) })
+    hostcalls::resume_http_request().map_err(code)
 }
 
 pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
-    // SAFETY: no pointers.
-    status(unsafe { proxy_set_effective_context(context_id) })
+    hostcalls::set_effective_context(context_id).map_err(code)
 }
 
-pub fn buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, Status> {
-    let (mut data, mut size) = (null_mut(), 0usize);
-    // SAFETY: out-pointers to locals.
-    let s = unsafe { proxy_get_buffer_bytes(buffer_type, 0, max_size, &mut data, &mut size) };
-    match s {
-        OK => Ok(unsafe { take_buffer(data, size) }.unwrap_or_default()),
-        NOT_FOUND => Ok(Vec::new()),
-        other => Err(other),
-    }
+/// A buffer's first `max_size` bytes; only from on_configure (the plugin configuration) and
+/// on_http_call_response (its body), where both hosts answer Ok or NotFound.
+pub fn buffer(buffer_type: BufferType, max_size: usize) -> Result<Vec<u8>, Status> {
+    Ok(hostcalls::get_buffer(buffer_type, 0, max_size)
+        .map_err(code)?
+        .unwrap_or_default())
 }
 
 /// The value and its version (`None`: no version, the host's 0).
 pub fn shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
-    let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
-    // SAFETY: the key lives through the call; out-pointers to locals.
-    let s =
-        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
-    match s {
-        OK => Ok((
-            unsafe { take_buffer(data, size) },
-            (cas != 0).then_some(cas),
-        )),
-        NOT_FOUND => Ok((None, None)),
-        other => Err(other),
-    }
+    hostcalls::get_shared_data(key).map_err(code)
 }
 
 pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
-    // SAFETY: the buffers live through the call.
-    status(unsafe {
-        proxy_set_shared_data(
-            key.as_ptr(),
-            key.len(),
-            value.as_ptr(),
-            value.len(),
-            cas.unwrap_or(0),
-        )
-    })
+    hostcalls::set_shared_data(key, Some(value), cas).map_err(code)
 }
 
 pub fn define_counter(name: &str) -> Result<u32, Status> {
-    let mut id = 0u32;
-    // SAFETY: the name lives through the call; out-pointer to a local.
-    status(unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) })?;
-    Ok(id)
+    hostcalls::define_metric(MetricType::Counter, name).map_err(code)
 }
 
 pub fn increment(metric_id: u32) -> Result<(), Status> {
-    // SAFETY: no pointers.
-    status(unsafe { proxy_increment_metric(metric_id, 1) })
+    hostcalls::increment_metric(metric_id, 1).map_err(code)
+}
+
+pub fn log(level: LogLevel, message: &str) -> Result<(), Status> {
+    hostcalls::log(level, message).map_err(code)
+}
+
+pub fn now_nanos() -> Result<u64, Status> {
+    let t = hostcalls::get_current_time().map_err(code)?;
+    Ok(t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+}
+
+pub fn set_tick_period(period: Duration) -> Result<(), Status> {
+    hostcalls::set_tick_period(period).map_err(code)
 }

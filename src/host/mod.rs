@@ -58,6 +58,10 @@ pub trait Host {
     /// A property; `Ok(None)` when the host has none at that path.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     fn request_headers(&self) -> Result<Headers, HostError>;
+    /// How many headers (pseudo-headers not counted) the host announced with
+    /// `on_http_request_headers`. Kong's engine writes past the buffer it hands over when a
+    /// map is longer than it passes on, so the map is read only after this is checked.
+    fn request_header_count(&self) -> usize;
     /// Replaces every copy of the header with one value.
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
@@ -74,6 +78,9 @@ pub trait Host {
     /// the worker, or resuming a request that waited for it).
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
     fn call_response_headers(&self) -> Result<Headers, HostError>;
+    /// How many headers the host announced with `on_http_call_response` (as
+    /// `request_header_count`).
+    fn call_response_header_count(&self) -> usize;
     /// The first `len` bytes of the call's response body.
     fn call_response_body(&self, len: usize) -> Result<Vec<u8>, HostError>;
     /// Shared data and its version; `Ok(None)` when the key is absent.
@@ -146,9 +153,43 @@ pub fn detect_engine(host: &impl Host) -> Result<Engine, HostError> {
     })
 }
 
-/// ngx_wasm_module hands a filter at most this many request header pairs (pseudo-headers
-/// first) and forwards the rest unseen (docs/hosts.md).
+/// What becomes of a configuration the filter refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedConfig {
+    /// Envoy: `on_configure` answers false and Envoy refuses the configuration at load time
+    /// (the listener or the update does not take it).
+    FailLoad,
+    /// Kong's engine, or a host that cannot be told: the filter stays loaded without a
+    /// configuration and answers every request 503. There `false` makes the bare engine's
+    /// worker exit for good, and makes Kong drop the filter and proxy the route unprotected.
+    RefuseRequests,
+}
+
+/// Decided in the root context, where `ngx.*` properties answer NotFound on Envoy and fail
+/// on Kong's engine ("cannot get ngx properties outside of a request", docs/hosts.md).
+/// Anything but Envoy's NotFound keeps the route closed.
+pub fn on_refused_config(host: &impl Host) -> RefusedConfig {
+    match host.property(&["ngx", "server_port"]) {
+        Ok(None) => RefusedConfig::FailLoad,
+        _ => RefusedConfig::RefuseRequests,
+    }
+}
+
+/// ngx_wasm_module hands a filter at most this many header pairs (pseudo-headers first) and
+/// forwards the rest unseen; for a longer map it reports a buffer size smaller than what it
+/// writes into it (ngx_http_wasm_util.c `max_pairs`, docs/hosts.md). So a map that may not fit
+/// is never read there.
 pub const NGINX_MAX_HEADER_PAIRS: usize = 100;
+/// The pseudo-headers Kong's engine puts before the request headers (`:path`, `:method`,
+/// `:scheme`, `:authority`) and before a call response's (`:status`, `:dispatch_status`).
+pub const NGINX_REQUEST_PSEUDO_HEADERS: usize = 4;
+pub const NGINX_CALL_PSEUDO_HEADERS: usize = 2;
+
+/// Whether Kong's engine can hand over a map of `count` headers plus `pseudo` pseudo-headers
+/// whole: one that reaches the cap is refused unread.
+pub fn nginx_map_fits(count: usize, pseudo: usize) -> bool {
+    count.saturating_add(pseudo) < NGINX_MAX_HEADER_PAIRS
+}
 
 /// Envoy: ready-made hex SHA-256 of the peer certificate's DER.
 pub const ENVOY_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];

@@ -83,6 +83,9 @@ pub struct FakeHost {
     pub ticks_set: RefCell<Vec<Duration>>,
     /// Every property path read, dotted.
     pub reads: RefCell<Vec<String>>,
+    /// The header count `on_http_request_headers` announces, when a test makes it differ
+    /// from the headers (Kong's engine announces every header, then hands over at most 100).
+    pub announced_request_headers: Cell<Option<usize>>,
 }
 
 impl FakeHost {
@@ -233,7 +236,32 @@ impl Host for FakeHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         self.check(Fail::Property)?;
         self.reads.borrow_mut().push(path.join("."));
+        // Kong's engine has no request to read nginx variables from in the root context:
+        // InternalFailure, and an [error] line (ngx_proxy_wasm_properties.c).
+        if self.kong.get() && self.effective.get() == ROOT && path.first() == Some(&"ngx") {
+            return Err(HostError::Failed(
+                "proxy_get_property failed with status 10".into(),
+            ));
+        }
         Ok(self.properties.borrow().get(&path.join(".")).cloned())
+    }
+
+    fn request_header_count(&self) -> usize {
+        self.announced_request_headers.get().unwrap_or_else(|| {
+            self.headers
+                .borrow()
+                .iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .count()
+        })
+    }
+
+    fn call_response_header_count(&self) -> usize {
+        self.call_headers
+            .borrow()
+            .iter()
+            .filter(|(k, _)| !k.starts_with(':'))
+            .count()
     }
 
     fn request_headers(&self) -> Result<Headers, HostError> {
@@ -267,13 +295,19 @@ impl Host for FakeHost {
         body: Option<&[u8]>,
     ) -> Result<(), HostError> {
         self.check(Fail::LocalReply)?;
+        let mut sent: Vec<(String, String)> = Vec::new();
+        for (k, v) in headers {
+            // Kong's engine sets each local-reply header by name: a repeat replaces the
+            // earlier one (ngx_http_wasm_local_response.c, NGX_HTTP_WASM_HEADERS_SET).
+            if self.kong.get() {
+                sent.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
+            }
+            sent.push((k.to_string(), v.to_string()));
+        }
         self.responses.borrow_mut().push(SentResponse {
             context: self.effective.get(),
             status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            headers: sent,
             body: body.map(<[u8]>::to_vec),
         });
         Ok(())
