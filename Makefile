@@ -10,12 +10,22 @@ PY     ?= python3
 # Which toolchain builds the wasm: auto (rustup's target, else Debian's packages), rustup, debian.
 WASM_ROUTE ?= auto
 
-.PHONY: help callgrind build wasm-opt build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean
+.PHONY: help callgrind build wasm-opt build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean kong-validator
+
+# The workplace's shared/ beside the repository (CI lays a read-only copy there); its
+# kong-validator/ runs Kong 3.9.3's own filter-config validation for tests/config_schema.rs.
+CERTBOUND_SHARED ?= $(abspath $(CURDIR)/../shared)
+export CERTBOUND_SHARED
+KONG_VALIDATOR := $(CERTBOUND_SHARED)/kong-validator
+# What its setup.sh apt-installs. Installed here first: setup.sh's own check for a missing
+# package (apt-cache policy | grep -q under pipefail) fails at random on SIGPIPE.
+KONG_VALIDATOR_PKGS := luajit2 libluajit2-5.1-dev lua-yaml lua-rex-pcre2 lua-resty-lrucache lua-penlight gcc make libc6-dev patch
 
 help:
 	@echo "make build          certbound.wasm in $(WASM) (installs the wasm32-wasip1 target itself)"
 	@echo "make test           every test: unit + host-shaped + schema (cargo), clippy, e2e in real Envoy, compose file"
 	@echo "make unit | lint | e2e | compose-check   one part of 'make test'"
+	@echo "make kong-validator Kong 3.9.3's config validation for the tests (\$$CERTBOUND_SHARED/kong-validator, default ../shared)"
 	@echo "make dist           $(DIST)/ with certbound.wasm + certbound.meta.json (mount it as Kong's wasm_filters_path)"
 	@echo "make oci            $(DIST)/oci + $(DIST)/certbound-oci.tar: the filter as an OCI image for Istio / Envoy Gateway, checked (deploy/)"
 	@echo "make demo           IdP + Envoy + upstream on 127.0.0.1 and a narrated stolen-token replay; 'make demo-stop' ends it"
@@ -89,9 +99,29 @@ build-debian:
 test: unit lint build e2e compose-check
 	@echo "==> all tests passed"
 
-unit:
-	@echo "==> cargo test (pure core, host-shaped filter tests, config schema)"
+unit: kong-validator
+	@echo "==> cargo test (pure core, host-shaped filter tests, config schema, Kong's validator)"
 	cargo test --quiet
+
+# Idempotent and cached ($$HOME/.cache/certbound/kong-validator): seconds on a rerun.
+kong-validator:
+	@set -e; \
+	if [ ! -f "$(KONG_VALIDATOR)/setup.sh" ]; then \
+	  echo "no $(KONG_VALIDATOR)/setup.sh: tests/config_schema.rs needs Kong's validator;" \
+	    "put shared/ beside the repository or set CERTBOUND_SHARED to the folder holding kong-validator/" >&2; \
+	  exit 1; \
+	fi; \
+	missing=$$(for p in $(KONG_VALIDATOR_PKGS); do \
+	  [ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || echo $$p; done); \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+	  echo "==> installing for Kong's validator:" $$missing; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  { $$sudo apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	    echo "==> apt-get failed; $(KONG_VALIDATOR)/setup.sh tries its own way"; \
+	fi; \
+	echo "==> Kong's validator: $(KONG_VALIDATOR)/setup.sh"; \
+	bash "$(KONG_VALIDATOR)/setup.sh"
 
 lint: build
 	@echo "==> rustfmt, clippy (native and wasm), -D warnings"

@@ -134,6 +134,8 @@ const KEYWORDS: &[&str] = &[
     "items",
     "minimum",
     "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
     "minLength",
     "maxLength",
     "minItems",
@@ -1193,7 +1195,7 @@ fn type_of(p: &Value) -> String {
             Some(values) => format!("array of {values}"),
             None => format!("array of {}", p["items"]["type"].as_str().unwrap_or("any")),
         },
-        "object" if p["additionalProperties"].is_object() => {
+        "object" if p["additionalProperties"].get("type").is_some() => {
             format!(
                 "object of {}",
                 p["additionalProperties"]["type"].as_str().unwrap_or("any")
@@ -1530,6 +1532,10 @@ fn field_values() -> Vec<(&'static str, Vec<Value>)> {
                 json!({"idp:1": 5}),
                 json!({"": "idp"}),
                 json!({"idp:1": "a b"}),
+                json!({"idp:1": "a:b:80/x"}),
+                json!({"idp:1": "[::1]:80/x"}),
+                json!({"idp:1": "[::1]:80"}),
+                json!({"idp:1": "a/b:80"}),
             ],
         ),
         (
@@ -1640,16 +1646,43 @@ fn set_field(config: &Value, field: &str, value: &Value) -> Value {
     out
 }
 
+/// The generated configurations: each base, then each base with one field set to each of its
+/// values (alone and with each method on its own), labelled by the field they vary.
+fn generated_configurations() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let fields = field_values();
+    for base in bases() {
+        out.push(("(base)".to_string(), base.clone()));
+        for (field, values) in &fields {
+            for value in values {
+                let one = set_field(&base, field, value);
+                out.push((field.to_string(), one.clone()));
+                // And each value next to each method's toggles.
+                for methods in [json!(["bearer"]), json!(["introspection"])] {
+                    out.push((field.to_string(), set_field(&one, "auth_methods", &methods)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The schema (the Rust validator and Kong's own) and the filter agree on thousands of
+/// configurations. With the Rust validator: the same verdict on each generated one. With
+/// Kong's validator (`../shared/kong-validator`, Kong 3.9.3's code), on the generated ones
+/// and on the forms Kong's Lua value model and byte-wise PCRE produce (trailing newlines,
+/// non-ASCII whitespace, invalid UTF-8, `-0`, `1.0`, `1e2`, `[]`/`{}`, huge numbers): a
+/// config Kong accepts loads in the filter from the bytes Kong hands it (else Kong drops
+/// the filter and proxies the route unprotected), and one the filter refuses Kong refuses.
 #[test]
 fn schema_and_filter_agree_on_generated_configurations() {
     let validator = validator();
-    let mut checked = 0;
+    let generated = generated_configurations();
     let mut accepted = 0;
     let mut disagreements = Vec::new();
-    let mut check = |config: &Value| {
+    for (_, config) in &generated {
         let schema_ok = validator.is_valid(config);
         let rust = rust_load(config);
-        checked += 1;
         accepted += usize::from(schema_ok);
         if schema_ok != rust.is_ok() {
             disagreements.push(format!(
@@ -1661,21 +1694,8 @@ fn schema_and_filter_agree_on_generated_configurations() {
                 }
             ));
         }
-    };
-    let fields = field_values();
-    for base in bases() {
-        check(&base);
-        for (field, values) in &fields {
-            for value in values {
-                let one = set_field(&base, field, value);
-                check(&one);
-                // And each value next to each method's toggles.
-                for methods in [json!(["bearer"]), json!(["introspection"])] {
-                    check(&set_field(&one, "auth_methods", &methods));
-                }
-            }
-        }
     }
+    let checked = generated.len();
     assert!(checked > 1000, "{checked}");
     assert!(
         disagreements.is_empty(),
@@ -1684,6 +1704,40 @@ fn schema_and_filter_agree_on_generated_configurations() {
         disagreements[..disagreements.len().min(15)].join("\n")
     );
     eprintln!("{checked} generated configurations, {accepted} accepted by both");
+
+    let mut cases: Vec<KongCase> = generated
+        .iter()
+        .map(|(field, config)| {
+            let what = format!("{field} = {}", config.get(field).unwrap_or(&Value::Null));
+            KongCase::json(field, &what, config.to_string())
+        })
+        .collect();
+    let n_generated = cases.len();
+    cases.extend(value_model_cases());
+    let verdicts = kong_validate(&cases);
+    let report = kong_agreement(&validator, &cases, &verdicts);
+    let kong_accepted = verdicts.iter().filter(|v| v.accepted).count();
+    eprintln!(
+        "Kong's validator: {} configurations ({n_generated} generated, {} value-model cases), \
+         {kong_accepted} accepted, every accepted one loaded from Kong's bytes: {}",
+        cases.len(),
+        cases.len() - n_generated,
+        report.is_empty()
+    );
+    assert!(
+        report.is_empty(),
+        "Kong's validator and the filter disagree on {} configurations, by field:\n{}",
+        report.values().map(Vec::len).sum::<usize>(),
+        report
+            .iter()
+            .map(|(field, lines)| format!(
+                "{field} ({}):\n  {}",
+                lines.len(),
+                lines[..lines.len().min(8)].join("\n  ")
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]
@@ -1725,4 +1779,1064 @@ fn the_reserved_header_pattern_is_the_filters_list() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (f) Kong's own validator: Kong Gateway 3.9.3's filter-config validation run offline by
+// `../shared/kong-validator` (lua-resty-ljsonschema on Lua values, PCRE without UTF mode, and
+// cjson's re-encoding of what it accepted: the bytes the filter gets).
+
+/// One input for Kong's validator: the field it exercises, what it is, and its exact bytes.
+struct KongCase {
+    field: String,
+    what: String,
+    bytes: Vec<u8>,
+    /// Not JSON (RFC 8259) but read by cjson (`0x10`, `+5`, `05`, `5.`): such input never
+    /// reaches the filter itself, only Kong's re-encoding of it.
+    cjson_only: bool,
+}
+
+impl KongCase {
+    fn json(field: &str, what: &str, text: String) -> KongCase {
+        KongCase::bytes(field, what, text.into_bytes())
+    }
+
+    fn bytes(field: &str, what: &str, bytes: Vec<u8>) -> KongCase {
+        KongCase {
+            field: field.to_string(),
+            what: what.to_string(),
+            bytes,
+            cjson_only: false,
+        }
+    }
+}
+
+struct KongVerdict {
+    accepted: bool,
+    /// The bytes Kong hands the filter (`serialize_configuration()`), for an accepted config.
+    emitted: Option<Vec<u8>>,
+}
+
+/// `$CERTBOUND_SHARED`, else `shared/` beside the repository (where CI puts its copy).
+fn shared_dir() -> PathBuf {
+    match std::env::var_os("CERTBOUND_SHARED") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => root().join("../shared"),
+    }
+}
+
+/// Runs Kong's validator once over every case (a few seconds for thousands): the meta.json
+/// `make dist` makes, each case a file, `validate.sh --json --emit`.
+fn kong_validate(cases: &[KongCase]) -> Vec<KongVerdict> {
+    let home = shared_dir().join("kong-validator");
+    let validate = home.join("validate.sh");
+    let set_up = format!(
+        "make kong-validator (runs {}/setup.sh: apt packages and a lua-cjson build, cached)",
+        home.display()
+    );
+    assert!(
+        validate.is_file(),
+        "Kong's validator is not at {}: tests/config_schema.rs needs ../shared/kong-validator \
+         beside the repository (or CERTBOUND_SHARED=<folder holding kong-validator/>), then {set_up}",
+        validate.display()
+    );
+    // one folder per call: tests run in parallel
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kong-validator-{}-{run}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(work.join("in")).unwrap();
+    fs::write(
+        work.join("certbound.meta.json"),
+        format!("{{\"config_schema\": {}}}", schema_text()),
+    )
+    .unwrap();
+    let names: Vec<String> = (0..cases.len())
+        .map(|i| format!("in/{i:05}.json"))
+        .collect();
+    for (name, case) in names.iter().zip(cases) {
+        fs::write(work.join(name), &case.bytes).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let run = std::process::Command::new("bash")
+        .arg(&validate)
+        .args(["--json", "--emit", "out", "certbound.meta.json"])
+        .args(&names)
+        .current_dir(&work)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", validate.display()));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "Kong's validator did not run ({}): {stderr}\nSet it up: {set_up}",
+        run.status
+    );
+    let mut verdicts: Vec<Option<KongVerdict>> = (0..cases.len()).map(|_| None).collect();
+    for line in String::from_utf8_lossy(&run.stdout).lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("validate.sh --json printed {line:?}: {e}"));
+        let file = v["file"].as_str().unwrap();
+        let i: usize = file
+            .strip_prefix("in/")
+            .and_then(|f| f.strip_suffix(".json"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("verdict for an unknown file {file}"));
+        let emitted = v["emitted"]
+            .as_str()
+            .map(|path| fs::read(work.join(path)).unwrap());
+        verdicts[i] = Some(KongVerdict {
+            accepted: v["verdict"] == "accept",
+            emitted,
+        });
+    }
+    eprintln!(
+        "Kong's validator checked {} configurations in {:.1} s",
+        cases.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = fs::remove_dir_all(&work);
+    verdicts
+        .into_iter()
+        .zip(&names)
+        .map(|(v, name)| v.unwrap_or_else(|| panic!("no verdict for {name}: {stderr}")))
+        .collect()
+}
+
+fn show(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text: String = text.chars().take(220).collect();
+    format!("{text:?}")
+}
+
+/// Disagreements, by field: Kong accepts but the filter cannot load Kong's bytes; the filter
+/// refuses a config Kong accepts; the filter reads Kong's bytes otherwise than the user's;
+/// the Rust validator accepts what the filter refuses.
+fn kong_agreement(
+    validator: &jsonschema::Validator,
+    cases: &[KongCase],
+    verdicts: &[KongVerdict],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut report: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (case, kong) in cases.iter().zip(verdicts) {
+        let mut flag = |problem: String| {
+            report
+                .entry(case.field.clone())
+                .or_default()
+                .push(format!("{}: {problem}", case.what));
+        };
+        let on_input = Settings::from_json(&case.bytes);
+        if kong.accepted {
+            let emitted = kong.emitted.as_deref().unwrap_or_default();
+            match Settings::from_json(emitted) {
+                Err(e) => flag(format!(
+                    "FAILS OPEN: Kong accepts, the filter refuses Kong's bytes ({e})"
+                )),
+                Ok(from_kong) => {
+                    if let Ok(from_input) = &on_input {
+                        if format!("{from_kong:?}") != format!("{from_input:?}") {
+                            flag(format!(
+                                "the filter reads Kong's bytes {} otherwise than the input",
+                                show(emitted)
+                            ));
+                        }
+                    }
+                }
+            }
+            if let (Err(e), false) = (&on_input, case.cjson_only) {
+                flag(format!("Kong accepts, the filter refuses it ({e})"));
+            }
+        }
+        if let (Ok(value), Err(e)) = (serde_json::from_slice::<Value>(&case.bytes), &on_input) {
+            if validator.is_valid(&value) {
+                flag(format!(
+                    "the Rust validator accepts, the filter refuses ({e})"
+                ));
+            }
+        }
+    }
+    report
+}
+
+/// A configuration using every field (each method, signed introspection, DPoP with nonces,
+/// the header certificate source), all valid: the value-model cases change one slot of it.
+fn everything() -> Value {
+    let mut c = full();
+    for (k, v) in [
+        ("proof_of_possession_dpop", json!("optional")),
+        ("dpop_use_nonce", json!(true)),
+        ("dpop_nonce_secret", json!("n".repeat(40))),
+        ("dpop_external_url", json!("https://api.example.com")),
+        ("introspection_jwt", json!(true)),
+        (
+            "upstream_introspection_jwt_header",
+            json!("x-introspection-jwt"),
+        ),
+        ("jwks", json!({"keys": [valid_jwk()]})),
+        ("audience_required", json!(["https://api.example"])),
+        ("scopes_required", json!(["accounts:read"])),
+        ("realm", json!("my api")),
+        (
+            "client_certificate",
+            with(
+                header_source("rfc9440"),
+                "crls",
+                json!("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"),
+            ),
+        ),
+    ] {
+        c[k] = v;
+    }
+    c
+}
+
+/// A valid value of each string field the schema has, by slot: `field`, `field[]` (an
+/// array's item), `upstreams{key}`, `upstreams{value}`, `client_certificate.field`.
+fn string_samples() -> Vec<(String, String)> {
+    let everything = everything();
+    let mut out = Vec::new();
+    let cert = &everything["client_certificate"];
+    let schema = schema();
+    let mut visit = |prefix: &str, properties: &Value, config: &Value| {
+        for (name, p) in properties.as_object().unwrap() {
+            let slot = format!("{prefix}{name}");
+            let is_free_string = |p: &Value| p["type"] == "string" && p.get("enum").is_none();
+            if is_free_string(p) {
+                let sample = config[name].as_str();
+                out.push((
+                    slot,
+                    sample
+                        .unwrap_or_else(|| panic!("no sample for {name}"))
+                        .to_string(),
+                ));
+            } else if p["type"] == "array" && is_free_string(&p["items"]) {
+                let sample = config[name][0].as_str();
+                out.push((
+                    format!("{slot}[]"),
+                    sample
+                        .unwrap_or_else(|| panic!("no sample for {name}"))
+                        .to_string(),
+                ));
+            } else if p.get("patternProperties").is_some() {
+                let (key, value) = config[name].as_object().unwrap().iter().next().unwrap();
+                out.push((format!("{slot}{{key}}"), key.clone()));
+                out.push((
+                    format!("{slot}{{value}}"),
+                    value.as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    };
+    visit("", &schema["properties"], &everything);
+
+    visit(
+        "client_certificate.",
+        &schema["properties"]["client_certificate"]["properties"],
+        cert,
+    );
+    // a /0 block is refused, whatever White_Space follows it
+    out.push((
+        "client_certificate.trusted_ips[]".to_string(),
+        "10.0.0.1/0".to_string(),
+    ));
+    out
+}
+
+/// A JSON string that stands for the slot being varied, replaced by raw bytes afterwards.
+const SLOT: &str = "\u{1}slot\u{1}";
+
+/// `everything()` with `slot` holding SLOT.
+fn with_slot(slot: &str) -> Value {
+    let marker = json!(SLOT);
+    let base = everything();
+    if let Some(field) = slot.strip_suffix("{key}") {
+        return with(base, field, json!({ SLOT: "idp" }));
+    }
+    if let Some(field) = slot.strip_suffix("{value}") {
+        return with(base, field, json!({ "idp.example:8443": SLOT }));
+    }
+    if let Some(field) = slot.strip_suffix("[]") {
+        return with(base, field, json!([marker]));
+    }
+    with(base, slot, marker)
+}
+
+/// The text of `config` with its SLOT replaced by `raw` (any bytes, JSON or not).
+fn fill(config: &Value, raw: &[u8]) -> Vec<u8> {
+    let text = config.to_string();
+    let marker = serde_json::to_string(SLOT).unwrap();
+    let (before, after) = text.split_once(&marker).unwrap();
+    [before.as_bytes(), raw, after.as_bytes()].concat()
+}
+
+/// The inside of a JSON string literal for `s`.
+fn escaped(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// String literals (raw bytes, quotes included) around a valid `sample`: trailing and leading
+/// newlines, whitespace outside ASCII and other characters Rust, PCRE and ECMA-262 class
+/// differently, invalid UTF-8 (cjson passes it through), a lone surrogate.
+fn string_variants(sample: &str) -> Vec<(String, Vec<u8>)> {
+    let mid = sample
+        .char_indices()
+        .nth(sample.chars().count() / 2)
+        .map_or(sample.len(), |(i, _)| i);
+    let (head, tail) = (escaped(&sample[..mid]), escaped(&sample[mid..]));
+    let s = escaped(sample);
+    let lit = |inner: String| format!("\"{inner}\"").into_bytes();
+    let mut out = vec![
+        ("as is".to_string(), lit(s.clone())),
+        ("trailing \\n".to_string(), lit(format!("{s}\\n"))),
+        ("trailing \\n\\n".to_string(), lit(format!("{s}\\n\\n"))),
+        ("trailing \\r\\n".to_string(), lit(format!("{s}\\r\\n"))),
+        ("leading \\n".to_string(), lit(format!("\\n{s}"))),
+        ("inner \\n".to_string(), lit(format!("{head}\\n{tail}"))),
+        ("trailing space".to_string(), lit(format!("{s} "))),
+        ("empty".to_string(), lit(String::new())),
+        ("\\n alone".to_string(), lit("\\n".to_string())),
+        (
+            "raw NBSP after".to_string(),
+            [lit(s.clone()).as_slice()]
+                .concat()
+                .into_iter()
+                .take(s.len() + 1)
+                .chain("\u{a0}\"".bytes())
+                .collect(),
+        ),
+        ("é after".to_string(), lit(format!("{s}\\u00e9"))),
+        ("raw é after".to_string(), lit(format!("{s}é"))),
+        (
+            "lone surrogate after".to_string(),
+            lit(format!("{s}\\ud800")),
+        ),
+    ];
+    for (name, ch) in [
+        ("NBSP", "\\u00a0"),
+        ("U+3000", "\\u3000"),
+        ("U+001C", "\\u001c"),
+        ("U+2028", "\\u2028"),
+        ("U+0085", "\\u0085"),
+        ("U+FEFF", "\\ufeff"),
+        ("U+2009", "\\u2009"),
+        ("U+180E", "\\u180e"),
+        ("VT", "\\u000b"),
+        ("tab", "\\t"),
+        ("NUL", "\\u0000"),
+    ] {
+        out.push((format!("{name} after"), lit(format!("{s}{ch}"))));
+        out.push((format!("{name} before"), lit(format!("{ch}{s}"))));
+        out.push((format!("{name} inside"), lit(format!("{head}{ch}{tail}"))));
+        out.push((format!("{name} alone"), lit(ch.to_string())));
+        out.push((format!("{name} twice alone"), lit(format!("{ch}{ch}"))));
+    }
+    for (name, bytes) in [
+        ("invalid UTF-8 \\xff after", b"\xff".as_slice()),
+        ("truncated UTF-8 \\xc2 after", b"\xc2"),
+        ("truncated UTF-8 \\xe2\\x80 after", b"\xe2\x80"),
+        ("lone continuation \\xa0 after", b"\xa0"),
+        ("lone continuation \\x85 after", b"\x85"),
+    ] {
+        let mut v = format!("\"{s}").into_bytes();
+        v.extend_from_slice(bytes);
+        v.push(b'"');
+        out.push((name.to_string(), v));
+        let mut v = b"\"".to_vec();
+        v.extend_from_slice(bytes);
+        v.extend_from_slice(format!("{s}\"").as_bytes());
+        out.push((name.replace("after", "before"), v));
+        out.push((
+            name.replace("after", "alone"),
+            [b"\"", bytes, b"\""].concat(),
+        ));
+    }
+    out
+}
+
+/// Number literals for an integer field of `min..=max`: Kong has one number type (a double;
+/// "integer" means no fractional part) and re-encodes with 16 significant digits.
+fn number_variants(min: u64, max: u64) -> Vec<(String, String, bool)> {
+    let mut out: Vec<(String, String, bool)> = [
+        "-0".to_string(),
+        "-0.0".to_string(),
+        "-0e0".to_string(),
+        "-1e-400".to_string(),
+        "1e-400".to_string(),
+        format!("{min}.0"),
+        format!("{max}.0"),
+        format!("{max}e0"),
+        format!("{max}E+0"),
+        format!("{max}.0000000000000001"),
+        format!("{max}.000000001"),
+        format!("{}.0", max + 1),
+        format!("{min}.5"),
+        format!("{}e-1", max * 10),
+        "1e2".to_string(),
+        "1E2".to_string(),
+        "100.0e0".to_string(),
+        "1e400".to_string(),
+        "-1e400".to_string(),
+        "9007199254740993".to_string(),
+        "18446744073709551615".to_string(),
+        "18446744073709551616".to_string(),
+        "1e19".to_string(),
+        "-9007199254740993".to_string(),
+        format!("-{max}"),
+        "NaN".to_string(),
+        "Infinity".to_string(),
+        "null".to_string(),
+        "true".to_string(),
+        "\"1\"".to_string(),
+        "[]".to_string(),
+        "{}".to_string(),
+    ]
+    .into_iter()
+    .map(|n| (n.clone(), n, false))
+    .collect();
+    let mut exponent = max;
+    let mut e = 0;
+    while exponent % 10 == 0 && exponent > 0 {
+        exponent /= 10;
+        e += 1;
+        out.push((format!("{exponent}e{e}"), format!("{exponent}e{e}"), false));
+    }
+    // cjson reads these; they are not JSON.
+    for n in [
+        "0x10".to_string(),
+        format!("+{min}"),
+        format!("0{max}"),
+        format!("{max}."),
+    ] {
+        out.push((n.clone(), n, true));
+    }
+    out
+}
+
+/// Everything Kong's value model and PCRE do differently from JSON and ECMA-262, one slot at
+/// a time, in `everything()`: string forms in every string field, number forms in every
+/// integer field, `[]`/`{}` in every object/array field, and whole-config oddities.
+fn value_model_cases() -> Vec<KongCase> {
+    let mut cases = Vec::new();
+    let base = everything();
+    assert!(
+        rust_load(&base).is_ok() && validator().is_valid(&base),
+        "everything() must be valid"
+    );
+    for (slot, sample) in string_samples() {
+        let config = with_slot(&slot);
+        for (what, literal) in string_variants(&sample) {
+            cases.push(KongCase::bytes(&slot, &what, fill(&config, &literal)));
+        }
+        for (what, literal) in [
+            ("null", "null"),
+            ("a number", "1"),
+            ("[]", "[]"),
+            ("{}", "{}"),
+        ] {
+            cases.push(KongCase::bytes(
+                &slot,
+                what,
+                fill(&config, literal.as_bytes()),
+            ));
+        }
+    }
+    // dpop_nonce_secret's minLength counts characters; ljsonschema counts bytes in a string
+    // that is not valid UTF-8.
+    let secret = with_slot("dpop_nonce_secret");
+    for (what, literal) in [
+        (
+            "31 + \\xff",
+            [b"\"".as_slice(), &[b'a'; 31], b"\xff\""].concat(),
+        ),
+        (
+            "30 + \\xe2\\x80",
+            [b"\"".as_slice(), &[b'a'; 30], b"\xe2\x80\""].concat(),
+        ),
+        (
+            "16 x \\xe9\\xff",
+            [b"\"".as_slice(), &b"\xe9\xff".repeat(16), b"\""].concat(),
+        ),
+        (
+            "30 + \\u00e9 + \\xff",
+            [b"\"".as_slice(), &[b'a'; 30], b"\\u00e9\xff\""].concat(),
+        ),
+        (
+            "29 + \\u20ac + \\xff",
+            [b"\"".as_slice(), &[b'a'; 29], b"\\u20ac\xff\""].concat(),
+        ),
+        (
+            "28 + \\ud83d\\ude00 + \\xff",
+            [b"\"".as_slice(), &[b'a'; 28], b"\\ud83d\\ude00\xff\""].concat(),
+        ),
+        (
+            "31 + é (32 bytes)",
+            format!("\"{}é\"", "a".repeat(31)).into_bytes(),
+        ),
+        ("16 x é", format!("\"{}\"", "é".repeat(16)).into_bytes()),
+        ("32 x é", format!("\"{}\"", "é".repeat(32)).into_bytes()),
+        (
+            "31 + \\u0000",
+            format!("\"{}\\u0000\"", "a".repeat(31)).into_bytes(),
+        ),
+    ] {
+        cases.push(KongCase::bytes(
+            "dpop_nonce_secret",
+            what,
+            fill(&secret, &literal),
+        ));
+    }
+    let schema = schema();
+    for (name, p) in schema["properties"].as_object().unwrap() {
+        let config = with_slot(name);
+        if p["type"] == "integer" {
+            let (min, max) = (
+                p["minimum"].as_u64().unwrap(),
+                p["maximum"].as_u64().unwrap(),
+            );
+            for (what, literal, cjson_only) in number_variants(min, max) {
+                let mut case = KongCase::bytes(name, &what, fill(&config, literal.as_bytes()));
+                case.cjson_only = cjson_only;
+                cases.push(case);
+            }
+        }
+        let shapes: &[&str] = match p["type"].as_str().unwrap() {
+            "object" => &["[]", "{}", "[{}]", "[[]]", "null", "\"\"", "[1]"],
+            "array" => &[
+                "{}",
+                "[]",
+                "[{}]",
+                "[[]]",
+                "[{}, []]",
+                "null",
+                "{\"a\": 1}",
+                "{\"1\": \"sub\"}",
+            ],
+            "boolean" => &["0", "1", "[]", "{}", "\"true\"", "null", "-0"],
+            _ => &["[]", "{}", "null"],
+        };
+        for shape in shapes {
+            cases.push(KongCase::bytes(
+                name,
+                shape,
+                fill(&config, shape.as_bytes()),
+            ));
+        }
+    }
+    // Containers inside containers.
+    for (slot, shapes) in [
+        (
+            "jwks",
+            vec![
+                r#"{"keys": {}}"#,
+                r#"{"keys": []}"#,
+                r#"{"keys": [[]]}"#,
+                r#"{"keys": [{}]}"#,
+                r#"{"keys": [[], {}]}"#,
+                r#"{"keys": [[1]]}"#,
+                r#"{"keys": {"a": 1}}"#,
+                r#"{"keys": [{"kty": "EC", "x": []}]}"#,
+                r#"{"keys": [{"kty": "RSA", "n": 123456789012345678901234567890, "e": 1e400}]}"#,
+                r#"{"keys": [], "x": []}"#,
+                r#"{"keys": [{"kty": "RSA", "e": 1.7976931348623157e308}]}"#,
+                r#"{"keys": [{"kty": "RSA", "e": NaN, "f": -Infinity}]}"#,
+                r#"{"keys": [{"kty": "RSA", "e": 1e308, "f": -1e308, "g": 5e-324}]}"#,
+            ],
+        ),
+        (
+            "upstreams",
+            vec![
+                r#"{"idp.example:8443": []}"#,
+                r#"{"idp.example:8443": {}}"#,
+                r#"{"idp.example:8443": "idp", "idp.example:8443": "other"}"#,
+            ],
+        ),
+        (
+            "client_certificate",
+            vec![
+                r#"{"source": "connection", "trusted_ips": {}}"#,
+                r#"{"source": "connection", "trusted_ips": []}"#,
+                r#"{"source": "connection", "trusted_ips": [[]]}"#,
+                r#"{"source": "header", "header": "client-cert", "format": "rfc9440", "trusted_ips": {}, "ca_certificates": "-----BEGIN CERTIFICATE-----"}"#,
+                r#"{"source": "connection", "allow_partial_chain": []}"#,
+            ],
+        ),
+    ] {
+        let config = with_slot(slot);
+        for shape in shapes {
+            cases.push(KongCase::bytes(
+                slot,
+                shape,
+                fill(&config, shape.as_bytes()),
+            ));
+        }
+    }
+    // The whole configuration.
+    let text = base.to_string();
+    let inner = &text[1..text.len() - 1];
+    for (what, bytes) in [
+        ("[]", "[]".to_string()),
+        ("{}", "{}".to_string()),
+        ("null", "null".to_string()),
+        ("a string", format!("{:?}", text)),
+        (
+            "leeway twice, the last valid",
+            format!(r#"{{"leeway": 601, {inner}, "leeway": 5}}"#),
+        ),
+        (
+            "leeway twice, the last invalid",
+            format!(r#"{{"leeway": 5, {inner}, "leeway": 601}}"#),
+        ),
+        (
+            "issuer twice, the last blank",
+            format!(r#"{{{inner}, "issuer": " "}}"#),
+        ),
+        ("trailing newline after the object", format!("{text}\n")),
+        ("BOM before the object", format!("\u{feff}{text}")),
+        ("an unknown field", format!(r#"{{{inner}, "leewy": 5}}"#)),
+        (
+            "an unknown field with invalid UTF-8",
+            format!(r#"{{{inner}, "x"#),
+        ),
+    ] {
+        let mut bytes = bytes.into_bytes();
+        if what.ends_with("invalid UTF-8") {
+            bytes.extend_from_slice(b"\xff\": 1}");
+        }
+        cases.push(KongCase::bytes("(whole config)", what, bytes));
+    }
+    cases
+}
+
+/// How a configuration must fare.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Expect {
+    /// Accepted by the Rust validator (when it is JSON), Kong and the filter.
+    Accept,
+    /// One of Kong's forms: accepted by Kong and the filter; the Rust validator, reading it
+    /// as JSON, may refuse it (`1.0` is no draft-4 integer, `[]` no object).
+    KongForm,
+    /// Refused by all three.
+    Refuse,
+}
+
+/// Each case through Kong's validator, the filter (on the input and on Kong's bytes) and
+/// the Rust validator, against what it must give.
+#[track_caller]
+fn assert_everywhere(cases: &[(&str, Vec<u8>, Expect)]) {
+    let validator = validator();
+    let kong_cases: Vec<KongCase> = cases
+        .iter()
+        .map(|(what, bytes, _)| KongCase::bytes("", what, bytes.clone()))
+        .collect();
+    let verdicts = kong_validate(&kong_cases);
+    let mut wrong = Vec::new();
+    for ((what, bytes, expect), kong) in cases.iter().zip(&verdicts) {
+        let accept = *expect != Expect::Refuse;
+        let on_input = Settings::from_json(bytes);
+        let rust_schema = serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .map(|v| validator.is_valid(&v));
+        let mut problems = Vec::new();
+        if kong.accepted != accept {
+            problems.push(format!("Kong accepts: {}", kong.accepted));
+        }
+        if on_input.is_ok() != accept {
+            problems.push(format!("the filter: {:?}", on_input.as_ref().err()));
+        }
+        if kong.accepted {
+            if let Err(e) = Settings::from_json(kong.emitted.as_deref().unwrap_or_default()) {
+                problems.push(format!("the filter refuses Kong's bytes: {e}"));
+            }
+        }
+        match (expect, rust_schema) {
+            (Expect::Accept, Some(false)) => problems.push("the Rust validator refuses".into()),
+            (Expect::Refuse, Some(true)) => problems.push("the Rust validator accepts".into()),
+            _ => {}
+        }
+        if !problems.is_empty() {
+            wrong.push(format!("{what} ({expect:?}): {}", problems.join("; ")));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// `everything()` with `slot` (as `with_slot` names it) holding the raw JSON `literal`.
+fn slot_bytes(slot: &str, literal: &[u8]) -> Vec<u8> {
+    fill(&with_slot(slot), literal)
+}
+
+#[test]
+fn kong_a_trailing_newline_is_refused_by_every_pattern() {
+    // PCRE's `$` matches before a final newline: each anchored pattern ends `$(?!\n)`.
+    let mut cases = Vec::new();
+    for (slot, value) in [
+        ("realm", "api"),
+        ("scopes_required[]", "accounts:read"),
+        ("upstream_headers_names[]", "x-authenticated-sub"),
+        ("upstream_introspection_jwt_header", "x-jwt"),
+        ("client_certificate.header", "client-cert"),
+        ("jwks_endpoint", "https://idp.example:8443/jwks"),
+        (
+            "introspection_endpoint",
+            "https://idp.example:8443/introspect",
+        ),
+        ("dpop_external_url", "https://api.example.com"),
+        ("upstreams{key}", "idp.example:8443"),
+        ("upstreams{value}", "idp"),
+    ] {
+        cases.push((
+            slot,
+            slot_bytes(slot, format!("\"{value}\"").as_bytes()),
+            Expect::Accept,
+        ));
+        cases.push((
+            slot,
+            slot_bytes(slot, format!("\"{value}\\n\"").as_bytes()),
+            Expect::Refuse,
+        ));
+    }
+    // Where a newline is no problem, it still passes.
+    let pem = format!("{CA_PEM}\n");
+    cases.push((
+        "ca_certificates",
+        slot_bytes(
+            "client_certificate.ca_certificates",
+            json!(pem).to_string().as_bytes(),
+        ),
+        Expect::Accept,
+    ));
+    cases.push((
+        "issuer",
+        slot_bytes("issuer", b"\"https://idp\\n\""),
+        Expect::Accept,
+    ));
+    assert_everywhere(&cases);
+}
+
+#[test]
+fn kong_white_space_outside_ascii_is_white_space_in_every_engine() {
+    // PCRE without UTF mode runs `\S` and `[^\s]` byte by byte; the filter trims Unicode
+    // White_Space. The schema lists White_Space itself, as literal characters.
+    let mut cases = Vec::new();
+    for slot in ["issuer", "client_id", "client_secret"] {
+        for (literal, expect) in [
+            ("\"\\u00a0\"", Expect::Refuse),
+            ("\"\\u3000\\u2028\"", Expect::Refuse),
+            ("\" \\u0085\\t\\u205f\"", Expect::Refuse),
+            ("\"\u{a0}\"", Expect::Refuse),
+            ("\"\"", Expect::Refuse),
+            ("\"\\u00a0x\"", Expect::Accept),
+            ("\"x\\u3000\"", Expect::Accept),
+            ("\"é\"", Expect::Accept),
+            // not White_Space for Rust (ECMA-262's \s has U+FEFF, Python's U+001C)
+            ("\"\\u001c\"", Expect::Accept),
+            ("\"\\ufeff\"", Expect::Accept),
+            ("\"\\u180e\"", Expect::Accept),
+        ] {
+            cases.push((slot, slot_bytes(slot, literal.as_bytes()), expect));
+        }
+    }
+    for (slot, literal, expect) in [
+        ("upstreams{key}", "\"idp\\u00a0:8443\"", Expect::Refuse),
+        ("upstreams{key}", "\"\\u2028\"", Expect::Refuse),
+        ("upstreams{key}", "\"idpé:8443\"", Expect::Accept),
+        ("upstreams{value}", "\"i\\u3000dp\"", Expect::Refuse),
+        ("upstreams{value}", "\"idp\\u0085\"", Expect::Refuse),
+        (
+            "upstreams{value}",
+            "\"outbound|443||idp.example\"",
+            Expect::Accept,
+        ),
+        ("upstreams{value}", "\"idp\\u001c\"", Expect::Accept),
+        (
+            "client_certificate.trusted_ips[]",
+            "\"10.0.0.1/0\\u00a0\"",
+            Expect::Refuse,
+        ),
+        (
+            "client_certificate.trusted_ips[]",
+            "\"10.0.0.1/00 \\u3000\"",
+            Expect::Refuse,
+        ),
+        (
+            "client_certificate.trusted_ips[]",
+            "\"10.0.0.0/8\\u00a0\"",
+            Expect::Accept,
+        ),
+    ] {
+        cases.push((slot, slot_bytes(slot, literal.as_bytes()), expect));
+    }
+    assert_everywhere(&cases);
+}
+
+#[test]
+fn upstream_values_with_a_path_are_refused_whatever_the_host() {
+    let mut cases = Vec::new();
+    for (value, expect) in [
+        ("a:b:80/x", Expect::Refuse),
+        ("[::1]:80/x", Expect::Refuse),
+        ("10.0.0.5:80/", Expect::Refuse),
+        ("[::1]:80", Expect::Accept),
+        ("a/b:80", Expect::Accept),
+        ("outbound|443||idp.example", Expect::Accept),
+    ] {
+        let bytes = slot_bytes("upstreams{value}", json!(value).to_string().as_bytes());
+        cases.push((value, bytes, expect));
+    }
+    assert_everywhere(&cases);
+}
+
+#[test]
+fn kong_whole_numbers_are_integers() {
+    // Kong has one number type: "integer" is "no fractional part", and Kong hands the
+    // filter `1`, `100`, `-0`.
+    let mut cases = Vec::new();
+    for (field, literal, expect) in [
+        ("leeway", "30", Expect::Accept),
+        ("leeway", "-0", Expect::KongForm),
+        ("leeway", "-0.0", Expect::KongForm),
+        ("leeway", "1.0", Expect::KongForm),
+        ("leeway", "6e2", Expect::KongForm),
+        ("leeway", "600.0000000000000001", Expect::KongForm),
+        ("cache_max_entries", "1e6", Expect::KongForm),
+        ("dpop_replay_cache_entries", "1.6e1", Expect::KongForm),
+        ("leeway", "1.5", Expect::Refuse),
+        ("leeway", "-1", Expect::Refuse),
+        ("leeway", "601.0", Expect::Refuse),
+        ("leeway", "6.01e2", Expect::Refuse),
+        ("leeway", "1e400", Expect::Refuse),
+        ("cache_max_entries", "1e7", Expect::Refuse),
+        ("cache_max_entries", "18446744073709551616", Expect::Refuse),
+        ("http_timeout", "-0", Expect::Refuse),
+    ] {
+        cases.push((field, slot_bytes(field, literal.as_bytes()), expect));
+    }
+    assert_everywhere(&cases);
+    let s = Settings::from_json(&slot_bytes("leeway", b"-0")).unwrap();
+    assert_eq!(s.leeway, 0);
+    let s = Settings::from_json(&slot_bytes("leeway", b"6e2")).unwrap();
+    assert_eq!(s.leeway, 600);
+}
+
+#[test]
+fn kong_empty_tables_are_empty_objects_and_arrays() {
+    let cert = |value: &str| slot_bytes("client_certificate", value.as_bytes());
+    let jwks = |value: &str| slot_bytes("jwks", value.as_bytes());
+    assert_everywhere(&[
+        (
+            "upstreams []",
+            slot_bytes("upstreams", b"[]"),
+            Expect::KongForm,
+        ),
+        (
+            "upstreams [1]",
+            slot_bytes("upstreams", b"[1]"),
+            Expect::Refuse,
+        ),
+        ("client_certificate []", cert("[]"), Expect::KongForm),
+        ("client_certificate [1]", cert("[1]"), Expect::Refuse),
+        (
+            "jwks keys [[]]",
+            jwks(r#"{"keys": [[]]}"#),
+            Expect::KongForm,
+        ),
+        (
+            "jwks keys [[], {}]",
+            jwks(r#"{"keys": [[], {}]}"#),
+            Expect::KongForm,
+        ),
+        (
+            "jwks keys [[1]]",
+            jwks(r#"{"keys": [[1]]}"#),
+            Expect::Refuse,
+        ),
+        ("jwks []", jwks("[]"), Expect::Refuse),
+        (
+            "audience_required {}",
+            slot_bytes("audience_required", b"{}"),
+            Expect::KongForm,
+        ),
+        (
+            "audience_required {\"a\": 1}",
+            slot_bytes("audience_required", br#"{"a": 1}"#),
+            Expect::Refuse,
+        ),
+    ]);
+    // An empty table where the default is empty is no setting: no "not used" warning.
+    let connection = |trusted: &str| {
+        rust_load(
+            &serde_json::from_str::<Value>(&format!(
+                r#"{{"issuer": "https://idp", "jwks_endpoint": "https://idp/jwks",
+                "client_certificate": {{"source": "connection", "trusted_ips": {trusted}}}}}"#
+            ))
+            .unwrap(),
+        )
+        .unwrap()
+        .warnings
+    };
+    assert_eq!(connection("{}"), connection("[]"));
+    assert!(connection("{}").is_empty(), "{:?}", connection("{}"));
+    assert!(!connection(r#"["10.0.0.1"]"#).is_empty());
+}
+
+#[test]
+fn kong_strings_that_are_not_utf8_load_as_kong_checked_them() {
+    // cjson passes a string that is not UTF-8 through; Kong's patterns then see its bytes and
+    // minLength counts them. The filter reads each byte outside ASCII as U+FFFD.
+    let raw = |slot: &str, bytes: &[u8]| slot_bytes(slot, &[b"\"", bytes, b"\""].concat());
+    let secret =
+        |ascii: usize, tail: &[u8]| raw("dpop_nonce_secret", &[&b"n".repeat(ascii), tail].concat());
+    assert_everywhere(&[
+        ("issuer x\\xff", raw("issuer", b"x\xff"), Expect::KongForm),
+        (
+            "client_secret \\xc2",
+            raw("client_secret", b"\xc2"),
+            Expect::KongForm,
+        ),
+        (
+            "upstreams key \\xa0",
+            raw("upstreams{key}", b"idp\xa0"),
+            Expect::KongForm,
+        ),
+        (
+            "upstreams value \\x85",
+            raw("upstreams{value}", b"idp\x85"),
+            Expect::KongForm,
+        ),
+        (
+            "trusted_ips /0\\x85",
+            raw("client_certificate.trusted_ips[]", b"10.0.0.1/0\x85"),
+            Expect::KongForm,
+        ),
+        ("realm \\xff", raw("realm", b"api\xff"), Expect::Refuse),
+        (
+            "scope \\xe2\\x80",
+            raw("scopes_required[]", b"a\xe2\x80"),
+            Expect::Refuse,
+        ),
+        (
+            "header name \\xff",
+            raw("upstream_headers_names[]", b"x-a\xff"),
+            Expect::Refuse,
+        ),
+        (
+            "endpoint \\xff",
+            raw("jwks_endpoint", b"https://idp/\xff"),
+            Expect::Refuse,
+        ),
+        // minLength 32: the bytes of a string that is not UTF-8
+        ("secret 31 + \\xff", secret(31, b"\xff"), Expect::KongForm),
+        ("secret 30 + \\xff", secret(30, b"\xff"), Expect::Refuse),
+        (
+            "secret 30 + \\xe2\\x80",
+            secret(30, b"\xe2\x80"),
+            Expect::KongForm,
+        ),
+        (
+            "secret 29 + \\xe2\\x80",
+            secret(29, b"\xe2\x80"),
+            Expect::Refuse,
+        ),
+        (
+            "secret 30 + \\u00e9\\xff",
+            secret(30, b"\\u00e9\xff"),
+            Expect::KongForm,
+        ),
+        (
+            "secret 28 + \\u00e9\\xff",
+            secret(28, b"\\u00e9\xff"),
+            Expect::Refuse,
+        ),
+        (
+            "secret 27 + \\ud83d\\ude00\\xff",
+            secret(27, b"\\ud83d\\ude00\xff"),
+            Expect::KongForm,
+        ),
+        (
+            "secret 26 + \\ud83d\\ude00\\xff",
+            secret(26, b"\\ud83d\\ude00\xff"),
+            Expect::Refuse,
+        ),
+        (
+            "secret 31 + \\ud800\\xff",
+            secret(31, b"\\ud800\xff"),
+            Expect::Refuse,
+        ),
+        // valid UTF-8 counts characters everywhere
+        (
+            "secret 16 x é",
+            raw("dpop_nonce_secret", "é".repeat(16).as_bytes()),
+            Expect::Refuse,
+        ),
+        (
+            "secret 32 x é",
+            raw("dpop_nonce_secret", "é".repeat(32).as_bytes()),
+            Expect::Accept,
+        ),
+    ]);
+    let s = Settings::from_json(&raw("issuer", b"x\xff\xc3\xa9")).unwrap();
+    assert_eq!(s.bearer.unwrap().issuer, "x\u{fffd}\u{fffd}\u{fffd}");
+}
+
+#[test]
+fn kong_numbers_in_jwks_must_be_finite() {
+    // Kong reads NaN, Infinity and 1e400 and then cannot encode them: it would hand the
+    // filter no configuration. The schema refuses them; finite numbers pass.
+    let jwks = |value: &str| slot_bytes("jwks", value.as_bytes());
+    assert_everywhere(&[
+        (
+            "e 1e400",
+            jwks(r#"{"keys": [{"kty": "RSA", "e": 1e400}]}"#),
+            Expect::Refuse,
+        ),
+        (
+            "e -1e400",
+            jwks(r#"{"keys": [{"kty": "RSA", "e": -1e400}]}"#),
+            Expect::Refuse,
+        ),
+        (
+            "NaN",
+            jwks(r#"{"keys": [{"kty": "RSA", "e": NaN}]}"#),
+            Expect::Refuse,
+        ),
+        (
+            "Infinity deep",
+            jwks(r#"{"keys": [{"kty": "RSA", "oth": [{"r": Infinity}]}]}"#),
+            Expect::Refuse,
+        ),
+        (
+            "beside keys",
+            jwks(r#"{"keys": [], "x": [-Infinity]}"#),
+            Expect::Refuse,
+        ),
+        (
+            "a huge finite number",
+            jwks(r#"{"keys": [{"kty": "RSA", "e": 123456789012345678901234567890}]}"#),
+            Expect::Accept,
+        ),
+        (
+            "1e308 either way",
+            jwks(r#"{"keys": [{"kty": "RSA", "e": 1e308, "f": -1e308}]}"#),
+            Expect::Accept,
+        ),
+        (
+            // finite, but Kong's 16 digits make it 1.797693134862316e308: infinite
+            "the largest double",
+            jwks(r#"{"keys": [{"kty": "RSA", "e": 1.7976931348623157e308}]}"#),
+            Expect::Refuse,
+        ),
+        (
+            "past -1e308",
+            jwks(r#"{"keys": [{"kty": "RSA", "e": -1.00000000000001e308}]}"#),
+            Expect::Refuse,
+        ),
+        (
+            "numbers and strings",
+            jwks(
+                r#"{"keys": [{"kty": "EC", "x": 0, "y": -0, "z": [1.5, "a", null, true]}], "n": 5}"#,
+            ),
+            Expect::Accept,
+        ),
+    ]);
 }

@@ -9,6 +9,7 @@
 //! field the other settings leave unused is a warning logged once at start-up, and is always
 //! resolved toward refusing more requests, never fewer.
 
+mod kong;
 mod raw;
 
 use std::fmt;
@@ -568,11 +569,12 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ConfigError> {
             "the configuration is empty; it must be a JSON object",
         ));
     }
-    let value: Value = serde_json::from_slice(bytes)
+    let mut value: Value = serde_json::from_slice(&kong::utf8_strings(bytes))
         .map_err(|e| ConfigError::new("", format!("not JSON: {e}")))?;
     if !value.is_object() {
         return Err(ConfigError::new("", "must be a JSON object"));
     }
+    kong::empty_tables(&mut value);
     Ok(value)
 }
 
@@ -601,6 +603,12 @@ impl RawConfig {
 /// The shape the schema gives `jwks`: an object with a `keys` array of at most 64 objects
 /// (`{}` for an empty array: Kong's Lua encoding).
 fn check_jwks_shape(jwks: &Value) -> Result<(), ConfigError> {
+    if !numbers_within(jwks, MAX_JWKS_NUMBER) {
+        return Err(ConfigError::new(
+            "jwks",
+            "holds a number beyond -1e308 to 1e308 (Kong cannot hand it over)",
+        ));
+    }
     let keys = match jwks.as_object().map(|o| o.get("keys")) {
         None => return Err(ConfigError::new("jwks", "must be a JSON object")),
         Some(None) => return Err(ConfigError::new("jwks", "must have a \"keys\" array")),
@@ -619,6 +627,20 @@ fn check_jwks_shape(jwks: &Value) -> Result<(), ConfigError> {
             None => Ok(()),
         },
         _ => Err(ConfigError::new("jwks.keys", "must be an array")),
+    }
+}
+
+/// The schema's bound on the numbers of `jwks` (`#/definitions/finite`): Kong re-encodes a
+/// number with 16 digits, which makes the largest doubles infinite, and then hands the filter
+/// no configuration.
+const MAX_JWKS_NUMBER: f64 = 1e308;
+
+fn numbers_within(value: &Value, max: f64) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64().is_some_and(|f| f.abs() <= max),
+        Value::Array(items) => items.iter().all(|v| numbers_within(v, max)),
+        Value::Object(members) => members.values().all(|v| numbers_within(v, max)),
+        _ => true,
     }
 }
 

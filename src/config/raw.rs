@@ -123,6 +123,7 @@ pub struct RawConfig {
     /// Seconds a DPoP proof is accepted after its `iat` (plus `leeway`); its `jti` is remembered
     /// that long (see `dpop_replay_cache_entries`), so a proof is accepted once. 1 to 3600.
     /// Default: 300.
+    #[serde(deserialize_with = "whole")]
     pub dpop_proof_lifetime: u64,
     /// How many DPoP proofs can be remembered at once for replay detection: each for
     /// `dpop_proof_lifetime` + `leeway` seconds (at most 120 s with `dpop_use_nonce`), in shared
@@ -131,6 +132,7 @@ pub struct RawConfig {
     /// your peak DPoP request rate times that time. Changing it starts an empty cache (for one
     /// proof lifetime a proof used before the change could be used once more). About 30 bytes per
     /// entry. 16 to 10000000. Default: 131072.
+    #[serde(deserialize_with = "whole")]
     pub dpop_replay_cache_entries: u32,
     /// Signature algorithms accepted for DPoP proofs (asymmetric only: `none` and HMAC never),
     /// advertised in the `DPoP` challenge's `algs`. At least one. Default: `["ES256", "ES384",
@@ -183,6 +185,7 @@ pub struct RawConfig {
     pub scopes_required: Vec<String>,
     /// Clock skew tolerated, in seconds, either way on `exp`, `nbf` and `iat` (JWT claims and
     /// introspection response members). At most 600. Default: 60.
+    #[serde(deserialize_with = "whole")]
     pub leeway: u64,
     /// When true, a JWT must have the header `typ: at+jwt` (RFC 9068; `application/at+jwt` too,
     /// case-insensitive). When false, `typ: JWT` or no `typ` is accepted too, for IdPs that do not
@@ -209,11 +212,13 @@ pub struct RawConfig {
     /// or `introspection_jwt`, `jwks` or `jwks_endpoint` (or both) is required. No default.
     pub jwks_endpoint: Option<String>,
     /// Seconds between periodic fetches of `jwks_endpoint`. 10 to 604800. Default: 600.
+    #[serde(deserialize_with = "whole")]
     pub jwks_refresh_interval: u64,
     /// Cool-down, in seconds, counted from the end of the last JWKS fetch, before a token with an
     /// unknown `kid` may cause another: a flood of random kids reaches the IdP at most once per
     /// this period. While a worker has no keys at all, failed fetches are retried after 1, 2, 4,
     /// ... seconds, never more than this. 1 to 86400. Default: 30.
+    #[serde(deserialize_with = "whole")]
     pub rediscovery_lifetime: u64,
     /// The IdP's token introspection URL (RFC 7662): `http` or `https`, a host name or bracketed
     /// IPv6 address, an optional port (1 to 65535), an optional path and query; no credentials or
@@ -234,6 +239,7 @@ pub struct RawConfig {
     /// Seconds an introspection result is cached, keyed by the SHA-256 of the token (never the
     /// token itself), and never past the token's `exp`; 0 disables the cache. The binding,
     /// audience, scopes and lifetime are re-checked on every cache hit. At most 86400. Default: 60.
+    #[serde(deserialize_with = "whole")]
     pub cache_introspection: u64,
     /// When true, introspection asks for a signed JWT response (RFC 9701, `Accept:
     /// application/token-introspection+jwt`) and uses its `token_introspection` claims only after
@@ -252,6 +258,7 @@ pub struct RawConfig {
     /// worker, see `shared_cache`) and, per worker, JWTs whose signature was verified (their
     /// signature is not checked again until `exp`; every other check is). Fixed-size caches: a new
     /// entry may replace an older one. 1 to 1000000. Default: 4096.
+    #[serde(deserialize_with = "whole")]
     pub cache_max_entries: u32,
     /// When true, the introspection cache and the DPoP replay cache are shared by all workers
     /// through the host's shared data (a DPoP proof used on one worker is then refused on every
@@ -260,6 +267,7 @@ pub struct RawConfig {
     pub shared_cache: bool,
     /// Timeout, in milliseconds, of each call to the IdP (JWKS fetch or introspection). A call that
     /// times out fails closed (503). 1 to 60000. Default: 2000.
+    #[serde(deserialize_with = "whole")]
     pub http_timeout: u64,
     /// Where calls to the IdP are sent, by URL authority: a key is the `host:port` (or authority
     /// exactly as written in the URL) of `jwks_endpoint` or `introspection_endpoint`, the value an
@@ -362,4 +370,39 @@ where
         v @ serde_json::Value::Array(_) => serde_json::from_value(v).map_err(D::Error::custom),
         _ => Err(D::Error::custom("expected a JSON array")),
     }
+}
+
+/// An integer field as Kong hands it: Kong's Lua has one number type, and the schema's
+/// "integer" there means a number without a fractional part, so `1.0`, `1e2` and `-0` pass
+/// Kong's check (and reach the filter as `1`, `100` and `-0`). The filter reads every such
+/// number as that integer; a fraction, a negative number or one out of the type's range is
+/// refused as before.
+pub(crate) fn whole<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::{Error, Unexpected};
+    let n = serde_json::Number::deserialize(de)?;
+    // 2^64: every whole f64 below it (and -0, which is 0) is a u64.
+    const BEYOND_U64: f64 = 18_446_744_073_709_551_616.0;
+    let v = match (n.as_u64(), n.as_i64(), n.as_f64()) {
+        (Some(v), _, _) => v,
+        (None, Some(v), _) => {
+            return Err(D::Error::invalid_value(
+                Unexpected::Signed(v),
+                &"an integer of 0 or more",
+            ));
+        }
+        (None, None, Some(f)) if f.fract() == 0.0 && f > -1.0 && f < BEYOND_U64 => f as u64,
+        (None, None, Some(f)) => {
+            return Err(D::Error::invalid_value(
+                Unexpected::Float(f),
+                &"an integer of 0 or more",
+            ));
+        }
+        (None, None, None) => return Err(D::Error::custom("expected an integer")),
+    };
+    T::try_from(v)
+        .map_err(|_| D::Error::invalid_value(Unexpected::Unsigned(v), &"a smaller integer"))
 }
