@@ -10,7 +10,7 @@ PY     ?= python3
 # Which toolchain builds the wasm: auto (rustup's target, else Debian's packages), rustup, debian.
 WASM_ROUTE ?= auto
 
-.PHONY: help callgrind build wasm-opt build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean kong-validator
+.PHONY: help callgrind build wasm-opt build-debian test unit lint e2e compose-check dist demo demo-stop bench soak soak-smoke clean kong-validator kong-engine
 
 # The workplace's shared/ beside the repository (CI lays a read-only copy there); its
 # kong-validator/ runs Kong 3.9.3's own filter-config validation for tests/config_schema.rs.
@@ -23,7 +23,8 @@ KONG_VALIDATOR_PKGS := luajit2 libluajit2-5.1-dev lua-yaml lua-rex-pcre2 lua-res
 
 help:
 	@echo "make build          certbound.wasm in $(WASM) (installs the wasm32-wasip1 target itself)"
-	@echo "make test           every test: unit + host-shaped + schema (cargo), clippy, e2e in real Envoy, compose file"
+	@echo "make test           every test: unit + host-shaped + schema (cargo, Kong's validator), clippy, e2e in real Envoy and Kong's engine, compose file"
+	@echo "make kong-engine    Kong's Wasm engine (nginx + ngx_wasm_module) from \$$CERTBOUND_SHARED/kong-engine, cached in $(KONG_ENGINE_DIR)"
 	@echo "make unit | lint | e2e | compose-check   one part of 'make test'"
 	@echo "make kong-validator Kong 3.9.3's config validation for the tests (\$$CERTBOUND_SHARED/kong-validator, default ../shared)"
 	@echo "make dist           $(DIST)/ with certbound.wasm + certbound.meta.json (mount it as Kong's wasm_filters_path)"
@@ -129,10 +130,30 @@ lint: build
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --release --target $(TARGET) -- -D warnings
 
-e2e: build
-	@echo "==> end to end: real Envoy 1.40 + oidc-provider + echo upstream"
-	$(PY) tests/e2e/run_tests.py --wasm $(WASM)
+# Both hosts, always: the same cases against the same IdP, in Envoy 1.40 and in Kong's Wasm
+# engine (nginx + ngx_wasm_module at Kong 3.9's pin, built by kong-engine below).
+e2e: build kong-engine
+	@echo "==> end to end on Envoy: real Envoy 1.40 + oidc-provider + echo upstream"
+	$(PY) tests/e2e/run_tests.py --host envoy --wasm $(WASM)
+	@echo "==> end to end on Kong's engine: nginx 1.27.4 + ngx_wasm_module (Kong 3.9's pin) + the same IdP and upstream"
+	KONG_ENGINE_DIR=$(KONG_ENGINE_DIR) $(PY) tests/e2e/run_tests.py --host kong --wasm $(WASM)
 	$(PY) tests/e2e/load_examples.py --wasm $(WASM)
+
+# Kong's Wasm engine from ../shared/kong-engine (no package has it): about 14 min the first
+# time on 2 cores, cached in $(KONG_ENGINE_DIR), seconds after. No engine, no e2e: it fails.
+KONG_ENGINE_DIR ?= $(HOME)/.cache/certbound/kong-engine
+export KONG_ENGINE_DIR
+kong-engine:
+	@set -e; build="$(CERTBOUND_SHARED)/kong-engine/build.sh"; \
+	if [ ! -f "$$build" ]; then \
+	  echo "ERROR: no $$build: the e2e suite runs on Kong's engine too, and it is built from there;" \
+	    "put shared/ beside the repository or set CERTBOUND_SHARED" >&2; exit 1; \
+	fi; \
+	echo "==> Kong's Wasm engine ($$build, cached in $(KONG_ENGINE_DIR))"; \
+	if ! bash "$$build" "$(KONG_ENGINE_DIR)"; then \
+	  echo "ERROR: Kong's engine could not be built (log: $(KONG_ENGINE_DIR)/build/build.log); the e2e suite on Kong cannot run" >&2; \
+	  exit 1; \
+	fi
 
 compose-check:
 	@if [ -f tests/compose/check.py ]; then echo "==> docker-compose harness"; $(PY) tests/compose/check.py; fi

@@ -65,13 +65,18 @@ class Skipped(Exception):
 # ---- the cases ------------------------------------------------------------------------------
 CASES = []  # (name, function), in run order
 NATIVE_ONLY = {}  # name -> why the case cannot run against gateways someone else started (--external)
+ONE_HOST = {}  # name -> (the host it runs on, why it means nothing on the other)
 
 
-def case(name, native_only=None):
+def case(name, native_only=None, only=None):
+    """A case. native_only: why it cannot run in external mode. only: (host, why) for a case
+    that runs on one host alone (listed as N/A on the other, with the reason)."""
     def register(fn):
         CASES.append((name, fn))
         if native_only:
             NATIVE_ONLY[name] = native_only
+        if only:
+            ONE_HOST[name] = only
         return fn
     return register
 
@@ -143,21 +148,34 @@ class Run:
     def expect_denied(self, r, status, error, **attrs):
         """An RFC 6750 denial: status, WWW-Authenticate with realm and error (+ attrs), JSON body."""
         self.expect_status(r, status)
-        www = r.header("www-authenticate") or ""
+        www = next(iter(challenges_of(r)), "")
         expect(www.startswith('Bearer realm="api"'), f"WWW-Authenticate should start with Bearer realm=\"api\": {self.show(r)}")
         expect(f'error="{error}"' in www, f'expected error="{error}" in WWW-Authenticate: {self.show(r)}')
         for k, v in attrs.items():
             expect(f'{k}="{v}"' in www, f'expected {k}="{v}" in WWW-Authenticate: {self.show(r)}')
         # Where DPoP is on, its challenge follows, without the error of this Bearer request.
-        others = [v for n, v in r.headers if n == "www-authenticate"][1:]
+        others = challenges_of(r)[1:]
         expect(all(o.startswith('DPoP realm="api", algs="') and "error=" not in o for o in others),
                f"unexpected extra WWW-Authenticate: {self.show(r)}")
+        if self.bodyless_ok(r):
+            return
         try:
             body = r.json()
         except ValueError:
             raise Failed(f"body is not JSON: {self.show(r)}") from None
         expect(body.get("error") == error, f"expected JSON error {error!r}: {self.show(r)}")
         expect(isinstance(body.get("error_description"), str), f"JSON body without error_description: {self.show(r)}")
+
+    def bodyless_ok(self, r):
+        """Kong's engine: a refusal sent after the request waited (an IdP call, a key fetch)
+        goes without a body (src/flow/refuse.rs: the engine was seen aborting on one); the
+        error is in the challenge. Anywhere else a refusal has its JSON body."""
+        return self.kind == "kong" and r.body == b"" and r.header("content-type") is None
+
+    def blanked(self, seen, name):
+        """A header that must not reach the upstream: absent, or on Kong's engine blanked (a
+        removal does not stop nginx forwarding the client's copy; an empty value replaces it)."""
+        return name not in seen or (self.kind == "kong" and seen[name] == [""])
 
     # -- Envoy stats
     def stats(self, envoy):
@@ -173,8 +191,10 @@ class Run:
     def counted(self, envoy, action, **want):
         """Runs action() and checks that the named counters moved by exactly these amounts
         (names without the wasmcustom.certbound_ prefix, e.g. requests_denied_binding_failed=1).
-        External gateways: only runs action() (their counters are not ours to read)."""
-        if self.external:
+        External gateways and Kong's engine: only runs action() (an external gateway's counters
+        are not ours to read; the bare engine has no Status API: Kong serves them, see
+        docs/kong.md)."""
+        if self.external or self.kind == "kong":
             return action()
         before = self.stats(envoy)
         result = action()
@@ -191,6 +211,17 @@ class Run:
         except OSError:
             return []
         return [l for l in lines if not l.startswith("echo:")]
+
+
+def challenges_of(r):
+    """The challenges of every WWW-Authenticate field, in order. Kong's engine keeps one field
+    of a name in a local reply, so the filter sends its challenges in one field there (RFC 9110
+    section 11.6.1): such a field is split before each scheme."""
+    out = []
+    for name, value in r.headers:
+        if name == "www-authenticate":
+            out += re.split(r", (?=(?:Bearer|DPoP) )", value)
+    return out
 
 
 def b64url(data):
@@ -271,7 +302,7 @@ def _(t):
     seen = t.upstream(r)
     expect(seen.get("x-authenticated-client") == ["client-a"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}, expected ['client-a']")
     # Introspection of a client-credentials token has no sub: the header is absent.
-    expect("x-authenticated-sub" not in seen, f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}, expected none (no sub claim)")
+    expect(t.blanked(seen, "x-authenticated-sub"), f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}, expected none (no sub claim)")
 
 
 @case("strict: opaque token bound to A with cert B -> 401 invalid_token")
@@ -350,7 +381,7 @@ def _(t):
 def _(t):
     r = t.counted("strict", lambda: t.s.request("strict", cert="a"), requests_denied_missing_token=1)
     t.expect_status(r, 401)
-    www = [v for n, v in r.headers if n == "www-authenticate"]
+    www = challenges_of(r)
     expect(www == ['Bearer realm="api"'], f"WWW-Authenticate {www!r}, expected exactly ['Bearer realm=\"api\"']")
 
 
@@ -366,9 +397,7 @@ def _(t):
 def _(t):
     seen = t.upstream(t.s.request("strict", cert="a", token=t.token("opaque", resource=RES_OPAQUE),
                                   headers=[("x-authenticated-sub", "admin")]))
-    if t.kind == "kong" and seen.get("x-authenticated-sub") == [""]:
-        return  # on Kong's engine the filter blanks the header (a removal does not stop nginx forwarding it)
-    expect("x-authenticated-sub" not in seen, f"x-authenticated-sub {seen.get('x-authenticated-sub')!r} reached the upstream")
+    expect(t.blanked(seen, "x-authenticated-sub"), f"x-authenticated-sub {seen.get('x-authenticated-sub')!r} reached the upstream")
 
 
 @case("strict: x-authenticated-sub sent twice by the client -> 400 invalid_request")
@@ -391,7 +420,7 @@ def _(t):
 def expect_bare_challenge(t, r):
     """RFC 6750 section 3.1: 401 with exactly `Bearer realm="api"`, no error code."""
     t.expect_status(r, 401)
-    www = [v for n, v in r.headers if n == "www-authenticate"]
+    www = challenges_of(r)
     expect(www == ['Bearer realm="api"'], f"WWW-Authenticate {www!r}, expected exactly ['Bearer realm=\"api\"']")
 
 
@@ -435,6 +464,63 @@ def _(t):
     t.expect_denied(t.s.request("strict", cert="a", token=none), 401, "invalid_token")
 
 
+def h2_sequence(t, gateway, cert, requests):
+    """Sends `requests` [(path, token or None)] over ONE HTTP/2 connection with curl (client
+    certificate `cert`), in order; returns [(status, http version, new connections)] per request."""
+    port = t.s.ports[f"envoy-{gateway}"]
+    argv = ["curl", "-sS", "--http2"]
+    for i, (path, token) in enumerate(requests):
+        if i:
+            argv.append("--next")
+        argv += ["--cacert", str(t.s.pki / "ca.pem"), "--resolve", f"{stack.ENVOY_HOST}:{port}:{stack.LOCAL}",
+                 "-o", "/dev/null", "-w", "%{http_code} %{http_version} %{num_connects}\\n"]
+        if cert:
+            pem, key = t.s.cert(cert)
+            argv += ["--cert", str(pem), "--key", str(key)]
+        if token:
+            argv += ["-H", f"Authorization: Bearer {token}"]
+        argv.append(f"https://{stack.ENVOY_HOST}:{port}{path}")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    lines = [l.split() for l in out.stdout.splitlines() if l.strip()]
+    expect(len(lines) == len(requests), f"curl answered {len(lines)} of {len(requests)}: {t.redact(out.stderr.strip()[-300:])}")
+    return [(int(c), v, int(n)) for c, v, n in lines]
+
+
+@case("HTTP/2, one connection: a JWT -> 200; a revoked opaque token refused after its IdP call -> 401; "
+      "then an opaque token introspected -> 200; a JWT bound to B -> 401")
+def _(t):
+    revoked = t.s.access_token("client-a", RES_OPAQUE)
+    t.tokens["h2-revoked"] = revoked
+    expect(t.s.revoke(revoked).status == 200, "revocation at the IdP failed")
+    good = t.s.access_token("client-a", RES_OPAQUE)
+    t.tokens["h2-opaque"] = good
+    got = h2_sequence(t, "strict", "a", [("/h2/1", t.token("jwt")), ("/h2/2", revoked), ("/h2/3", good),
+                                        ("/h2/4", t.token("jwt-b", client="client-b")), ("/h2/5", t.token("jwt"))])
+    expect([c for c, _, _ in got] == [200, 401, 200, 401, 200], f"statuses {[c for c, _, _ in got]}, expected [200, 401, 200, 401, 200]")
+    expect(all(v == "2" for _, v, _ in got), f"not all over HTTP/2: {got}")
+    expect([n for _, _, n in got] == [1, 0, 0, 0, 0], f"not one connection (new connections per request): {got}")
+    # The gateway is still serving (a worker crash would show here as a failed handshake).
+    t.expect_status(t.s.request("strict", cert="a", token=t.token("jwt")), 200)
+
+
+@case("97 request headers + a valid token: Envoy -> forwarded; Kong's engine -> 400 too_many_headers "
+      "(it cannot hand over such a map intact), and the worker keeps serving")
+def _(t):
+    headers = [(f"x-filler-{i}", "1") for i in range(97)]
+    r = t.s.request("strict", "/many-headers", cert="a", token=t.token("jwt"), headers=headers)
+    if t.kind == "kong":
+        t.expect_denied(r, 400, "invalid_request")
+        desc = r.json().get("error_description", "")
+        expect("more headers than this gateway can check" in desc, f"error_description {desc!r}")
+    else:
+        # Envoy lets the filter see all of them and the filter allows it; the echo upstream
+        # (Python's http.server, 100 headers at most) then answers 431 itself.
+        expect(r.status in (200, 431) and r.header("www-authenticate") is None, f"not forwarded: {t.show(r)}")
+        expect(any("/many-headers" in l for l in t.echo_requests()), "the upstream did not see the request")
+    for _ in range(4):  # both workers
+        t.expect_status(t.s.request("strict", cert="a", token=t.token("jwt")), 200)
+
+
 # ---- DPoP (RFC 9449): client-dpop's proofs come from panva's npm `dpop` -------------------
 DPOP_ENVOY = "needs the DPoP-enabled Envoys and client-dpop at the IdP"
 
@@ -465,9 +551,11 @@ def jkt_of(key_file):
 def expect_dpop_denied(t, r, error, status=401):
     """An RFC 9449 section 7.1 refusal: the error in the DPoP challenge (with algs), JSON body."""
     t.expect_status(r, status)
-    challenges = [v for n, v in r.headers if n == "www-authenticate"]
+    challenges = challenges_of(r)
     dpop = [c for c in challenges if c.startswith('DPoP realm="api", algs="')]
     expect(len(dpop) == 1 and f'error="{error}"' in dpop[0], f'expected a DPoP challenge with error="{error}": {t.show(r)}')
+    if t.bodyless_ok(r):
+        return
     try:
         body = r.json()
     except ValueError:
@@ -494,7 +582,7 @@ def _(t):
     r = t.counted("optional", lambda: dpop_send(t, "optional", tok, proof), requests_allowed=1, dpop_proof_checks=1)
     seen = t.upstream(r)
     expect(seen.get("authorization") == [f"Bearer {tok}"], "upstream did not get Authorization: Bearer <token>")
-    expect("dpop" not in seen, "the DPoP proof reached the upstream")
+    expect(t.blanked(seen, "dpop"), "the DPoP proof reached the upstream")
     expect(seen.get("x-authenticated-client") == ["client-dpop"], f"x-authenticated-client {seen.get('x-authenticated-client')!r}")
 
 
@@ -548,7 +636,7 @@ def _(t):
 def _(t):
     r = t.counted("optional", lambda: dpop_send(t, "optional", dpop_token(t), None, scheme="Bearer"),
                   requests_denied_binding_failed=1)
-    challenges = [v for n, v in r.headers if n == "www-authenticate"]
+    challenges = challenges_of(r)
     expect(len(challenges) == 2 and challenges[0] == 'Bearer realm="api"', f"expected a bare Bearer challenge first: {t.show(r)}")
     expect_dpop_denied(t, r, "invalid_token")
 
@@ -572,7 +660,7 @@ def _(t):
     proof = t.s.dpop_proof(dpop_key(t), t.s.envoy_url("strict") + "/accounts", "GET", token=tok)
     r = dpop_send(t, "strict", tok, proof)
     t.expect_status(r, 401)
-    expect([v for n, v in r.headers if n == "www-authenticate"] == ['Bearer realm="api"'], f"expected the bare Bearer challenge: {t.show(r)}")
+    expect(challenges_of(r) == ['Bearer realm="api"'], f"expected the bare Bearer challenge: {t.show(r)}")
 
 
 @case("DPoP strict with nonces: no nonce -> 401 use_dpop_nonce + DPoP-Nonce; with it -> 200; Bearer -> DPoP challenge only",
@@ -589,16 +677,17 @@ def _(t):
         r = dpop_send(t, "dpop-nonce", tok, t.s.dpop_proof(dpop_key(t), url, "GET", token=tok, nonce=nonce))
         t.upstream(r)
         r = t.s.request("dpop-nonce", "/accounts", token=t.token("unbound", client="client-unbound"))
-        challenges = [v for n, v in r.headers if n == "www-authenticate"]
+        challenges = challenges_of(r)
         expect(r.status == 401 and len(challenges) == 1 and challenges[0].startswith("DPoP "),
                f"expected 401 with only a DPoP challenge: {t.show(r)}")
     finally:
-        t.s.stop_service("envoy-dpop-nonce")
+        t.s.stop_service(t.s.gateway_proc("dpop-nonce"))
         t.s.envoy_configs.pop("dpop-nonce", None)
 
 
 @case("broken filter configs: Envoy refuses to start and its log names the field",
-      native_only="starts Envoys of its own")
+      native_only="starts Envoys of its own",
+      only=("envoy", "Kong's engine keeps a refused filter and closes the route: the next case"))
 def _(t):
     base = json.loads((stack.CONFIGS / "strict.json").read_text())
     broken = {
@@ -628,7 +717,45 @@ def _(t):
             expect(want in log, f"{name}: exit {rc} but no '{want}' in its log (logs/envoy-{name}.log)")
     finally:
         for name in broken:
-            t.s.stop_service(f"envoy-{name}")
+            t.s.stop_service(t.s.gateway_proc(name))
+            t.s.envoy_configs.pop(name, None)
+
+
+@case("broken filter configs on Kong's engine: the route refuses every request (503), nothing reaches the "
+      "upstream, the error log names the field, the worker stays up",
+      native_only="starts gateways of its own",
+      only=("kong", "Envoy refuses a refused config at load time: the case before"))
+def _(t):
+    base = json.loads((stack.CONFIGS / "strict.json").read_text())
+    broken = {
+        # What Kong's own schema validator may let through is handed over the same way.
+        "broken-pop": ({**base, "proof_of_possession_mtls": "sometimes"}, "invalid configuration: proof_of_possession_mtls:"),
+        "broken-issuer": ({k: v for k, v in base.items() if k != "issuer"}, "invalid configuration: issuer:"),
+    }
+    try:
+        for name, (config, want) in broken.items():
+            path = t.s.state / f"{name}.json"
+            path.write_text(json.dumps(config, indent=1))
+            t.s.start_envoy(name, path)
+            probe = f"/broken-config-probe-{name}-{int(time.time() * 1000)}"
+            # With a valid token, without one, and with a forged identity header: all 503.
+            for kw in ({"cert": "a", "token": t.token("jwt")}, {"cert": None},
+                       {"cert": "a", "headers": [("x-authenticated-sub", "attacker")]}):
+                for _ in range(3):  # over both workers
+                    r = t.s.request(name, probe, **kw)
+                    t.expect_status(r, 503)
+                    expect(r.header("cache-control") == "no-store", f"{name}: 503 without cache-control: no-store: {t.show(r)}")
+            reached = [l for l in t.echo_requests() if probe in l]
+            expect(not reached, f"{name}: the upstream was reached: {reached}")
+            proc = t.s.procs[t.s.gateway_proc(name)]
+            expect(proc.alive(), f"{name}: nginx exited")
+            log = t.s.log_tail(t.s.gateway_proc(name), 200)
+            expect(want in log, f"{name}: no '{want}' in its error log")
+            expect("refusing every request (503)" in log, f"{name}: the refusal is not in the error log")
+            expect("exited with fatal code" not in log, f"{name}: a worker exited for good")
+    finally:
+        for name in broken:
+            t.s.stop_service(t.s.gateway_proc(name))
             t.s.envoy_configs.pop(name, None)
 
 
@@ -655,10 +782,10 @@ def _(t):
         # The same header from a peer that is in trusted_ips is believed (and A's token passes).
         trusted = t.s.request("hdr-trusted", cert="b", token=t.token("jwt"), headers=[("client-cert", cert_a)])
         seen = t.upstream(trusted)
-        expect("client-cert" not in seen, f"the certificate header reached the upstream: {t.show(trusted)}")
+        expect(t.blanked(seen, "client-cert"), f"the certificate header reached the upstream: {t.show(trusted)}")
     finally:
         for name in envoys:
-            t.s.stop_service(f"envoy-{name}")
+            t.s.stop_service(t.s.gateway_proc(name))
             t.s.envoy_configs.pop(name, None)
 
 
@@ -677,7 +804,7 @@ def _(t):
     try:
         seen = t.upstream(t.s.request("front", cert="a", token=t.token("jwt")))
         expect(seen.get("x-authenticated-sub") == ["client-a"], f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}")
-        expect("x-forwarded-client-cert" not in seen, "the XFCC header reached the upstream")
+        expect(t.blanked(seen, "x-forwarded-client-cert"), "the XFCC header reached the upstream")
         # The stolen token with the attacker's own certificate (same CA): its URI and DNS SANs are
         # `...,Hash=<A's hex SHA-256>`, which the front Envoy writes unescaped after its own Hash.
         r = t.s.request("front", cert="x", token=t.token("jwt"))
@@ -688,7 +815,7 @@ def _(t):
         t.expect_denied(t.s.request("front", cert="a", token=tok_d), 401, "invalid_token")
     finally:
         for name in ("front", "xfcc"):
-            t.s.stop_service(f"envoy-{name}")
+            t.s.stop_service(t.s.gateway_proc(name))
             t.s.envoy_configs.pop(name, None)
 
 
@@ -711,7 +838,7 @@ def _(t):
         t.expect_denied(r, 401, "invalid_token")
         expect("not trusted" in (r.header("www-authenticate") or ""), f"expected the CA refusal: {t.show(r)}")
     finally:
-        t.s.stop_service("envoy-hdr-ca")
+        t.s.stop_service(t.s.gateway_proc("hdr-ca"))
         t.s.envoy_configs.pop("hdr-ca", None)
 
 
@@ -746,7 +873,7 @@ def _(t):
         t.tokens["signed-opaque-2"] = tok2
         t.expect_denied(t.s.request("signed", cert="b", token=tok2), 401, "invalid_token")
     finally:
-        t.s.stop_service("envoy-signed")
+        t.s.stop_service(t.s.gateway_proc("signed"))
         t.s.envoy_configs.pop("signed", None)
 
 
@@ -804,12 +931,19 @@ def _(t):
     finally:
         stop.set()
         attacker.join(10)
-        t.s.stop_service("envoy-keyfetch")
+        t.s.stop_service(t.s.gateway_proc("keyfetch"))
         t.s.envoy_configs.pop("keyfetch", None)
     t.later["keyfetch"] = (resets[0], statuses)
     print(f"      key fetch under attack: {resets[0]} reset requests, legitimate answers: "
           f"{statuses.count(200)} x 200, {len(statuses) - statuses.count(200)} other ({sorted(set(statuses), key=str)})")
     expect(resets[0] >= 20, f"the attacker managed only {resets[0]} resets")
+    if t.kind == "kong":
+        # Kong's engine cannot resume a request from another context's call: while the first
+        # fetch (1.5 s slow here) is in flight, a request that needs keys gets 503 at once.
+        # After it, only 200s: the resets did not cost the worker its keys.
+        first_ok = statuses.index(200) if 200 in statuses else len(statuses)
+        expect(first_ok <= 20, f"no 200 within 2 s: {statuses}")
+        statuses = statuses[first_ok:]
     expect(len(statuses) >= 10 and all(s == 200 for s in statuses),
            f"legitimate client got {statuses}, expected only 200s")
 
@@ -826,7 +960,8 @@ def _(t):
     t.expect_denied(r, 401, "invalid_token")
 
 
-@case("stats: counters of both Envoys moved as expected", native_only="reads Envoy's admin /stats")
+@case("stats: counters of both Envoys moved as expected", native_only="reads Envoy's admin /stats",
+      only=("envoy", "reads Envoy's admin /stats; the bare engine has no Status API (docs/kong.md)"))
 def _(t):
     if not t.full_run:
         raise Skipped("its thresholds assume the full run")
@@ -870,11 +1005,12 @@ def _(t):
                   requests_denied_idp_unavailable=1, introspection_failures=1, requests_allowed=0)
     t.expect_status(r, 503)
     expect(r.header("www-authenticate") is None, f"a 503 must carry no WWW-Authenticate: {t.show(r)}")
-    try:
-        body = r.json()
-    except ValueError:
-        raise Failed(f"body is not JSON: {t.show(r)}") from None
-    expect(body.get("error") == "temporarily_unavailable", f"JSON error {body.get('error')!r}, expected temporarily_unavailable")
+    if not t.bodyless_ok(r):
+        try:
+            body = r.json()
+        except ValueError:
+            raise Failed(f"body is not JSON: {t.show(r)}") from None
+        expect(body.get("error") == "temporarily_unavailable", f"JSON error {body.get('error')!r}, expected temporarily_unavailable")
     reached = [l for l in t.echo_requests() if probe in l]
     expect(not reached, f"the echo upstream logged the request: {reached}")
 
@@ -890,24 +1026,32 @@ def _(t):
 
 
 # ---- the runner -----------------------------------------------------------------------------
+def gateway_logs(s):
+    return sorted(p for p in [*s.logs.glob("envoy-*.log"), *s.logs.glob("kong-*.log")] if not p.name.endswith(".access.log"))
+
+
 def envoy_log_sizes(s):
-    sizes = {}
-    for log in s.logs.glob("envoy-*.log"):
-        sizes[log] = log.stat().st_size
-    return sizes
+    return {log: log.stat().st_size for log in gateway_logs(s)}
 
 
 def new_filter_lines(s, sizes, limit=12):
-    """Filter log lines ('wasm log') written since `sizes` was taken, the last `limit` of them."""
+    """Filter log lines written since `sizes` was taken, the last `limit` of them: Envoy's
+    'wasm log' lines and errors, or nginx's [proxy-wasm] lines and errors on Kong's engine."""
     out = []
-    for log in sorted(s.logs.glob("envoy-*.log")):
+    for log in gateway_logs(s):
         with open(log, "rb") as f:
             f.seek(sizes.get(log, 0))
             for line in f.read().decode(errors="replace").splitlines():
-                # [time][thread][level][logger] [file:line] message
+                # Envoy: [time][thread][level][logger] [file:line] message
                 m = re.match(r"\[[^]]*\]\[[^]]*\]\[(\w+)\]\[\w+\] \[[^]]*\] (.*)", line)
                 if m and ("wasm log" in m[2] or m[1] in ("error", "critical")):
                     msg = re.sub(r"^wasm log [^:]*: ", "certbound: ", m[2])
+                    out.append(f"{log.stem} [{m[1]}] {msg}")
+                    continue
+                # nginx: date time [level] pid#tid: [*conn ]message
+                m = re.match(r"\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)", line)
+                if m and ("[proxy-wasm]" in m[2] or m[1] in ("error", "crit", "alert", "emerg")):
+                    msg = re.sub(r'^\[proxy-wasm\]\["certbound" #\d+\] ', "certbound: ", m[2])
                     out.append(f"{log.stem} [{m[1]}] {msg}")
     return out[-limit:]
 
@@ -953,7 +1097,10 @@ def main(argv=None):
                     help="run only cases whose name contains this (repeatable; case-insensitive)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--wasm", default=str(stack.DEFAULT_WASM))
-    ap.add_argument("--state", default=str(stack.DEFAULT_STATE))
+    ap.add_argument("--host", choices=stack.HOSTS, default="envoy",
+                    help="the gateways: Envoy 1.40 (default) or Kong's Wasm engine (nginx + ngx_wasm_module, "
+                         "../shared/kong-engine; KONG_ENGINE_DIR)")
+    ap.add_argument("--state", help="state and logs (default: target/e2e, or target/e2e-kong with --host kong)")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the stack's start/stop lines")
     ext = ap.add_argument_group("external mode: the cases against gateways and an IdP already running (e.g. tests/compose)")
     ext.add_argument("--external", action="store_true", help="start nothing; needs --pki, --idp and --gateway")
@@ -985,10 +1132,19 @@ def main(argv=None):
     t0 = time.monotonic()
     results = []  # (name, ok or None for skipped)
     say = (lambda msg: print(msg, file=sys.stderr)) if args.verbose else (lambda msg: None)
-    s = stack.Stack(args.state, wasm=args.wasm, say=say)
+    state = args.state or (stack.DEFAULT_STATE if args.host == "envoy" else stack.TOP / "target" / "e2e-kong")
+    s = stack.Stack(state, wasm=args.wasm, say=say, host=args.host)
+    other_host = [(n, ONE_HOST[n]) for n, _ in selected if n in ONE_HOST and ONE_HOST[n][0] != args.host]
+    selected = [(n, f) for n, f in selected if n not in dict(other_host)]
+    if other_host:
+        print(f"e2e: {len(other_host)} case(s) run on one host only, not on {args.host}:")
+        width = max(len(n) for n, _ in other_host)
+        for n, (host, why) in other_host:
+            print(f"N/A   {n:<{width}}  ({host} only: {why})")
     interrupted = False
     try:
-        print(f"e2e: starting the stack (IdP, echo, Envoys strict + optional; state {s.state})", flush=True)
+        gw = "Envoys" if args.host == "envoy" else "Kong engines"
+        print(f"e2e [{args.host}]: starting the stack (IdP, echo, {gw} strict + optional; state {s.state})", flush=True)
         try:
             s.start()
         except Exception as e:
@@ -996,9 +1152,9 @@ def main(argv=None):
             results.append(("stack start", False))
             selected = []
         else:
-            print(f"e2e: up in {time.monotonic() - t0:.1f}s: IdP {s.idp_url}, Envoy strict :{s.ports['envoy-strict']}, "
+            print(f"e2e [{args.host}]: up in {time.monotonic() - t0:.1f}s: IdP {s.idp_url}, {gw} strict :{s.ports['envoy-strict']}, "
                   f"optional :{s.ports['envoy-optional']}, logs in {s.logs}", flush=True)
-        run_cases(Run(s, full_run=len(selected) == len(CASES)), selected, results)
+        run_cases(Run(s, full_run=len(selected) + len(other_host) == len(CASES), kind=args.host), selected, results)
     except KeyboardInterrupt:
         interrupted = True
         print("\ne2e: interrupted")
@@ -1007,6 +1163,7 @@ def main(argv=None):
     passed, failed, skipped = count(results)
     extra = f", {skipped} skipped" if skipped else ""
     print(f"{passed} passed, {failed} failed{extra} in {time.monotonic() - t0:.1f}s"
+          + (f" on {args.host}" + (f", {len(other_host)} not applicable" if other_host else ""))
           + (f"  (logs: {s.logs})" if failed else ""))
     if interrupted:
         return 130

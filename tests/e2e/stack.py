@@ -32,6 +32,7 @@ import os
 import signal
 import socket
 import ssl
+import string
 import subprocess
 import sys
 import time
@@ -46,6 +47,11 @@ DEFAULT_STATE = TOP / "target" / "e2e"
 DEFAULT_WASM = TOP / "target" / "wasm32-wasip1" / "release" / "certbound.wasm"
 DEFAULT_ENVOYS = {"strict": CONFIGS / "strict.json", "optional": CONFIGS / "optional.json"}
 ENVOY_BIN = Path(os.environ.get("ENVOY_BIN", TOP / ".tools" / "venv" / "bin" / "envoy"))
+# Kong's Wasm engine, as ../shared/kong-engine/build.sh installs it (tools.sh --kong builds it).
+KONG_ENGINE_DIR = Path(os.environ.get("KONG_ENGINE_DIR", Path.home() / ".cache" / "certbound" / "kong-engine"))
+KONG_NGINX = KONG_ENGINE_DIR / "nginx" / "sbin" / "nginx"
+KONG_TEMPLATE = HERE / "kong-engine.conf"
+HOSTS = ("envoy", "kong")
 IDP_HOST = "idp.localhost"  # the issuer's host name; nothing resolves it, every client dials 127.0.0.1
 ENVOY_HOST = "localhost"  # a SAN of server.pem, checked by our client
 LOCAL = "127.0.0.1"
@@ -216,9 +222,15 @@ def stop_pidfile(pidfile, grace=5.0):
 
 
 class Stack:
-    def __init__(self, state=DEFAULT_STATE, envoys=None, wasm=DEFAULT_WASM, log_level="info", say=None):
-        """envoys: {name: filter config path}. wasm: the filter, or None to run Envoy without it.
-        say: where progress lines go (default: stderr); e.g. `lambda msg: None` to keep quiet."""
+    def __init__(self, state=DEFAULT_STATE, envoys=None, wasm=DEFAULT_WASM, log_level="info", say=None, host="envoy"):
+        """envoys: {name: filter config path}: the gateways, each running the filter with that
+        config. wasm: the filter, or None to run Envoy without it. host: "envoy" (Envoy 1.40)
+        or "kong" (Kong's Wasm engine, nginx + ngx_wasm_module: kong-engine.conf); the
+        gateways keep their names ("strict", ...) on both. say: where progress lines go
+        (default: stderr); e.g. `lambda msg: None` to keep quiet."""
+        if host not in HOSTS:
+            raise ValueError(f"host {host!r}: expected one of {HOSTS}")
+        self.host = host
         self.say = say or (lambda msg: print(msg, file=sys.stderr))
         self.state = Path(state).resolve()
         self.pki = self.state / "pki"
@@ -288,8 +300,11 @@ class Stack:
             proc.stop()
 
     def start_envoy(self, name, config, wait=True, extra_vars=None, concurrency=2):
-        """Starts (or restarts, or adds) Envoy `name` with filter config file `config`, whose
-        ${VAR}s are filled from render_vars() plus extra_vars, with `concurrency` workers."""
+        """Starts (or restarts, or adds) gateway `name` with filter config file `config`, whose
+        ${VAR}s are filled from render_vars() plus extra_vars, with `concurrency` workers: an
+        Envoy, or on host "kong" an nginx running Kong's engine (process "kong-<name>")."""
+        if self.host == "kong":
+            return self._start_kong(name, config, wait, extra_vars, concurrency)
         self.stop_service(f"envoy-{name}")
         self.envoy_configs[name] = Path(config).resolve()
         self.ports[f"envoy-{name}"] = free_port()
@@ -298,6 +313,53 @@ class Stack:
         yaml_path.write_text(render.render(self.render_vars(name, extra_vars), wasm=self.wasm is not None))
         self._spawn(f"envoy-{name}", [str(ENVOY_BIN), "-c", str(yaml_path), "--disable-hot-restart",
                                       "--concurrency", str(concurrency), "--log-level", self.log_level])
+        if wait:
+            self._wait_envoy(name)
+            self.save()
+
+    def gateway_proc(self, name):
+        """The process name of gateway `name` ("envoy-strict", "kong-strict")."""
+        return f"{'kong' if self.host == 'kong' else 'envoy'}-{name}"
+
+    def kong_filter_config(self, name, extra=None):
+        """The filter config of gateway `name` for Kong's engine: as for Envoy, with each
+        `upstreams` value that names an Envoy cluster of envoy/envoy.yaml ("idp") replaced by
+        the host:port it stands for (the engine dials IP:port; the URL keeps its host name for
+        SNI and certificate checks)."""
+        values = self.render_vars(name, extra)
+        config = json.loads(render.filter_config_json(self.envoy_configs[name], values))
+        clusters = {"idp": f"{LOCAL}:{self.ports['idp']}"}
+        if isinstance(config.get("upstreams"), dict):
+            config["upstreams"] = {k: clusters.get(v, v) for k, v in config["upstreams"].items()}
+        return config
+
+    def _start_kong(self, name, config, wait, extra_vars, workers):
+        proc = f"kong-{name}"
+        self.stop_service(proc)
+        if not KONG_NGINX.is_file():
+            raise RuntimeError(f"no Kong engine at {KONG_NGINX}: build it with ../shared/kong-engine/build.sh "
+                               "(or set KONG_ENGINE_DIR)")
+        if self.wasm is None:
+            raise RuntimeError("host kong: the engine always runs the filter (wasm=None is for Envoy)")
+        self.envoy_configs[name] = Path(config).resolve()
+        self.ports[f"envoy-{name}"] = free_port()
+        prefix = self.state / f"kong-{name}"
+        prefix.mkdir(parents=True, exist_ok=True)
+        filter_json = json.dumps(self.kong_filter_config(name, extra_vars), separators=(",", ":"))
+        # An nginx quoted string: every backslash and quote escaped, so the JSON arrives intact.
+        quoted = filter_json.replace("\\", "\\\\").replace("'", "\\'")
+        values = {
+            "WORKERS": str(workers), "ERROR_LOG": str(self.logs / f"{proc}.log"), "LOG_LEVEL": "info",
+            "PID_FILE": str(prefix / "nginx.pid"), "PREFIX": str(prefix), "WASM_PATH": str(self.wasm),
+            "CA_CERT": str(self.pki / "ca.pem"), "ACCESS_LOG": str(self.logs / f"{proc}.access.log"),
+            "LISTEN_ADDRESS": LOCAL, "LISTEN_PORT": str(self.ports[f"envoy-{name}"]), "HTTP2": "on",
+            "SERVER_CERT": str(self.pki / "server.pem"), "SERVER_KEY": str(self.pki / "server.key"),
+            "UPSTREAM_ADDRESS": LOCAL, "UPSTREAM_PORT": str(self.ports["echo"]),
+            "FILTER_CONFIG_NGINX": quoted,
+        }
+        conf = prefix / "nginx.conf"
+        conf.write_text(string.Template(KONG_TEMPLATE.read_text()).substitute(values))
+        self._spawn(proc, [str(KONG_NGINX), "-p", str(prefix), "-c", str(conf)])
         if wait:
             self._wait_envoy(name)
             self.save()
@@ -317,11 +379,12 @@ class Stack:
             "SERVER_KEY": str(self.pki / "server.key"), "CA_CERT": str(self.pki / "ca.pem")}))
         self._spawn(f"envoy-{name}", [str(ENVOY_BIN), "-c", str(yaml_path), "--disable-hot-restart",
                                       "--concurrency", "1", "--log-level", self.log_level])
-        self._wait_envoy(name)
+        # Always an Envoy, in front of either host's gateway.
+        self._wait(f"envoy-{name}", lambda: self.admin_ready(name))
 
     def render_vars(self, name, extra=None):
         v = {
-            "LISTEN_ADDRESS": LOCAL, "LISTEN_PORT": self.ports[f"envoy-{name}"], "ADMIN_PORT": self.ports[f"admin-{name}"],
+            "LISTEN_ADDRESS": LOCAL, "LISTEN_PORT": self.ports[f"envoy-{name}"], "ADMIN_PORT": self.ports.get(f"admin-{name}", 0),
             "SERVER_CERT": self.pki / "server.pem", "SERVER_KEY": self.pki / "server.key", "CA_CERT": self.pki / "ca.pem",
             "UPSTREAM_ADDRESS": LOCAL, "UPSTREAM_PORT": self.ports["echo"],
             "IDP_ADDRESS": LOCAL, "IDP_PORT": self.ports["idp"], "IDP_HOST": IDP_HOST,
@@ -333,20 +396,20 @@ class Stack:
 
     def stop(self):
         """Stops everything this object started, Envoys first."""
-        for name in sorted(self.procs, key=lambda n: not n.startswith("envoy-")):
+        for name in sorted(self.procs, key=lambda n: not n.startswith(("envoy-", "kong-"))):
             self.procs[name].stop()
         self.procs.clear()
 
     def save(self):
         (self.state / "state.json").write_text(json.dumps(
-            {"ports": self.ports, "envoys": {n: str(c) for n, c in self.envoy_configs.items()},
+            {"ports": self.ports, "host": self.host, "envoys": {n: str(c) for n, c in self.envoy_configs.items()},
              "wasm": str(self.wasm) if self.wasm else None}, indent=1))
 
     @classmethod
     def attach(cls, state=DEFAULT_STATE):
         """A Stack for one already running (started by `up --detach` or another process): helpers only."""
-        s = cls(state)
-        rec = json.loads((s.state / "state.json").read_text())
+        rec = json.loads((Path(state).resolve() / "state.json").read_text())
+        s = cls(state, host=rec.get("host", "envoy"))
         s.ports, s.envoy_configs = rec["ports"], {n: Path(c) for n, c in rec["envoys"].items()}
         return s
 
@@ -369,8 +432,13 @@ class Stack:
         raise RuntimeError(f"{name} not ready after {timeout:.0f}s; end of its log:\n{self.log_tail(name)}")
 
     def _wait_envoy(self, name):
+        if self.host == "kong":
+            # The listener accepts once the master has bound it; workers load the filter at
+            # start (a refused config shows in the error log, see kong_worker_exited).
+            self._wait(f"kong-{name}", lambda: _tcp_open(self.ports[f"envoy-{name}"]))
+            return
         # /ready answers 200 once listeners and clusters are initialised (the wasm VM loaded).
-        self._wait(f"envoy-{name}", lambda: self.admin(name, "/ready").status == 200)
+        self._wait(f"envoy-{name}", lambda: self.admin_ready(name))
 
     def log_tail(self, name, lines=30):
         try:
@@ -496,7 +564,13 @@ class Stack:
         return https(self.ports[f"envoy-{envoy}"], method, path, sni=ENVOY_HOST, ca=self.pki / "ca.pem",
                      cert=self.cert(cert), headers=hdrs, body=body)
 
+    def admin_ready(self, envoy):
+        return self.admin(envoy, "/ready").status == 200
+
     def admin(self, envoy, path):
+        """GET path on Envoy `envoy`'s admin interface (Kong's engine has none)."""
+        if f"admin-{envoy}" not in self.ports:
+            raise RuntimeError(f"{envoy}: no admin interface (on Kong's engine, Kong's Status API would serve the counters)")
         conn = http.client.HTTPConnection(LOCAL, self.ports[f"admin-{envoy}"], timeout=5)
         try:
             conn.request("GET", path)
@@ -581,7 +655,7 @@ def down(state=DEFAULT_STATE, say=None):
     process, e.g. `up --detach`, or left behind by a killed run). Returns how many pid files it handled."""
     say = say or (lambda msg: print(msg, file=sys.stderr))
     run = Path(state).resolve() / "run"
-    pidfiles = sorted(run.glob("*.pid"), key=lambda p: not p.name.startswith("envoy-"))  # Envoys first: they call the IdP
+    pidfiles = sorted(run.glob("*.pid"), key=lambda p: not p.name.startswith(("envoy-", "kong-")))  # gateways first: they call the IdP
     for pidfile in pidfiles:
         say(f"stack: stopping {pidfile.stem}")
         stop_pidfile(pidfile)
