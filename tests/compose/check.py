@@ -38,7 +38,8 @@ SERVICES = ("pki", "idp", "echo", "envoy-config", "envoy", "kong", "tests")
 ONE_SHOTS = ("pki", "envoy-config")
 # kong.conf keys whose values are paths inside the kong container.
 KONG_PATH_KEYS = ("declarative_config", "wasm_filters_path", "ssl_cert", "ssl_cert_key",
-                  "nginx_proxy_ssl_client_certificate", "lua_ssl_trusted_certificate")
+                  "nginx_proxy_ssl_client_certificate", "lua_ssl_trusted_certificate",
+                  "nginx_wasm_tls_trusted_certificate")
 # render.py arguments of envoy-config that name files the envoy container opens.
 ENVOY_PATH_VARS = ("SERVER_CERT", "SERVER_KEY", "CA_CERT", "WASM_PATH")
 ABS_PATH = re.compile(r"(?<![\w.:/-])(/[\w.@+-]+(?:/[\w.@+-]+)*)")
