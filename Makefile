@@ -29,7 +29,7 @@ help:
 	@echo "make kong-validator Kong 3.9.3's config validation for the tests (\$$CERTBOUND_SHARED/kong-validator, default ../shared)"
 	@echo "make dist           $(DIST)/ with certbound.wasm + certbound.meta.json (mount it as Kong's wasm_filters_path)"
 	@echo "make oci            $(DIST)/oci + $(DIST)/certbound-oci.tar: the filter as an OCI image for Istio / Envoy Gateway, checked (deploy/)"
-	@echo "make demo           IdP + Envoy + upstream on 127.0.0.1 and a narrated stolen-token replay; 'make demo-stop' ends it"
+	@echo "make demo           IdP + Envoys + Kong's engine + upstream on 127.0.0.1, narrated stolen-token replays; 'make demo-stop' ends it"
 	@echo "make bench          CPU per request and peak req/s of certbound vs Envoy's native filters (BENCH_ARGS=--quick)"
 	@echo "make callgrind      instructions per request of the filter's own code (native, exact); cargo bench --bench decision: wall-clock"
 	@echo "make soak           IdP faults + recovery times, a checked load run, memory over 1M distinct tokens (tests/soak/)"
@@ -185,7 +185,7 @@ oci-check:
 	$(PY) deploy/check.py $(OCI_ARGS) $(OCI_CHECK_FLAGS)
 
 # --- demo and benchmark ----------------------------------------------------------------------
-demo: build
+demo: dist kong-engine kong-validator
 	$(PY) tests/e2e/demo.py
 
 demo-stop:

@@ -10,8 +10,11 @@ one with tests/e2e/configs/strict.json (mTLS), one with configs/dpop.json (DPoP)
 127.0.0.1 free ports and detached; gets client A a JWT bound to its certificate over mutual TLS
 and shows it working with A's certificate and failing when replayed with B's certificate or with
 none; gets client-dpop a JWT bound to its DPoP key and shows it working with a proof by that key
-and failing when replayed with the thief's own proof, with a captured proof, or as Bearer; then
-prints curl commands to try.
+and failing when replayed with the thief's own proof, with a captured proof, or as Bearer. Then
+the certificate story again through Kong's Wasm engine (nginx + ngx_wasm_module at Kong 3.9's
+pin, `make kong-engine`), from dist/ (the files Kong users get: `make dist`), with the config as
+Kong would hand it over (checked against dist/certbound.meta.json by Kong 3.9.3's own validation,
+../shared/kong-validator); then prints curl commands to try.
 A demo already running is replaced. State, logs, pid files: target/demo/ (the tests use
 target/e2e/, so both can run at once). It never builds the filter: it needs
 target/wasm32-wasip1/release/certbound.wasm (`make demo` builds it).
@@ -19,8 +22,11 @@ target/wasm32-wasip1/release/certbound.wasm (`make demo` builds it).
 
 import argparse
 import json
+import os
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +43,9 @@ RESOURCE = "https://api.example/jwt"
 SCOPE = "accounts:read"
 PATH = "/accounts"
 COMMANDS = STATE / "commands.sh"  # the curl commands, for `status`
+KONG = "kong"
+DIST = stack.TOP / "dist"
+SHARED = Path(os.environ.get("CERTBOUND_SHARED", stack.TOP.parent / "shared"))
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
 
 
@@ -140,11 +149,11 @@ curl -sS -i -w '\\n' --cacert "$PKI/ca.pem" {dpop_resolve} \\
 """
 
 
-def narrate_request(s, n, story, cert, token, expect_status):
+def narrate_request(s, n, story, cert, token, expect_status, gateway=ENVOY):
     print(f"\n[{n}] {story}")
     cert_text = f"certificate {rel(s.pki / f'client-{cert}.pem')}" if cert else "no client certificate"
-    print(f"    GET https://localhost:{s.ports[f'envoy-{ENVOY}']}{PATH}   ({cert_text}, Authorization: Bearer {token[:10]}...)")
-    r = s.request(ENVOY, PATH, cert=cert, token=token)
+    print(f"    GET https://localhost:{s.ports[f'envoy-{gateway}']}{PATH}   ({cert_text}, Authorization: Bearer {token[:10]}...)")
+    r = s.request(gateway, PATH, cert=cert, token=token)
     print(f"    <- {status_line(r)}")
     if r.status == 200:
         try:
@@ -161,8 +170,27 @@ def narrate_request(s, n, story, cert, token, expect_status):
         elif r.body:
             print(f"       body: {r.body.decode(errors='replace')[:200]}")
     if r.status != expect_status:
-        raise DemoFailed(f"expected {expect_status}, got {status_line(r)}: see {rel(s.logs / f'envoy-{ENVOY}.log')}")
+        raise DemoFailed(f"expected {expect_status}, got {status_line(r)}: see {rel(s.logs / f'{s.gateway_proc(gateway)}.log')}")
     return r
+
+
+def kong_config(s):
+    """The strict config as Kong hands it to the filter: rendered for Kong's engine, checked by
+    Kong 3.9.3's own validation against dist/certbound.meta.json, re-encoded as Kong does."""
+    validate = SHARED / "kong-validator" / "validate.sh"
+    if not validate.is_file():
+        raise DemoFailed(f"no {validate}: set CERTBOUND_SHARED to the folder holding kong-validator/")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "strict.json"
+        config.write_text(json.dumps(s.kong_filter_config(ENVOY)))
+        out = subprocess.run(["bash", str(validate), "--json", "--emit", str(Path(tmp) / "kong"),
+                              str(DIST / "certbound.meta.json"), str(config)], capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise DemoFailed(f"Kong's validator did not run (make kong-validator sets it up): {out.stderr.strip()[-300:]}")
+        verdict = json.loads(out.stdout.splitlines()[-1])
+        if verdict.get("verdict") != "accept":
+            raise DemoFailed(f"Kong would refuse the config: {verdict}")
+        return Path(verdict["emitted"]).read_text()
 
 
 def narrate_dpop(s, n, story, token, proof, expect_status, scheme="DPoP"):
@@ -244,6 +272,18 @@ def start(args):
                      s.dpop_proof(thief, url, "GET", token=dtoken), 401)
         narrate_dpop(s, 6, "the thief also captured client-dpop's proof from [4] and replays it", dtoken, proof, 401)
         narrate_dpop(s, 7, "the stolen token sent as a plain Bearer token", dtoken, None, 401, scheme="Bearer")
+
+        print(f"\n--- Kong Gateway's Wasm engine (nginx + ngx_wasm_module at Kong 3.9's pin), running {rel(DIST)}/: "
+              "the files Kong users get")
+        if not stack.KONG_NGINX.is_file():
+            raise DemoFailed(f"Kong's engine is not built ({stack.KONG_NGINX}): `make demo` builds it (make kong-engine)")
+        with Step(f"Kong 3.9.3's validation checks the config against {rel(DIST / 'certbound.meta.json')}"):
+            kong_json = kong_config(s)
+        with Step(f"starting Kong's engine with {rel(DIST / 'certbound.wasm')} on its route, config as Kong hands it over"):
+            s.start_kong(KONG, CONFIG, wasm=DIST / "certbound.wasm", filter_json=kong_json)
+        narrate_request(s, 8, "client A's token with A's certificate, through Kong's engine", "a", token, 200, gateway=KONG)
+        narrate_request(s, 9, "the stolen token with B's certificate, through Kong's engine", "b", token, 401, gateway=KONG)
+        narrate_request(s, 10, "the stolen token without a certificate, through Kong's engine", None, token, 401, gateway=KONG)
     except (Exception, KeyboardInterrupt) as e:
         if isinstance(e, DemoFailed):
             print(f"\ndemo: FAILED: {e}")
@@ -265,7 +305,8 @@ def start(args):
     print(f"\n    The same with the Python helper (from the repo top):")
     print(f"    TOKEN=$(python3 tests/e2e/stack.py --state {rel(STATE)} token)")
     print(f"    python3 tests/e2e/stack.py --state {rel(STATE)} request --cert b --token \"$TOKEN\" {PATH}")
-    print(f"    Logs: {rel(s.logs)}/{{idp,echo,envoy-{ENVOY},envoy-{DPOP_ENVOY}}}.log")
+    print(f"    Kong's engine: https://localhost:{s.ports[f'envoy-{KONG}']} (the same curl commands with API set to it)")
+    print(f"    Logs: {rel(s.logs)}/{{idp,echo,envoy-{ENVOY},envoy-{DPOP_ENVOY},kong-{KONG}}}.log")
     print("\n==> stop it with: make demo-stop   (or: python3 tests/e2e/demo.py stop)")
     return 0
 

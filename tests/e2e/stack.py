@@ -304,7 +304,7 @@ class Stack:
         ${VAR}s are filled from render_vars() plus extra_vars, with `concurrency` workers: an
         Envoy, or on host "kong" an nginx running Kong's engine (process "kong-<name>")."""
         if self.host == "kong":
-            return self._start_kong(name, config, wait, extra_vars, concurrency)
+            return self.start_kong(name, config, wait, extra_vars, concurrency)
         self.stop_service(f"envoy-{name}")
         self.envoy_configs[name] = Path(config).resolve()
         self.ports[f"envoy-{name}"] = free_port()
@@ -319,7 +319,7 @@ class Stack:
 
     def gateway_proc(self, name):
         """The process name of gateway `name` ("envoy-strict", "kong-strict")."""
-        return f"{'kong' if self.host == 'kong' else 'envoy'}-{name}"
+        return f"kong-{name}" if f"kong-{name}" in self.procs or self.host == "kong" else f"envoy-{name}"
 
     def kong_filter_config(self, name, extra=None):
         """The filter config of gateway `name` for Kong's engine: as for Envoy, with each
@@ -333,24 +333,29 @@ class Stack:
             config["upstreams"] = {k: clusters.get(v, v) for k, v in config["upstreams"].items()}
         return config
 
-    def _start_kong(self, name, config, wait, extra_vars, workers):
+    def start_kong(self, name, config, wait=True, extra_vars=None, workers=2, wasm=None, filter_json=None):
+        """Starts (or restarts) gateway `name` on Kong's engine, whatever this stack's host:
+        nginx with kong-engine.conf, the filter `wasm` (default: the stack's) and its config
+        `filter_json` as the exact text to hand over (default: kong_filter_config())."""
         proc = f"kong-{name}"
         self.stop_service(proc)
         if not KONG_NGINX.is_file():
             raise RuntimeError(f"no Kong engine at {KONG_NGINX}: build it with ../shared/kong-engine/build.sh "
                                "(or set KONG_ENGINE_DIR)")
-        if self.wasm is None:
+        wasm = Path(wasm).resolve() if wasm else self.wasm
+        if wasm is None:
             raise RuntimeError("host kong: the engine always runs the filter (wasm=None is for Envoy)")
         self.envoy_configs[name] = Path(config).resolve()
         self.ports[f"envoy-{name}"] = free_port()
         prefix = self.state / f"kong-{name}"
         prefix.mkdir(parents=True, exist_ok=True)
-        filter_json = json.dumps(self.kong_filter_config(name, extra_vars), separators=(",", ":"))
+        if filter_json is None:
+            filter_json = json.dumps(self.kong_filter_config(name, extra_vars), separators=(",", ":"))
         # An nginx quoted string: every backslash and quote escaped, so the JSON arrives intact.
         quoted = filter_json.replace("\\", "\\\\").replace("'", "\\'")
         values = {
             "WORKERS": str(workers), "ERROR_LOG": str(self.logs / f"{proc}.log"), "LOG_LEVEL": "info",
-            "PID_FILE": str(prefix / "nginx.pid"), "PREFIX": str(prefix), "WASM_PATH": str(self.wasm),
+            "PID_FILE": str(prefix / "nginx.pid"), "PREFIX": str(prefix), "WASM_PATH": str(wasm),
             "CA_CERT": str(self.pki / "ca.pem"), "ACCESS_LOG": str(self.logs / f"{proc}.access.log"),
             "LISTEN_ADDRESS": LOCAL, "LISTEN_PORT": str(self.ports[f"envoy-{name}"]), "HTTP2": "on",
             "SERVER_CERT": str(self.pki / "server.pem"), "SERVER_KEY": str(self.pki / "server.key"),
@@ -432,9 +437,9 @@ class Stack:
         raise RuntimeError(f"{name} not ready after {timeout:.0f}s; end of its log:\n{self.log_tail(name)}")
 
     def _wait_envoy(self, name):
-        if self.host == "kong":
-            # The listener accepts once the master has bound it; workers load the filter at
-            # start (a refused config shows in the error log, see kong_worker_exited).
+        if f"kong-{name}" in self.procs:
+            # The listener accepts once the master has bound it; the workers load the filter
+            # at start (a refused config shows in the error log).
             self._wait(f"kong-{name}", lambda: _tcp_open(self.ports[f"envoy-{name}"]))
             return
         # /ready answers 200 once listeners and clusters are initialised (the wasm VM loaded).
