@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Every example config in filter-config/examples/ loads in real Envoy 1.40 with certbound.
+"""Every example config in filter-config/examples/ loads in real Envoy 1.40 and in Kong's engine.
 
-    python3 tests/e2e/load_examples.py [--wasm PATH]
+    python3 tests/e2e/load_examples.py [--wasm PATH] [--host envoy|kong|both]
 
-For each example: Envoy starts with the filter configured from it, reaches /ready, and the
-filter's log says `configured:`. The IdP is not needed (nothing is called at load time).
-The refusal of broken configs is a case of run_tests.py.
+For each example and host: the gateway starts with the filter configured from it (Envoy reaches
+/ready; nginx's worker loads the module), and the filter's log says `configured:` (on Kong's
+engine a refused config would say `refusing every request` instead). The IdP is not needed
+(nothing is called at load time). The refusal of broken configs is a case of run_tests.py.
 """
 
 import argparse
@@ -19,32 +20,51 @@ import stack  # noqa: E402
 EXAMPLES = stack.TOP / "filter-config" / "examples"
 
 
+def wait_for_filter(log, timeout=30.0):
+    """nginx's error log once the worker's filter has taken or refused its config."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if "configured:" in text or "refusing every request" in text or "invalid configuration" in text:
+            return text
+        time.sleep(0.1)
+    raise RuntimeError(f"the filter said nothing within {timeout:.0f} s ({log})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wasm", default=str(stack.DEFAULT_WASM))
+    ap.add_argument("--host", choices=[*stack.HOSTS, "both"], default="both")
     args = ap.parse_args()
+    hosts = stack.HOSTS if args.host == "both" else (args.host,)
     s = stack.Stack(state=stack.TOP / "target" / "e2e-examples", envoys={}, wasm=args.wasm, say=lambda m: None)
     failures = []
     start = time.monotonic()
     try:
         s.prepare()
         for example in sorted(EXAMPLES.glob("*.json")):
-            name = example.stem
-            try:
-                s.start_envoy("example", example)
-                log = (s.logs / "envoy-example.log").read_text()
-                if "configured:" not in log:
-                    raise RuntimeError("no 'configured:' line from the filter in the Envoy log")
-                print(f"PASS  {example.relative_to(stack.TOP)} loads in Envoy")
-            except Exception as e:  # report every example, not just the first failure
-                failures.append(name)
-                print(f"FAIL  {example.relative_to(stack.TOP)}: {e}")
-            finally:
-                s.stop_service("envoy-example")
+            for host in hosts:
+                name = f"{example.stem} ({host})"
+                try:
+                    if host == "envoy":
+                        s.start_envoy("example", example)
+                        log = (s.logs / "envoy-example.log").read_text()
+                    else:
+                        s.start_kong("example", example, workers=1)
+                        log = wait_for_filter(s.logs / "kong-example.log")
+                    if "configured:" not in log:
+                        raise RuntimeError(f"no 'configured:' line from the filter in the {host} log")
+                    print(f"PASS  {example.relative_to(stack.TOP)} loads in {host}")
+                except Exception as e:  # report every example, not just the first failure
+                    failures.append(name)
+                    print(f"FAIL  {example.relative_to(stack.TOP)} in {host}: {e}")
+                finally:
+                    s.stop_service("envoy-example")
+                    s.stop_service("kong-example")
     finally:
         s.stop()
-    total = len(list(EXAMPLES.glob("*.json")))
-    print(f"{total - len(failures)} of {total} example configs load in Envoy ({time.monotonic() - start:.1f}s)")
+    total = len(list(EXAMPLES.glob("*.json"))) * len(hosts)
+    print(f"{total - len(failures)} of {total} example loads passed ({', '.join(hosts)}; {time.monotonic() - start:.1f}s)")
     sys.exit(1 if failures else 0)
 
 
