@@ -2142,3 +2142,24 @@ fn a_refused_configuration_fails_the_load_on_envoy_and_closes_the_route_on_kong(
         RefusedConfig::RefuseRequests
     );
 }
+
+#[test]
+fn property_paths_are_read_as_each_engine_reads_them() {
+    use certbound::host::Host;
+    // The fake hosts decode paths as the engines do: a trailing empty part (the bytes a
+    // trailing NUL gives, the regression of 0c1a61f) is another name on Kong's engine and
+    // tolerated by Envoy; a dotted part is not a path on Envoy.
+    let kong = FakeHost::kong(Some(&pki().ec.pem));
+    assert!(kong.property(&["ngx", "server_port"]).unwrap().is_some());
+    assert_eq!(kong.property(&["ngx", "server_port", ""]).unwrap(), None);
+    assert!(kong.property(&["ngx.server_port"]).unwrap().is_some());
+    let envoy = FakeHost::envoy(Some(&pki().ec.pem), None);
+    assert!(envoy.property(&["source", "address"]).unwrap().is_some());
+    assert_eq!(envoy.property(&["source.address"]).unwrap(), None);
+    assert!(
+        envoy
+            .property(&["source", "address", ""])
+            .unwrap()
+            .is_some()
+    );
+}

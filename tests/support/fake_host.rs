@@ -236,6 +236,22 @@ impl Host for FakeHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         self.check(Fail::Property)?;
         self.reads.borrow_mut().push(path.join("."));
+        // What each engine makes of the SDK's encoding (parts joined by NUL, none after the
+        // last; docs/abi.md §1): ngx_wasm_module turns each NUL into a dot and looks the whole
+        // name up, so an empty part (a trailing NUL) is a name that does not exist; Envoy walks
+        // the parts and ignores a trailing NUL, and a part with a dot in it is not the path it
+        // looks like there.
+        let last = path.len().saturating_sub(1);
+        let lost = if self.kong.get() {
+            path.iter().any(|p| p.is_empty())
+        } else {
+            path.iter()
+                .enumerate()
+                .any(|(i, p)| p.contains('.') || (p.is_empty() && i != last))
+        };
+        if lost {
+            return Ok(None);
+        }
         // Kong's engine has no request to read nginx variables from in the root context:
         // InternalFailure, and an [error] line (ngx_proxy_wasm_properties.c).
         if self.kong.get() && self.effective.get() == ROOT && path.first() == Some(&"ngx") {
@@ -243,7 +259,11 @@ impl Host for FakeHost {
                 "proxy_get_property failed with status 10".into(),
             ));
         }
-        Ok(self.properties.borrow().get(&path.join(".")).cloned())
+        let parts = match path.split_last() {
+            Some((&"", rest)) if !self.kong.get() => rest,
+            _ => path,
+        };
+        Ok(self.properties.borrow().get(&parts.join(".")).cloned())
     }
 
     fn request_header_count(&self) -> usize {
