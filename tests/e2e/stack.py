@@ -241,6 +241,7 @@ class Stack:
         self.log_level = log_level
         self.procs = {}
         self.ports = {}
+        self.kong_workers = {}  # gateway name -> (nginx workers, its log's size at the start)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def __enter__(self):
@@ -364,6 +365,8 @@ class Stack:
         }
         conf = prefix / "nginx.conf"
         conf.write_text(string.Template(KONG_TEMPLATE.read_text()).substitute(values))
+        log = self.logs / f"{proc}.log"
+        self.kong_workers[name] = (workers, log.stat().st_size if log.exists() else 0)
         self._spawn(proc, [str(KONG_NGINX), "-p", str(prefix), "-c", str(conf)])
         if wait:
             self._wait_envoy(name)
@@ -438,9 +441,18 @@ class Stack:
 
     def _wait_envoy(self, name):
         if f"kong-{name}" in self.procs:
-            # The listener accepts once the master has bound it; the workers load the filter
-            # at start (a refused config shows in the error log).
-            self._wait(f"kong-{name}", lambda: _tcp_open(self.ports[f"envoy-{name}"]))
+            # The listener accepts once the master has bound it, but each worker compiles the
+            # module first (seconds, on a busy machine more): ready once every worker's filter
+            # has taken its config, or refused it (the broken-config cases).
+            proc = f"kong-{name}"
+            log = self.logs / f"{proc}.log"
+            workers, offset = self.kong_workers.get(name, (1, 0))
+
+            def configured():
+                text = log.read_bytes()[offset:].decode(errors="replace") if log.exists() else ""
+                done = sum(text.count(m) for m in ("] configured: ", "invalid configuration"))
+                return done >= workers and _tcp_open(self.ports[f"envoy-{name}"])
+            self._wait(proc, configured, timeout=60.0)
             return
         # /ready answers 200 once listeners and clusters are initialised (the wasm VM loaded).
         self._wait(f"envoy-{name}", lambda: self.admin_ready(name))
