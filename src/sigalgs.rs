@@ -34,6 +34,16 @@ pub struct Alg {
     kind: Kind,
 }
 
+thread_local! {
+    static CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many signatures path validation has checked on this thread (each wasm worker is one):
+/// what a forwarded chain costs, for the tests and the benchmark.
+pub fn path_signature_checks() -> u64 {
+    CHECKS.with(std::cell::Cell::get)
+}
+
 impl SignatureVerificationAlgorithm for Alg {
     fn public_key_alg_id(&self) -> AlgorithmIdentifier {
         self.public_key_alg_id
@@ -47,6 +57,7 @@ impl SignatureVerificationAlgorithm for Alg {
         msg: &[u8],
         sig: &[u8],
     ) -> Result<(), InvalidSignature> {
+        CHECKS.with(|c| c.set(c.get().saturating_add(1)));
         match self.kind {
             Kind::P256Sha256 => ecdsa_p256(&Sha256::hash(msg), public_key, Ecdsa::Der(sig)),
             Kind::P256Sha384 => ecdsa_p256(&Sha384::hash(msg), public_key, Ecdsa::Der(sig)),

@@ -72,6 +72,13 @@ fn config(ca: &[&str], extra: Value) -> Value {
 /// `client-cert-chain`), carrying a token bound to that leaf. Returns the status: 200 when
 /// allowed.
 fn status(config: &Value, leaf: &str, chain: &[&str]) -> u16 {
+    let worker = Rc::new(Worker::new(settings(config)));
+    worker.set_root_context(ROOT);
+    status_on(&worker, leaf, chain)
+}
+
+/// `status` on a worker of the caller's (which remembers chain verdicts).
+fn status_on(worker: &Rc<Worker>, leaf: &str, chain: &[&str]) -> u16 {
     let host = FakeHost::envoy(None, None);
     host.set_property("source.address", b"10.1.2.3:5555");
     let x5t = Thumbprint::from_pem(pem(leaf).as_bytes())
@@ -91,9 +98,7 @@ fn status(config: &Value, leaf: &str, chain: &[&str]) -> u16 {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     host.request("/x", &refs);
-    let worker = Rc::new(Worker::new(settings(config)));
-    worker.set_root_context(ROOT);
-    let flow = RequestFilter::new(worker, REQUEST).on_request_headers(&host);
+    let flow = RequestFilter::new(Rc::clone(worker), REQUEST).on_request_headers(&host);
     match flow {
         Flow::Continue => {
             assert!(host.header_values("client-cert").is_empty());
@@ -213,4 +218,145 @@ fn xfcc_chain_carries_the_intermediate() {
         RequestFilter::new(worker, REQUEST).on_request_headers(&host),
         Flow::Continue
     );
+}
+
+#[test]
+fn decoy_cas_in_a_forwarded_chain_never_reach_path_building() {
+    use certbound::binding::chain::{MAX_FORWARDED_INTERMEDIATES, plausible_intermediates};
+    let decoys: Vec<Vec<u8>> = (1..=10).map(|i| der(&format!("decoy{i}.pem"))).collect();
+    let inter = der("inter.pem");
+    let leaf = der("leaf.pem");
+    // Ten CAs named like the intermediate, each with its own key (so another key identifier):
+    // none is offered; the real intermediate is, wherever it stands.
+    let mut forwarded = decoys.clone();
+    forwarded.push(inter.clone());
+    assert_eq!(
+        plausible_intermediates(&leaf, &forwarded),
+        vec![inter.as_slice()]
+    );
+    // Duplicates once, the leaf itself (not a CA) never.
+    let forwarded = vec![inter.clone(), inter.clone(), leaf.clone()];
+    assert_eq!(
+        plausible_intermediates(&leaf, &forwarded),
+        vec![inter.as_slice()]
+    );
+    // Decoys that copy the key identifier too: at most two per issuer, in the header's order.
+    let copies = [der("skidecoy1.pem"), der("skidecoy2.pem")];
+    let late = vec![copies[0].clone(), copies[1].clone(), inter.clone()];
+    assert_eq!(plausible_intermediates(&leaf, &late).len(), 2);
+    assert!(!plausible_intermediates(&leaf, &late).contains(&inter.as_slice()));
+    let early = vec![inter.clone(), copies[0].clone(), copies[1].clone()];
+    assert_eq!(plausible_intermediates(&leaf, &early)[0], inter.as_slice());
+    // Whatever the header holds, path building sees a bounded set.
+    let mut many = decoys;
+    many.extend(std::iter::repeat_n(copies[0].clone(), 50));
+    many.extend(copies.iter().cloned());
+    assert!(plausible_intermediates(&leaf, &many).len() <= MAX_FORWARDED_INTERMEDIATES);
+
+    // End to end: the honest chain behind ten decoys is allowed with the two signature checks
+    // of its path (leaf by intermediate, intermediate by root), decoys alone are refused with
+    // none, and a sender that puts copied decoys first only refuses itself.
+    use certbound::sigalgs::path_signature_checks;
+    let root = config(&["root.pem"], json!({}));
+    let mut names: Vec<String> = (1..=10).map(|i| format!("decoy{i}.pem")).collect();
+    names.push("inter.pem".into());
+    let chain: Vec<&str> = names.iter().map(String::as_str).collect();
+    let before = path_signature_checks();
+    assert_eq!(status(&root, "leaf.pem", &chain), 200);
+    assert_eq!(path_signature_checks() - before, 2);
+    let before = path_signature_checks();
+    assert_eq!(status(&root, "leaf.pem", &chain[..10]), 401);
+    assert_eq!(path_signature_checks() - before, 0);
+    assert_eq!(
+        status(
+            &root,
+            "leaf.pem",
+            &["skidecoy1.pem", "skidecoy2.pem", "inter.pem"]
+        ),
+        401
+    );
+    assert_eq!(
+        status(
+            &root,
+            "leaf.pem",
+            &["inter.pem", "skidecoy1.pem", "skidecoy2.pem"]
+        ),
+        200
+    );
+}
+
+#[test]
+fn a_chain_verdict_is_remembered_so_the_next_request_checks_no_signature() {
+    use certbound::sigalgs::path_signature_checks;
+    let worker = Rc::new(Worker::new(settings(&config(&["root.pem"], json!({})))));
+    worker.set_root_context(ROOT);
+    let before = path_signature_checks();
+    assert_eq!(status_on(&worker, "leaf.pem", &["inter.pem"]), 200);
+    let first = path_signature_checks() - before;
+    assert_eq!(first, 2);
+    for _ in 0..5 {
+        assert_eq!(status_on(&worker, "leaf.pem", &["inter.pem"]), 200);
+    }
+    assert_eq!(
+        path_signature_checks() - before,
+        first,
+        "a remembered chain is checked again"
+    );
+    // A refusal is remembered as well; another chain is its own entry.
+    let before = path_signature_checks();
+    assert_eq!(status_on(&worker, "foreign.pem", &["other_inter.pem"]), 401);
+    let refused = path_signature_checks() - before;
+    assert_eq!(status_on(&worker, "foreign.pem", &["other_inter.pem"]), 401);
+    assert_eq!(path_signature_checks() - before, refused);
+    assert_eq!(status_on(&worker, "expired.pem", &["inter.pem"]), 401);
+    assert_eq!(status_on(&worker, "leaf.pem", &["inter.pem"]), 200);
+}
+
+#[test]
+fn a_forwarded_chain_is_checked_only_for_a_token_bound_to_its_leaf() {
+    use certbound::sigalgs::path_signature_checks;
+    // A sender with any token it likes and a chain of decoys: the token is bound to another
+    // certificate, so the chain is never built (the refusal is the thumbprint's).
+    let mut names: Vec<String> = (1..=10).map(|i| format!("decoy{i}.pem")).collect();
+    names.push("inter.pem".into());
+    let items: Vec<String> = names.iter().map(|n| sf(n)).collect();
+    let request = |token: &str, worker: &Rc<Worker>| {
+        let host = FakeHost::envoy(None, None);
+        host.set_property("source.address", b"10.1.2.3:5555");
+        host.request(
+            "/x",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("client-cert", &sf("leaf.pem")),
+                ("client-cert-chain", &items.join(", ")),
+            ],
+        );
+        let flow = RequestFilter::new(Rc::clone(worker), REQUEST).on_request_headers(&host);
+        (flow, host)
+    };
+    let worker = Rc::new(Worker::new(settings(&config(&["root.pem"], json!({})))));
+    worker.set_root_context(ROOT);
+    let other = Thumbprint::from_pem(pem("server.pem").as_bytes())
+        .unwrap()
+        .to_x5t_s256();
+    let before = path_signature_checks();
+    let (flow, host) = request(&mint(&bound_claims(&other)), &worker);
+    assert_eq!(flow, Flow::Pause);
+    assert!(
+        host.log_text().contains("thumbprint_mismatch"),
+        "{}",
+        host.log_text()
+    );
+    assert_eq!(
+        path_signature_checks() - before,
+        0,
+        "a chain was built for a token bound elsewhere"
+    );
+    // Bound to the leaf: the chain is checked, then allowed.
+    let mine = Thumbprint::from_pem(pem("leaf.pem").as_bytes())
+        .unwrap()
+        .to_x5t_s256();
+    let (flow, host) = request(&mint(&bound_claims(&mine)), &worker);
+    assert_eq!(flow, Flow::Continue, "{}", host.log_text());
+    assert_eq!(path_signature_checks() - before, 2);
 }

@@ -31,6 +31,7 @@ fn step_for(settings: Settings, token: &str, cert: Option<&TestCert>) -> Step {
         token: token.to_string(),
         scheme: Scheme::Bearer,
         certificate: cert.map(|c| Thumbprint::from_der(&c.der).unwrap()),
+        forwarded: None,
         dpop: None,
     };
     let worker = Worker::new(settings);

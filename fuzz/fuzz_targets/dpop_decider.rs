@@ -302,6 +302,7 @@ fuzz_target!(|input: Input| {
         token: token.clone(),
         scheme: credential.scheme,
         certificate: input.certificate.thumbprint(),
+        forwarded: None,
         dpop: (credential.scheme == Scheme::Dpop).then(|| DpopRequest {
             proof: built.proof.clone(),
             target: RequestTarget {

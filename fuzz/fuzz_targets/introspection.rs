@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
             token: "opaque-token".into(),
             scheme: Scheme::Bearer,
             certificate: cert.thumbprint(),
+            forwarded: None,
             dpop: None,
         };
         let decision = with_view(profile, |view| {

@@ -497,6 +497,7 @@ pub fn decide(profile: Profile, token: &str, certificate: Option<Thumbprint>) ->
         token: token.to_string(),
         scheme: Scheme::Bearer,
         certificate,
+        forwarded: None,
         dpop: None,
     };
     with_view(profile, |view| {

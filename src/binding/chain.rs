@@ -88,6 +88,102 @@ fn classify(e: &webpki::Error) -> ChainError {
     }
 }
 
+/// Forwarded intermediates offered to the path builder at most: real client chains have one or
+/// two. Each extra candidate can multiply the paths webpki tries (and their signature checks).
+pub const MAX_FORWARDED_INTERMEDIATES: usize = 4;
+/// Candidates kept for one issuer name: a decoy may copy a real CA's name and key identifier.
+const MAX_CANDIDATES_PER_ISSUER: usize = 2;
+
+/// What path building needs to know of a certificate, read once.
+struct Links {
+    /// notAfter, seconds since the epoch.
+    not_after: u64,
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+    subject_key_id: Option<Vec<u8>>,
+    authority_key_id: Option<Vec<u8>>,
+    is_ca: bool,
+}
+
+fn links(der: &[u8]) -> Option<Links> {
+    use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BasicConstraints, SubjectKeyIdentifier};
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let tbs = cert.tbs_certificate();
+    let ski = tbs.get_extension::<SubjectKeyIdentifier>().ok()?;
+    let aki = tbs.get_extension::<AuthorityKeyIdentifier>().ok()?;
+    let bc = tbs.get_extension::<BasicConstraints>().ok()?;
+    Some(Links {
+        not_after: tbs.validity().not_after.to_unix_duration().as_secs(),
+        subject: tbs.subject().to_der().ok()?,
+        issuer: tbs.issuer().to_der().ok()?,
+        subject_key_id: ski.map(|(_, k)| k.0.as_bytes().to_vec()),
+        authority_key_id: aki
+            .and_then(|(_, a)| a.key_identifier)
+            .map(|k| k.as_bytes().to_vec()),
+        is_ca: bc.is_some_and(|(_, b)| b.ca),
+    })
+}
+
+/// The forwarded intermediates that can be on a path from `leaf` upwards, in the order to try
+/// them: CA certificates only, each once, each named as the issuer of a certificate already
+/// on the path, one whose key identifier matches first and one whose key identifier differs
+/// never (OpenSSL and BoringSSL skip those too), at most `MAX_CANDIDATES_PER_ISSUER` per
+/// issuer and `MAX_FORWARDED_INTERMEDIATES` in all. Decoys carrying a real CA's name cost
+/// nothing then: what path building sees is bounded whatever the header holds.
+pub fn plausible_intermediates<'a>(leaf: &[u8], forwarded: &'a [Vec<u8>]) -> Vec<&'a [u8]> {
+    let Some(leaf) = links(leaf) else {
+        return Vec::new();
+    };
+    let mut pool: Vec<(&'a [u8], Links)> = Vec::new();
+    for der in forwarded {
+        if pool.iter().any(|(d, _)| *d == der.as_slice()) {
+            continue;
+        }
+        if let Some(l) = links(der).filter(|l| l.is_ca) {
+            pool.push((der.as_slice(), l));
+        }
+    }
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut frontier: Vec<&Links> = vec![&leaf];
+    while let Some(child) = frontier.pop() {
+        let mut candidates: Vec<(bool, usize)> = pool
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, l))| {
+                !chosen.contains(i)
+                    && l.subject == child.issuer
+                    && match (&child.authority_key_id, &l.subject_key_id) {
+                        (Some(want), Some(have)) => want == have,
+                        _ => true,
+                    }
+            })
+            .map(|(i, (_, l))| {
+                (
+                    l.subject_key_id.is_some() && child.authority_key_id.is_some(),
+                    i,
+                )
+            })
+            .collect();
+        // Key-identifier matches first, then the header's order.
+        candidates.sort_by_key(|(matched, i)| (!matched, *i));
+        for (_, i) in candidates.into_iter().take(MAX_CANDIDATES_PER_ISSUER) {
+            if chosen.len() >= MAX_FORWARDED_INTERMEDIATES {
+                break;
+            }
+            chosen.push(i);
+            if let Some((_, l)) = pool.get(i)
+                && l.subject != l.issuer
+            {
+                frontier.push(l);
+            }
+        }
+    }
+    chosen
+        .into_iter()
+        .filter_map(|i| pool.get(i).map(|(d, _)| *d))
+        .collect()
+}
+
 /// Whether the certificate's issuer and subject names are byte-equal (self-issued), which is
 /// how webpki matches names too.
 fn self_issued(der: &[u8]) -> Option<bool> {
@@ -182,19 +278,24 @@ impl TrustStore {
 
     /// Whether `leaf` (with the intermediates the header carried) chains to a configured CA
     /// at `now`, allows client authentication, and (when CRLs are configured) is not revoked
-    /// by its issuer's CRL, which must be among them.
+    /// by its issuer's CRL, which must be among them. `Ok`: until when that holds at most (the
+    /// earliest notAfter of the leaf and the forwarded intermediates offered).
     pub fn verify(
         &self,
         leaf: &[u8],
         intermediates: &[Vec<u8>],
         now: u64,
-    ) -> Result<(), ChainError> {
+    ) -> Result<u64, ChainError> {
+        let offered = plausible_intermediates(leaf, intermediates);
+        let until = std::iter::once(leaf)
+            .chain(offered.iter().copied())
+            .filter_map(|d| links(d).map(|l| l.not_after))
+            .min()
+            .unwrap_or(now);
         let leaf = CertificateDer::from(leaf);
         let end_entity = EndEntityCert::try_from(&leaf).map_err(|e| classify(&e))?;
-        let mut chain: Vec<CertificateDer<'_>> = intermediates
-            .iter()
-            .map(|d| CertificateDer::from(d.as_slice()))
-            .collect();
+        let mut chain: Vec<CertificateDer<'_>> =
+            offered.into_iter().map(CertificateDer::from).collect();
         chain.extend(
             self.intermediates
                 .iter()
@@ -221,7 +322,7 @@ impl TrustStore {
                 revocation,
                 None,
             )
-            .map(|_| ())
+            .map(|_| until)
             .map_err(|e| classify(&e))
     }
 }

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use crate::binding::dpop::{self, Proof};
 use crate::binding::{self, PopMode, Possession};
 use crate::config::{
-    BearerSettings, IntrospectionSettings, KeySettings, Settings, SignedIntrospection,
+    BearerSettings, CertSource, IntrospectionSettings, KeySettings, Settings, SignedIntrospection,
 };
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{Store, TokenHash};
@@ -24,6 +24,7 @@ use crate::flow::replay::ProofId;
 use crate::flow::worker::Worker;
 use crate::reply::metrics::Metric;
 use crate::reply::rejection::{Rejection, Scheme};
+use crate::tokens::claims::Confirmation;
 use crate::tokens::facts::{Facts, Identity};
 use crate::tokens::introspection::{self, Answer};
 use crate::tokens::jwks::{Alg, KeyPrint, KeySet, VerifyKey};
@@ -99,6 +100,7 @@ pub enum Note {
         payload: Vec<u8>,
         inactive: bool,
     },
+    Info(String),
     Warn(String),
 }
 
@@ -259,7 +261,7 @@ pub fn introspected(
             signed: signed.clone(),
         })));
     }
-    let step = answer_verdict(settings, facts.as_ref(), presented, proof, view.now)
+    let step = answer_verdict(view, facts.as_ref(), presented, proof, &mut notes)
         .map(|identity| allow(identity, signed, proof.cloned()))
         .unwrap_or_else(Step::Deny);
     Decision { step, notes }
@@ -405,6 +407,31 @@ fn verify_proof(
     })
 }
 
+/// A certificate from a header binds a token only with a path to a configured CA. Checked
+/// here, once the token's `cnf` names that very certificate, so a chain sent with any other
+/// token costs nothing; the worker remembers the verdict by leaf and chain.
+fn check_forwarded(
+    view: &View<'_>,
+    presented: &Presented,
+    cnf: &Confirmation,
+    notes: &mut Vec<Note>,
+) -> Result<(), Rejection> {
+    let (Some(forwarded), Some(_)) = (&presented.forwarded, &cnf.x5t_s256) else {
+        return Ok(());
+    };
+    let CertSource::Header { name, trust, .. } = &view.settings().cert_source else {
+        return Err(Rejection::CertificateNotTrusted);
+    };
+    let (leaf, chain, now) = (&forwarded.leaf, &forwarded.chain, view.now);
+    view.worker
+        .certificates
+        .chain_verdict(leaf, chain, now, || trust.verify(leaf, chain, now))
+        .map_err(|e| {
+            notes.push(Note::Info(format!("{name} refused: {e}")));
+            Rejection::CertificateNotTrusted
+        })
+}
+
 /// What the request presented to prove possession.
 fn possession<'a>(presented: &'a Presented, proof_jkt: Option<&'a str>) -> Possession<'a> {
     Possession {
@@ -502,6 +529,7 @@ fn check_jwt(
         &facts.cnf,
         &possession(presented, jkt),
     )?;
+    check_forwarded(view, presented, &facts.cnf, notes)?;
     let proof_id = proof.as_ref().map(|p| unused(p, view, notes)).transpose()?;
     // The token's signature: known, or checked now with one key.
     match signature {
@@ -656,20 +684,22 @@ fn answer_facts(settings: &Settings, answer: &Answer) -> Result<Facts, Rejection
 /// proof: a cached answer is re-checked on every request, so a token replayed from another
 /// connection or without its key fails here even on a cache hit.
 fn answer_verdict(
-    settings: &Settings,
+    view: &View<'_>,
     facts: Result<&Facts, &Rejection>,
     presented: &Presented,
     proof: Option<&ProofUse>,
-    now: u64,
+    notes: &mut Vec<Note>,
 ) -> Result<Identity, Rejection> {
+    let settings = view.settings();
     let facts = facts.map_err(|r| *r)?;
-    facts.lifetime.check(now, settings.leeway, false)?;
+    facts.lifetime.check(view.now, settings.leeway, false)?;
     binding::check(
         settings.pop,
         settings.dpop.mode,
         &facts.cnf,
         &possession(presented, proof.map(|p| p.jkt.as_str())),
     )?;
+    check_forwarded(view, presented, &facts.cnf, notes)?;
     facts.check_scopes()?;
     Ok(facts.identity.clone())
 }
@@ -709,8 +739,7 @@ fn check_opaque(
             && now < *until
         {
             notes.push(Note::Count(Metric::IntrospectionCacheHits));
-            let identity =
-                answer_verdict(settings, facts.as_ref(), presented, proof.as_ref(), now)?;
+            let identity = answer_verdict(view, facts.as_ref(), presented, proof.as_ref(), notes)?;
             return Ok(allow(identity, signed.clone(), proof));
         }
         let hash = TokenHash::of(&presented.token);
@@ -723,8 +752,7 @@ fn check_opaque(
                 until,
                 signed: signed.clone(),
             })));
-            let identity =
-                answer_verdict(settings, facts.as_ref(), presented, proof.as_ref(), now)?;
+            let identity = answer_verdict(view, facts.as_ref(), presented, proof.as_ref(), notes)?;
             return Ok(allow(identity, signed, proof));
         }
     }

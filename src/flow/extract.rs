@@ -20,8 +20,20 @@ pub struct Presented {
     /// `Bearer`, or `DPoP` when DPoP is on.
     pub scheme: Scheme,
     pub certificate: Option<Thumbprint>,
+    /// With a certificate from a header: the certificate and the chain it came with, whose
+    /// path to a configured CA the decider checks once a token bound to it could be allowed.
+    pub forwarded: Option<ForwardedChain>,
     /// With the DPoP scheme: its one proof and the request it must be for.
     pub dpop: Option<DpopRequest>,
+}
+
+/// A certificate forwarded in a header, its path to a configured CA not checked yet: its
+/// thumbprint is its hash, so the cheap token and binding checks come first, and path
+/// building (signature checks) happens only for a token bound to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedChain {
+    pub leaf: Vec<u8>,
+    pub chain: Vec<Vec<u8>>,
 }
 
 /// A request made with the DPoP scheme.
@@ -78,11 +90,16 @@ pub fn extract(
         Scheme::Dpop => Some(dpop_request(settings, engine, &headers, &path)?),
         Scheme::Bearer => None,
     };
-    let certificate = client_certificate(settings, engine, host, &headers, certificates)?;
+    let (certificate, forwarded) =
+        match client_certificate(settings, engine, host, &headers, certificates)? {
+            Some((tp, forwarded)) => (Some(tp), forwarded),
+            None => (None, None),
+        };
     Ok(Presented {
         token: credential.token,
         scheme: credential.scheme,
         certificate,
+        forwarded,
         dpop,
     })
 }
@@ -173,10 +190,10 @@ fn client_certificate(
     host: &impl Host,
     headers: &Headers,
     certificates: &KnownCertificates,
-) -> Result<Option<Thumbprint>, Rejection> {
+) -> Result<Option<(Thumbprint, Option<ForwardedChain>)>, Rejection> {
     match &settings.cert_source {
         CertSource::Connection => match host::connection_thumbprint(host, engine, certificates) {
-            Ok(tp) => Ok(Some(tp)),
+            Ok(tp) => Ok(Some((tp, None))),
             Err(NoCertificate::Absent) => Ok(None),
             Err(NoCertificate::Unreadable(e)) => {
                 host.log(
@@ -194,7 +211,7 @@ fn client_certificate(
             chain_header,
             format,
             trusted,
-            trust,
+            ..
         } => {
             let mut values = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
             let Some((_, value)) = values.next() else {
@@ -239,16 +256,10 @@ fn client_certificate(
                 );
                 return Err(Rejection::CertificateNotTrusted);
             };
-            let now = host
-                .now()
-                .map_err(|e| host_failure(host, "reading the clock", &e))?;
-            match trust.verify(&der, &chain, now) {
-                Ok(()) => Ok(Some(cert.thumbprint)),
-                Err(e) => {
-                    host.log(LogLevel::Info, &format!("{name} refused: {e}"));
-                    Err(Rejection::CertificateNotTrusted)
-                }
-            }
+            Ok(Some((
+                cert.thumbprint,
+                Some(ForwardedChain { leaf: der, chain }),
+            )))
         }
     }
 }

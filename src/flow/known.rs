@@ -11,7 +11,10 @@ use std::rc::Rc;
 
 use foldhash::fast::RandomState;
 
+use sha2::{Digest, Sha256};
+
 use crate::binding::certificate::{CertError, Thumbprint};
+use crate::binding::chain::ChainError;
 use crate::reply::rejection::Rejection;
 use crate::tokens::facts::Facts;
 use crate::tokens::jwks::Alg;
@@ -139,18 +142,30 @@ impl KnownTokens {
 }
 
 /// Client certificates (PEM, as Kong's engine hands them over on every request) this worker
-/// has hashed: the same client's next request skips the base64 and SHA-256 of its DER.
+/// has hashed: the same client's next request skips the base64 and SHA-256 of its DER. And
+/// the path-validation verdicts of certificates forwarded in headers, by the SHA-256 of leaf
+/// and chain: an honest client's next request skips path building (several signature checks),
+/// and a refused chain sent again costs a lookup.
 pub struct KnownCertificates {
     map: RefCell<HashMap<Vec<u8>, Thumbprint, RandomState>>,
+    chains: RefCell<HashMap<[u8; 32], ChainVerdict, RandomState>>,
 }
+
+/// A path-validation verdict and until when it holds.
+type ChainVerdict = (Result<(), ChainError>, u64);
 
 /// Certificates kept; past that the memory starts over (clients reconnect with the same one).
 const MAX_KNOWN_CERTIFICATES: usize = 256;
+/// Chain verdicts kept (about 50 bytes each), and for how long: a certificate's validity is
+/// judged at most this long after it was checked, and a CRL change shows within it.
+const MAX_KNOWN_CHAINS: usize = 4096;
+pub const CHAIN_VERDICT_SECONDS: u64 = 60;
 
 impl Default for KnownCertificates {
     fn default() -> Self {
         KnownCertificates {
             map: RefCell::new(HashMap::with_hasher(RandomState::default())),
+            chains: RefCell::new(HashMap::with_hasher(RandomState::default())),
         }
     }
 }
@@ -168,6 +183,44 @@ impl KnownCertificates {
         }
         map.insert(pem.to_vec(), tp);
         Ok(tp)
+    }
+
+    /// `verify(leaf, chain)` (`Ok`: valid until), remembered by the SHA-256 of leaf and chain
+    /// (each length-prefixed, so no two inputs share a key) for `CHAIN_VERDICT_SECONDS`, and
+    /// an acceptance never past the moment its certificates expire.
+    pub fn chain_verdict(
+        &self,
+        leaf: &[u8],
+        chain: &[Vec<u8>],
+        now: u64,
+        verify: impl FnOnce() -> Result<u64, ChainError>,
+    ) -> Result<(), ChainError> {
+        let mut h = Sha256::new();
+        for der in std::iter::once(leaf).chain(chain.iter().map(Vec::as_slice)) {
+            h.update((der.len() as u64).to_le_bytes());
+            h.update(der);
+        }
+        let key: [u8; 32] = h.finalize().into();
+        if let Some((verdict, until)) = self.chains.borrow().get(&key)
+            && now < *until
+        {
+            return *verdict;
+        }
+        let checked = verify();
+        let until = match checked {
+            Ok(expires) => expires.min(now.saturating_add(CHAIN_VERDICT_SECONDS)),
+            Err(_) => now.saturating_add(CHAIN_VERDICT_SECONDS),
+        };
+        let verdict = checked.map(|_| ());
+        let mut chains = self.chains.borrow_mut();
+        if chains.len() >= MAX_KNOWN_CHAINS {
+            chains.retain(|_, (_, until)| now < *until);
+            if chains.len() >= MAX_KNOWN_CHAINS {
+                chains.clear();
+            }
+        }
+        chains.insert(key, (verdict, until));
+        verdict
     }
 }
 

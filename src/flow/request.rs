@@ -231,6 +231,7 @@ impl RequestCore {
                     let store = worker.store(host);
                     worker.remember_answer(store.as_ref(), &hash, until, &payload, inactive, now);
                 }
+                Note::Info(message) => host.log(LogLevel::Info, &message),
                 Note::Warn(message) => host.log(LogLevel::Warn, &message),
             }
         }

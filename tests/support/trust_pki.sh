@@ -77,5 +77,29 @@ openssl ca -gencrl -config inter/ca.cnf -out inter.crl 2>/dev/null
 key other; csr other "Test Root"; mkca other; selfsign other
 key other_inter; csr other_inter "Test Intermediate"; mkca other_inter; sign other other_inter inter
 key foreign; csr foreign foreign; sign other_inter foreign client
+# Decoys: CA certificates named like our intermediate, each with its own key, as a client may
+# forward them to make path building try every ordering (and check a signature each time).
+cat > decoy.cnf <<'X'
+[req]
+distinguished_name=dn
+[dn]
+[decoy]
+basicConstraints=critical,CA:TRUE
+keyUsage=critical,keyCertSign
+subjectKeyIdentifier=hash
+X
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  key decoy$i
+  openssl req -x509 -new -key decoy$i.key -subj "/CN=Test Intermediate" -days 3650 \
+    -config decoy.cnf -extensions decoy -out decoy$i.pem 2>/dev/null
+done
+# Two that also copy our intermediate's key identifier (an extension, so the sender's choice).
+ski=$(openssl x509 -in inter.pem -noout -ext subjectKeyIdentifier | tail -n 1 | tr -d ' ')
+printf '[skidecoy]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\nsubjectKeyIdentifier=%s\n' "$ski" >> decoy.cnf
+for i in 1 2; do
+  key skidecoy$i
+  openssl req -x509 -new -key skidecoy$i.key -subj "/CN=Test Intermediate" -days 3650 \
+    -config decoy.cnf -extensions skidecoy -out skidecoy$i.pem 2>/dev/null
+done
 rm -f ./*.csr
 echo ok
