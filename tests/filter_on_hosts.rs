@@ -2163,3 +2163,36 @@ fn property_paths_are_read_as_each_engine_reads_them() {
             .is_some()
     );
 }
+
+#[test]
+fn a_route_that_needs_signed_answers_never_takes_an_unsigned_one_from_the_shared_cache() {
+    // Two routes on one gateway, the same IdP and client: one takes plain answers, the
+    // other requires signed ones (RFC 9701). They share the host's shared data.
+    let cert = &pki().ec;
+    let plain = worker(&base_config());
+    let host = envoy_with(cert);
+    introspect_once(
+        &plain,
+        &host,
+        &[(":status", "200")],
+        &active_answer(cert, NOW + 300),
+    );
+    assert_eq!(host.resumed.get(), 1);
+    // The signed route asks the IdP itself instead of taking the cached plain answer ...
+    let signed = worker(&signed_config());
+    let second = envoy_with(cert);
+    second.bearer(OPAQUE);
+    second.shared.replace(host.shared.borrow().clone());
+    assert_eq!(run(&signed, &second).1, Flow::Pause);
+    assert_eq!(
+        second.dispatched.borrow().len(),
+        1,
+        "a plain answer satisfied a signed route"
+    );
+    // ... while another worker of the plain route takes it from the shared cache.
+    let third = envoy_with(cert);
+    third.bearer(OPAQUE);
+    third.shared.replace(host.shared.borrow().clone());
+    assert_eq!(run(&worker(&base_config()), &third).1, Flow::Continue);
+    assert!(third.dispatched.borrow().is_empty());
+}

@@ -76,16 +76,19 @@ impl Worker {
     pub fn new(settings: Settings) -> Worker {
         let answer_slots = settings.introspection.as_ref().map(|i| {
             // Everything that could make another configuration's answer wrong here: the IdP
-            // endpoint (tenants share hosts), the client, the issuer, and the claims kept.
+            // endpoint (tenants share hosts), the client, the issuer, the claims kept, and
+            // whether answers must be signed (an unsigned answer cached by a route that takes
+            // them must never satisfy one that requires a signed one).
             let scope = format!(
-                "{}://{}{}|{}|{}|{:?}|{:?}",
+                "{}://{}{}|{}|{}|{:?}|{:?}|signed={}",
                 i.endpoint.scheme,
                 i.endpoint.authority,
                 i.endpoint.path,
                 i.endpoint.upstream,
                 i.client_id,
                 i.issuer,
-                settings.upstream_headers
+                settings.upstream_headers,
+                i.signed.is_some()
             );
             SlotCache::new(&scope, settings.cache_max_entries)
         });
