@@ -918,6 +918,14 @@ fn check_cert_fields(raw: &RawCertSource) -> Result<(), ConfigError> {
                 "a /0 block makes every client a trusted proxy; list the proxies",
             ));
         }
+        // Peers are compared as IPv4 when they are IPv4-mapped, so `::ffff:0:0/96` would be
+        // 0.0.0.0/0: an IPv4 block is written as IPv4 (the schema's pattern says the same).
+        if looks_ipv4_mapped(s) {
+            return Err(ConfigError::new(
+                format!("client_certificate.trusted_ips[{i}]"),
+                "an IPv4-mapped IPv6 address (::ffff:...); write the IPv4 address or block",
+            ));
+        }
     }
     // PEM blocks: at least the opening line of one.
     if raw
@@ -941,6 +949,18 @@ fn check_cert_fields(raw: &RawCertSource) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// Starts with zeros and colons only, then `:ffff:` (any case): the schema's pattern for
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.0/104`, `0:0:0:0:0:ffff:0:0/96`).
+fn looks_ipv4_mapped(s: &str) -> bool {
+    let head = s.trim_start_matches(['0', ':']);
+    let run = s.len() - head.len();
+    run > 0
+        && s.as_bytes().get(run - 1) == Some(&b':')
+        && head
+            .get(..5)
+            .is_some_and(|h| h.eq_ignore_ascii_case("ffff:"))
 }
 
 /// `/0`, `/00`, ...: the schema's pattern for these.

@@ -76,8 +76,10 @@ pub struct RawCertSource {
     pub format: Option<HeaderFormat>,
     /// With source `header`: the peers allowed to set the header, as IP addresses or CIDR blocks
     /// (`10.0.0.0/8`, `2001:db8::/32`), at least one. From any other peer the header is ignored and
-    /// the request has no certificate. A `/0` block is refused (it would trust every client); one
-    /// wider than /8 (IPv4) or /32 (IPv6) is warned about at start-up, and an entry that is no
+    /// the request has no certificate. A `/0` block is refused (it would trust every client), and
+    /// so is an IPv4-mapped IPv6 address (`::ffff:...`: write IPv4 as IPv4; peers are compared as
+    /// IPv4, so `::ffff:0:0/96` would be `0.0.0.0/0`); one wider than /8 (IPv4) or /32 (IPv6) is
+    /// warned about at start-up, and an entry that is no
     /// address or block is skipped with a warning. Default: none.
     #[serde(deserialize_with = "list")]
     pub trusted_ips: Vec<String>,
