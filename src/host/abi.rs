@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::endpoint::OutboundRequest;
 use crate::flow::request::{Flow, RequestFilter};
 use crate::flow::worker::Worker;
-use crate::host::{Headers, Host, HostError, LogLevel, RefusedConfig, calls, on_refused_config};
+use crate::host::{Headers, Host, HostError, LogLevel, calls, root_is_envoy};
 use crate::reply::metrics::Metric;
 
 proxy_wasm::main! {{
@@ -27,6 +27,14 @@ proxy_wasm::main! {{
 
 /// Metric ids by name, defined up front at configure time (or on first use).
 type Metrics = Rc<RefCell<HashMap<&'static str, u32>>>;
+
+fn define_counters(metrics: &Metrics) {
+    for m in Metric::all() {
+        if let Ok(id) = calls::define_counter(m.name()) {
+            metrics.borrow_mut().insert(m.name(), id);
+        }
+    }
+}
 
 /// `Host` over the proxy-wasm ABI, for whichever context is effective.
 struct AbiHost {
@@ -166,6 +174,11 @@ impl Host for AbiHost {
     }
 
     fn count(&self, metric: Metric) {
+        // Not defined at configure time (Kong's engine): all of them at the first count, where
+        // a trap fails one request (500), never the configuration.
+        if self.metrics.borrow().is_empty() {
+            define_counters(&self.metrics);
+        }
         let name = metric.name();
         let known = self.metrics.borrow().get(name).copied();
         let id = match known {
@@ -260,35 +273,40 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         let host = self.host();
+        let envoy = root_is_envoy(&host);
         let bytes = calls::buffer(proxy_wasm::types::BufferType::PluginConfiguration, size)
             .unwrap_or_default();
         let settings = match Settings::from_json(&bytes) {
             Ok(s) => s,
             Err(e) => {
                 host.log(LogLevel::Error, &format!("{e}"));
-                return match on_refused_config(&host) {
-                    RefusedConfig::FailLoad => false,
-                    RefusedConfig::RefuseRequests => {
-                        self.worker = None;
-                        self.refused = Some(Rc::new(Refused {
-                            reason: e.to_string(),
-                            logged_at: Cell::new(None),
-                        }));
-                        true
-                    }
-                };
+                // Envoy refuses the configuration at load time (the listener or the update
+                // does not take it). Anywhere else the filter stays loaded and answers every
+                // request 503: on Kong's engine `false` makes the worker exit for good, and
+                // Kong drops the filter and proxies the route unprotected (docs/hosts.md).
+                if envoy {
+                    return false;
+                }
+                self.worker = None;
+                self.refused = Some(Rc::new(Refused {
+                    reason: e.to_string(),
+                    logged_at: Cell::new(None),
+                }));
+                return true;
             }
         };
         self.refused = None;
+        // Counters defined up front show at zero in Envoy's /stats. Not on Kong's engine, which
+        // traps a define it refuses (a long filter name, a full metrics zone): a trap here is
+        // a refused configuration, which Kong answers by proxying the route without the
+        // filter. There they are defined at the first count, in a request (`count`).
+        if envoy {
+            define_counters(&self.metrics);
+        }
         let worker = Rc::new(Worker::new(settings));
         worker.set_root_context(self.id);
         for (level, line) in worker.startup_log() {
             host.log(level, &line);
-        }
-        for metric in Metric::all() {
-            if let Ok(id) = calls::define_counter(metric.name()) {
-                self.metrics.borrow_mut().insert(metric.name(), id);
-            }
         }
         // Kong's engine traps on a second set_tick_period from the same root context.
         if !self.ticking

@@ -153,27 +153,18 @@ pub fn detect_engine(host: &impl Host) -> Result<Engine, HostError> {
     })
 }
 
-/// What becomes of a configuration the filter refuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusedConfig {
-    /// Envoy: `on_configure` answers false and Envoy refuses the configuration at load time
-    /// (the listener or the update does not take it).
-    FailLoad,
-    /// Kong's engine, or a host that cannot be told: the filter stays loaded without a
-    /// configuration and answers every request 503. There `false` makes the bare engine's
-    /// worker exit for good, and makes Kong drop the filter and proxy the route unprotected.
-    RefuseRequests,
+/// Whether the root context runs on Envoy, told without a request: Envoy refuses a context id
+/// that does not exist (BadArgument) and answers NotFound for `ngx.*`. Kong's engine takes any
+/// id (its `proxy_set_effective_context` does nothing), and is never asked for `ngx.*` here,
+/// which would log an error line there ("cannot get ngx properties outside of a request").
+/// Only this positive evidence counts as Envoy: what it decides must fail closed elsewhere.
+pub fn root_is_envoy(host: &impl Host) -> bool {
+    host.set_effective_context(NO_SUCH_CONTEXT).is_err()
+        && matches!(host.property(&["ngx", "server_port"]), Ok(None))
 }
 
-/// Decided in the root context, where `ngx.*` properties answer NotFound on Envoy and fail
-/// on Kong's engine ("cannot get ngx properties outside of a request", docs/hosts.md).
-/// Anything but Envoy's NotFound keeps the route closed.
-pub fn on_refused_config(host: &impl Host) -> RefusedConfig {
-    match host.property(&["ngx", "server_port"]) {
-        Ok(None) => RefusedConfig::FailLoad,
-        _ => RefusedConfig::RefuseRequests,
-    }
-}
+/// A context id no host hands out (ids count up from 1).
+pub const NO_SUCH_CONTEXT: u32 = u32::MAX;
 
 /// ngx_wasm_module hands a filter at most this many header pairs (pseudo-headers first) and
 /// forwards the rest unseen; for a longer map it reports a buffer size smaller than what it

@@ -300,12 +300,12 @@ class Stack:
         if proc:
             proc.stop()
 
-    def start_envoy(self, name, config, wait=True, extra_vars=None, concurrency=2):
+    def start_envoy(self, name, config, wait=True, extra_vars=None, concurrency=2, warm=True):
         """Starts (or restarts, or adds) gateway `name` with filter config file `config`, whose
         ${VAR}s are filled from render_vars() plus extra_vars, with `concurrency` workers: an
         Envoy, or on host "kong" an nginx running Kong's engine (process "kong-<name>")."""
         if self.host == "kong":
-            return self.start_kong(name, config, wait, extra_vars, concurrency)
+            return self.start_kong(name, config, wait, extra_vars, concurrency, warm=warm)
         self.stop_service(f"envoy-{name}")
         self.envoy_configs[name] = Path(config).resolve()
         self.ports[f"envoy-{name}"] = free_port()
@@ -334,10 +334,13 @@ class Stack:
             config["upstreams"] = {k: clusters.get(v, v) for k, v in config["upstreams"].items()}
         return config
 
-    def start_kong(self, name, config, wait=True, extra_vars=None, workers=2, wasm=None, filter_json=None):
+    def start_kong(self, name, config, wait=True, extra_vars=None, workers=2, wasm=None, filter_json=None, warm=True):
         """Starts (or restarts) gateway `name` on Kong's engine, whatever this stack's host:
         nginx with kong-engine.conf, the filter `wasm` (default: the stack's) and its config
-        `filter_json` as the exact text to hand over (default: kong_filter_config())."""
+        `filter_json` as the exact text to hand over (default: kong_filter_config()). warm:
+        with a jwks_endpoint, ready once every worker has its keys (its first tick fetches
+        them): on this engine a request that needs keys cannot wait for another's fetch, so
+        the cases would otherwise depend on which worker takes a connection first."""
         proc = f"kong-{name}"
         self.stop_service(proc)
         if not KONG_NGINX.is_file():
@@ -352,6 +355,11 @@ class Stack:
         prefix.mkdir(parents=True, exist_ok=True)
         if filter_json is None:
             filter_json = json.dumps(self.kong_filter_config(name, extra_vars), separators=(",", ":"))
+        if len(filter_json) > 4000:
+            # nginx reads at most 4096 bytes per config token (NGX_CONF_BUFFER); Kong itself
+            # hands the config over from Lua, without this limit.
+            raise RuntimeError(f"{name}: filter config of {len(filter_json)} bytes is too long for an nginx directive")
+        warm = warm and '"jwks_endpoint"' in filter_json
         # An nginx quoted string: every backslash and quote escaped, so the JSON arrives intact.
         quoted = filter_json.replace("\\", "\\\\").replace("'", "\\'")
         values = {
@@ -366,7 +374,7 @@ class Stack:
         conf = prefix / "nginx.conf"
         conf.write_text(string.Template(KONG_TEMPLATE.read_text()).substitute(values))
         log = self.logs / f"{proc}.log"
-        self.kong_workers[name] = (workers, log.stat().st_size if log.exists() else 0)
+        self.kong_workers[name] = (workers, log.stat().st_size if log.exists() else 0, warm)
         self._spawn(proc, [str(KONG_NGINX), "-p", str(prefix), "-c", str(conf)])
         if wait:
             self._wait_envoy(name)
@@ -446,11 +454,13 @@ class Stack:
             # has taken its config, or refused it (the broken-config cases).
             proc = f"kong-{name}"
             log = self.logs / f"{proc}.log"
-            workers, offset = self.kong_workers.get(name, (1, 0))
+            workers, offset, warm = self.kong_workers.get(name, (1, 0, False))
 
             def configured():
                 text = log.read_bytes()[offset:].decode(errors="replace") if log.exists() else ""
                 done = sum(text.count(m) for m in ("] configured: ", "invalid configuration"))
+                if warm and "invalid configuration" not in text:
+                    done = min(done, text.count("] JWKS refreshed"))
                 return done >= workers and _tcp_open(self.ports[f"envoy-{name}"])
             self._wait(proc, configured, timeout=60.0)
             return

@@ -353,10 +353,17 @@ impl Host for FakeHost {
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
-        // Kong's engine accepts the call and does nothing.
-        if !self.kong.get() {
-            self.effective.set(context_id);
+        // Kong's engine accepts the call and does nothing; Envoy refuses an id no context has
+        // (BadArgument).
+        if self.kong.get() {
+            return Ok(());
         }
+        if context_id == certbound::host::NO_SUCH_CONTEXT {
+            return Err(HostError::Failed(
+                "proxy_set_effective_context: BadArgument".into(),
+            ));
+        }
+        self.effective.set(context_id);
         Ok(())
     }
 
