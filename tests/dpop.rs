@@ -767,11 +767,28 @@ fn an_opaque_dpop_token_is_introspected_and_its_jkt_checked_on_every_cache_hit()
     *host2.shared.borrow_mut() = host.shared.borrow().clone();
     assert_eq!(run(&w, &host2), Flow::Continue);
     assert!(host2.dispatched.borrow().is_empty());
-    // A thief with its own key: refused from the cache too.
+    assert_eq!(
+        host2.metric(Metric::DpopProofChecks),
+        1,
+        "the owner's proof is checked"
+    );
+    // A thief with its own key: refused from the cache too, before its proof's signature is
+    // checked (the cached cnf.jkt is not its key).
     let host3 = dpop_request(OPAQUE, &proof(thief, "GET", URL, OPAQUE, "j-o3"));
     *host3.shared.borrow_mut() = host.shared.borrow().clone();
     assert_eq!(run(&w, &host3), Flow::Pause);
     assert_dpop_error(&host3, "invalid_token", "dpop_key_mismatch");
+    assert_eq!(
+        host3.metric(Metric::DpopProofChecks),
+        0,
+        "a thief's proof cost a signature check"
+    );
+    // The same from another worker, through the shared cache alone.
+    let host5 = dpop_request(OPAQUE, &proof(thief, "GET", URL, OPAQUE, "j-o5"));
+    *host5.shared.borrow_mut() = host.shared.borrow().clone();
+    assert_eq!(run(&worker(&config("optional")), &host5), Flow::Pause);
+    assert_dpop_error(&host5, "invalid_token", "dpop_key_mismatch");
+    assert_eq!(host5.metric(Metric::DpopProofChecks), 0);
     // And as Bearer: a downgrade.
     let host4 = envoy_request(&[("authorization", &format!("Bearer {OPAQUE}"))]);
     *host4.shared.borrow_mut() = host.shared.borrow().clone();

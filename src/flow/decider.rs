@@ -261,9 +261,15 @@ pub fn introspected(
             signed: signed.clone(),
         })));
     }
-    let step = answer_verdict(view, facts.as_ref(), presented, proof, &mut notes)
-        .map(|identity| allow(identity, signed, proof.cloned()))
-        .unwrap_or_else(Step::Deny);
+    let step = answer_verdict(
+        view,
+        facts.as_ref(),
+        presented,
+        proof.map(|p| p.jkt.as_str()),
+        &mut notes,
+    )
+    .map(|identity| allow(identity, signed, proof.cloned()))
+    .unwrap_or_else(Step::Deny);
     Decision { step, notes }
 }
 
@@ -430,6 +436,16 @@ fn check_forwarded(
             notes.push(Note::Info(format!("{name} refused: {e}")));
             Rejection::CertificateNotTrusted
         })
+}
+
+/// The signature of a proof already read and found unused.
+fn verify_read(
+    read: Option<(Proof, ProofId)>,
+    view: &View<'_>,
+    notes: &mut Vec<Note>,
+) -> Result<Option<ProofUse>, Rejection> {
+    read.map(|(p, id)| verify_proof(&p, id, view, notes))
+        .transpose()
 }
 
 /// What the request presented to prove possession.
@@ -687,7 +703,7 @@ fn answer_verdict(
     view: &View<'_>,
     facts: Result<&Facts, &Rejection>,
     presented: &Presented,
-    proof: Option<&ProofUse>,
+    proof_jkt: Option<&str>,
     notes: &mut Vec<Note>,
 ) -> Result<Identity, Rejection> {
     let settings = view.settings();
@@ -697,7 +713,7 @@ fn answer_verdict(
         settings.pop,
         settings.dpop.mode,
         &facts.cnf,
-        &possession(presented, proof.map(|p| p.jkt.as_str())),
+        &possession(presented, proof_jkt),
     )?;
     check_forwarded(view, presented, &facts.cnf, notes)?;
     facts.check_scopes()?;
@@ -720,15 +736,18 @@ fn check_opaque(
     if settings.dpop.mode == PopMode::Strict && presented.scheme != Scheme::Dpop {
         return Err(Rejection::DpopRequired);
     }
-    // The proof is checked in full before the token is looked up: its `cnf.jkt` is compared
-    // with the proof's key once the answer is in.
-    let proof = match read_proof(presented, view)? {
+    // The proof's cheap checks and its use first; its signature only once the token could let
+    // the request through: on a cache hit after the answer's `cnf.jkt` is the proof's key (a
+    // thief's own proof with a stolen token costs no signature check), else before the IdP
+    // is asked (a bad proof never costs an IdP call).
+    let read = match read_proof(presented, view)? {
         Some(p) => {
             let id = unused(&p, view, notes)?;
-            Some(verify_proof(&p, id, view, notes)?)
+            Some((p, id))
         }
         None => None,
     };
+    let read_jkt = read.as_ref().map(|(p, _)| p.jkt.as_str());
     if intro.cache_ttl > 0 {
         // This worker's copy of the answer, then the shared one.
         if let Some(Known::Answer {
@@ -739,7 +758,8 @@ fn check_opaque(
             && now < *until
         {
             notes.push(Note::Count(Metric::IntrospectionCacheHits));
-            let identity = answer_verdict(view, facts.as_ref(), presented, proof.as_ref(), notes)?;
+            let identity = answer_verdict(view, facts.as_ref(), presented, read_jkt, notes)?;
+            let proof = verify_read(read, view, notes)?;
             return Ok(allow(identity, signed.clone(), proof));
         }
         let hash = TokenHash::of(&presented.token);
@@ -752,10 +772,12 @@ fn check_opaque(
                 until,
                 signed: signed.clone(),
             })));
-            let identity = answer_verdict(view, facts.as_ref(), presented, proof.as_ref(), notes)?;
+            let identity = answer_verdict(view, facts.as_ref(), presented, read_jkt, notes)?;
+            let proof = verify_read(read, view, notes)?;
             return Ok(allow(identity, signed, proof));
         }
     }
+    let proof = verify_read(read, view, notes)?;
     Ok(Step::Introspect(
         introspection::request(intro, &presented.token, settings.http_timeout),
         proof,
