@@ -16,27 +16,34 @@ use serde_json::json;
 
 /// Target `peer_cidr`; input: peer `[::ffff:10.1.2.3]:5555`, `trusted_ips` `::ffff:10.1.2.3`.
 /// A `trusted_ips` entry written as an IPv4-mapped IPv6 address, or a block inside
-/// `::ffff:0:0/96`, is accepted but never matches: peers are canonicalised to IPv4
-/// (`parse_source_address` reads `[::ffff:10.1.2.3]:5555` as 10.1.2.3) and the entry is not,
-/// so that proxy's certificate header is ignored and its requests carry no certificate (it
-/// fails closed). Fix: canonicalise such entries in `config::parse_net` (a `::ffff:a.b.c.d/96+n`
-/// block is `a.b.c.d/n`), or refuse them.
+/// `::ffff:0:0/96`, was accepted but never matched: peers are canonicalised to IPv4
+/// (`parse_source_address` reads `[::ffff:10.1.2.3]:5555` as 10.1.2.3) and the entry was not.
+/// Fixed first by canonicalising such entries, which then made `::ffff:0:0/96` a 0.0.0.0/0 that
+/// only drew a warning (issue 18, item 7); now they are refused, by the schema too, and the
+/// IPv4 spelling trusts the IPv4-mapped peers.
 #[test]
 fn fuzz_finding_an_ipv4_mapped_trusted_ip_is_trusted() {
-    let config = json!({
-        "auth_methods": ["introspection"],
-        "introspection_endpoint": "https://idp.example/introspect",
-        "client_id": "gateway",
-        "client_secret": "not-a-secret",
-        "client_certificate": {
-            "source": "header",
-            "header": "x-forwarded-client-cert",
-            "format": "xfcc",
-            "trusted_ips": ["::ffff:10.1.2.3", "::ffff:192.168.0.0/120"],
-            "ca_certificates": include_str!("data/test-ca.pem"),
-        }
-    });
-    let s = Settings::from_json(config.to_string().as_bytes()).unwrap();
+    let config = |trusted: serde_json::Value| {
+        json!({
+            "auth_methods": ["introspection"],
+            "introspection_endpoint": "https://idp.example/introspect",
+            "client_id": "gateway",
+            "client_secret": "not-a-secret",
+            "client_certificate": {
+                "source": "header",
+                "header": "x-forwarded-client-cert",
+                "format": "xfcc",
+                "trusted_ips": trusted,
+                "ca_certificates": include_str!("data/test-ca.pem"),
+            }
+        })
+        .to_string()
+    };
+    for mapped in ["::ffff:10.1.2.3", "::ffff:192.168.0.0/120", "::ffff:0:0/96"] {
+        let e = Settings::from_json(config(json!([mapped])).as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("IPv4-mapped"), "{mapped}: {e}");
+    }
+    let s = Settings::from_json(config(json!(["10.1.2.3", "192.168.0.0/24"])).as_bytes()).unwrap();
     let CertSource::Header { trusted, .. } = s.cert_source else {
         panic!("header source")
     };
