@@ -1038,3 +1038,29 @@ fn rsa_signatures_are_checked_by_scheme_key_and_bytes() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_claim_named_twice_is_refused_by_its_own_name_before_the_signature() {
+    // RFC 7519 §4: claim names are unique. A payload naming sub, jti or iat twice is refused
+    // as such (it used to read as "the token signature is invalid", the signature being fine),
+    // with no key looked up.
+    let cert = &pki().ec;
+    let base = serde_json::to_string(&claims_for(cert)).unwrap();
+    let inner = base.trim_start_matches('{').trim_end_matches('}');
+    let header = r#"{"alg":"ES256","typ":"at+jwt","kid":"ec-1"}"#;
+    for extra in [
+        r#""sub":"admin""#,
+        r#""jti":"jti-2""#,
+        &format!(r#""iat":{}"#, NOW - 5),
+    ] {
+        let token = sign_raw("ES256", header, &format!("{{{inner},{extra}}}"));
+        assert_eq!(
+            decide(&token, Some(cert)),
+            Err(Rejection::DuplicateClaim),
+            "{extra}"
+        );
+    }
+    // The same claims once each, signed the same way: allowed.
+    let token = sign_raw("ES256", header, &base);
+    assert!(decide(&token, Some(cert)).is_ok());
+}

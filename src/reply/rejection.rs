@@ -183,6 +183,10 @@ rejections! {
         "the access token is not a JWT";
     MalformedJwt => TOKEN, InvalidToken, "malformed_jwt",
         "the access token is not a well-formed JWT";
+    /// A claim named twice (RFC 7519 §4: names must be unique); refused before any key is
+    /// looked up, under its own name rather than as the signature failure it later becomes.
+    DuplicateClaim => TOKEN, InvalidToken, "duplicate_claim",
+        "the access token names a claim more than once";
     AlgorithmNotAllowed => TOKEN, InvalidToken, "algorithm_not_allowed",
         "the token's signing algorithm is not accepted";
     CriticalHeader => TOKEN, InvalidToken, "critical_header",

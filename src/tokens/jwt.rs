@@ -54,6 +54,45 @@ fn decode_json_object(segment: &str) -> Option<Map<String, Value>> {
     }
 }
 
+/// A JSON object read in one pass, noting whether a member is named twice at its top level:
+/// serde_json's map keeps the last silently, and jwt-simple refuses such a payload only after
+/// the signature check, which would name the refusal wrongly.
+struct Members {
+    map: Map<String, Value>,
+    repeated: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Members, A::Error> {
+                let mut out = Members {
+                    map: Map::new(),
+                    repeated: false,
+                };
+                while let Some((name, value)) = m.next_entry::<String, Value>()? {
+                    out.repeated |= out.map.insert(name, value).is_some();
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn decode_members(segment: &str) -> Option<Members> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 fn split3(token: &str) -> Option<(&str, &str, &str)> {
     let mut parts = token.split('.');
     let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
@@ -114,7 +153,11 @@ pub fn inspect(token: &str, rules: &JwtRules<'_>) -> Result<UnverifiedJwt, Rejec
     if signature.is_empty() {
         return Err(Rejection::MalformedJwt);
     }
-    let claims = Claims(decode_json_object(payload).ok_or(Rejection::MalformedJwt)?);
+    let members = decode_members(payload).ok_or(Rejection::MalformedJwt)?;
+    if members.repeated {
+        return Err(Rejection::DuplicateClaim);
+    }
+    let claims = Claims(members.map);
     crate::tokens::policy::check_issuer(&claims, rules.issuer, true)?;
     crate::tokens::policy::check_audience(&claims, rules.audience_required)?;
     Ok(UnverifiedJwt {
