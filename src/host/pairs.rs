@@ -80,6 +80,21 @@ mod tests {
     }
 
     #[test]
+    fn the_bytes_are_the_sdks_and_what_both_engines_read() {
+        // proxy-wasm SDK 0.2.5 `serialize_map`, Envoy's `toPairs`, ngx_wasm_module's
+        // `ngx_proxy_wasm_pairs_unmarshal` (docs/abi.md §1): count, (key len, value len) per
+        // entry, then each key and value NUL-terminated, integers little-endian u32.
+        assert_eq!(
+            serialize(&[("ab", "c"), ("", "")]),
+            [
+                2, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a', b'b', 0, b'c', 0,
+                0, 0
+            ]
+        );
+        assert_eq!(serialize(&[]), [0, 0, 0, 0]);
+    }
+
+    #[test]
     fn short_truncated_and_lying_buffers_never_panic() {
         assert!(parse(&[]).is_empty());
         assert!(parse(&[0]).is_empty(), "the spec's one-byte empty map");
