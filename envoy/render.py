@@ -20,7 +20,7 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("envoy.yaml")
 # Placeholders that may be left out.
-DEFAULTS = {"FORWARD_CLIENT_CERT": "SANITIZE"}
+DEFAULTS = {"FORWARD_CLIENT_CERT": "SANITIZE", "XFF_NUM_TRUSTED_HOPS": "0"}
 WASM_BLOCK = re.compile(r"^[ \t]*# BEGIN certbound\b.*?^[ \t]*# END certbound[^\n]*\n", re.M | re.S)
 
 

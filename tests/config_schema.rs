@@ -1631,6 +1631,37 @@ fn field_values() -> Vec<(&'static str, Vec<Value>)> {
                     json!(["fe80::ffff:1"]),
                 ),
                 with(header_source("xfcc"), "trusted_ips", json!([""])),
+                // Proxies told by their own certificate, with or without addresses.
+                json!({"source": "header", "header": "client-cert", "format": "xfcc",
+                    "ca_certificates": CA_PEM,
+                    "trusted_proxy_certificates": [FINGERPRINT, "ab".repeat(32)]}),
+                with(
+                    header_source("xfcc"),
+                    "trusted_proxy_certificates",
+                    json!(["AB".repeat(32)]),
+                ),
+                json!({"source": "header", "header": "client-cert", "format": "xfcc",
+                    "ca_certificates": CA_PEM, "trusted_proxy_certificates": []}),
+                with(
+                    header_source("xfcc"),
+                    "trusted_proxy_certificates",
+                    json!(["ab".repeat(31)]),
+                ),
+                with(
+                    header_source("xfcc"),
+                    "trusted_proxy_certificates",
+                    json!([format!("{}:", &FINGERPRINT[..94])]),
+                ),
+                with(
+                    header_source("xfcc"),
+                    "trusted_proxy_certificates",
+                    json!([FINGERPRINT.replace(':', "-")]),
+                ),
+                with(
+                    header_source("xfcc"),
+                    "trusted_proxy_certificates",
+                    json!(["zz".repeat(32)]),
+                ),
                 with(header_source("xfcc"), "header", json!("a b")),
                 with(header_source("xfcc"), "header", Value::Null),
                 with(header_source("xfcc"), "format", Value::Null),
@@ -2014,9 +2045,13 @@ fn everything() -> Value {
         (
             "client_certificate",
             with(
-                header_source("rfc9440"),
-                "crls",
-                json!("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"),
+                with(
+                    header_source("rfc9440"),
+                    "crls",
+                    json!("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"),
+                ),
+                "trusted_proxy_certificates",
+                json!([FINGERPRINT]),
             ),
         ),
     ] {
@@ -2024,6 +2059,9 @@ fn everything() -> Value {
     }
     c
 }
+
+/// A SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` writes it.
+const FINGERPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
 
 /// A valid value of each string field the schema has, by slot: `field`, `field[]` (an
 /// array's item), `upstreams{key}`, `upstreams{value}`, `client_certificate.field`.
@@ -2906,5 +2944,37 @@ fn ipv4_mapped_trusted_ips_are_refused_by_schema_and_filter() {
             with(header_source("xfcc"), "trusted_ips", json!([fine])),
         );
         assert_both_accept(fine, &validator, &c);
+    }
+}
+
+#[test]
+fn proxies_may_be_told_by_their_certificates_instead_of_their_addresses() {
+    let validator = validator();
+    let only_certs = json!({"source": "header", "header": "client-cert", "format": "xfcc",
+        "ca_certificates": CA_PEM, "trusted_proxy_certificates": [FINGERPRINT]});
+    let c = with(full(), "client_certificate", only_certs.clone());
+    assert_both_accept("fingerprints alone", &validator, &c);
+    let neither = with(
+        full(),
+        "client_certificate",
+        with(only_certs, "trusted_proxy_certificates", json!([])),
+    );
+    assert_both_refuse("neither addresses nor fingerprints", &validator, &neither);
+    for bad in [
+        "ab",
+        "AB:CD",
+        &format!("{FINGERPRINT}\n"),
+        &format!(" {FINGERPRINT}"),
+    ] {
+        let c = with(
+            full(),
+            "client_certificate",
+            with(
+                header_source("xfcc"),
+                "trusted_proxy_certificates",
+                json!([bad]),
+            ),
+        );
+        assert_both_refuse(bad, &validator, &c);
     }
 }

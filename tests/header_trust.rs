@@ -360,3 +360,92 @@ fn a_forwarded_chain_is_checked_only_for_a_token_bound_to_its_leaf() {
     assert_eq!(flow, Flow::Continue, "{}", host.log_text());
     assert_eq!(path_signature_checks() - before, 2);
 }
+
+/// The SHA-256 of a PEM certificate of the test PKI, hex (as openssl prints it, with colons).
+fn fingerprint(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(der(name));
+    d.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A request carrying `leaf` in `client-cert` and a token bound to it, on a connection whose
+/// own client certificate is `proxy` (its hex digest, as Envoy hands it over), from `peer`.
+fn status_via(config: &Value, peer: &str, proxy: Option<&str>) -> u16 {
+    use sha2::{Digest, Sha256};
+    let hex = proxy.map(|p| {
+        Sha256::digest(der(p))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
+    let host = FakeHost::envoy(None, hex.as_deref());
+    host.set_property("source.address", peer.as_bytes());
+    let x5t = Thumbprint::from_pem(pem("leaf.pem").as_bytes())
+        .unwrap()
+        .to_x5t_s256();
+    let token = mint(&bound_claims(&x5t));
+    host.request(
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("client-cert", &sf("leaf.pem")),
+            ("client-cert-chain", &sf("inter.pem")),
+        ],
+    );
+    let worker = Rc::new(Worker::new(settings(config)));
+    worker.set_root_context(ROOT);
+    match RequestFilter::new(worker, REQUEST).on_request_headers(&host) {
+        Flow::Continue => 200,
+        Flow::Pause => host.last_response().unwrap().status,
+    }
+}
+
+#[test]
+fn a_proxy_told_by_its_own_certificate_is_believed_whatever_its_address() {
+    // RFC 9440 §4: the TLS-terminating proxy authenticates with its client certificate (here
+    // server.pem's key pair plays the proxy). No address can stand in for it.
+    let certs_only = {
+        let mut c = config(
+            &["root.pem"],
+            json!({"trusted_proxy_certificates": [fingerprint("server.pem")]}),
+        );
+        c["client_certificate"]
+            .as_object_mut()
+            .unwrap()
+            .remove("trusted_ips");
+        c
+    };
+    assert_eq!(
+        status_via(&certs_only, "203.0.113.9:443", Some("server.pem")),
+        200
+    );
+    assert_eq!(
+        status_via(&certs_only, "10.1.2.3:443", Some("expired.pem")),
+        401,
+        "another certificate"
+    );
+    assert_eq!(
+        status_via(&certs_only, "10.1.2.3:443", None),
+        401,
+        "no certificate"
+    );
+    // Both given: both must hold.
+    let both = config(
+        &["root.pem"],
+        json!({"trusted_proxy_certificates": [fingerprint("server.pem")]}),
+    );
+    assert_eq!(status_via(&both, "10.1.2.3:443", Some("server.pem")), 200);
+    assert_eq!(
+        status_via(&both, "203.0.113.9:443", Some("server.pem")),
+        401,
+        "address outside trusted_ips"
+    );
+    assert_eq!(
+        status_via(&both, "10.1.2.3:443", None),
+        401,
+        "no proxy certificate"
+    );
+}

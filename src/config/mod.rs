@@ -24,7 +24,7 @@ use serde_json::Value;
 pub use raw::*;
 
 use crate::binding::PopMode;
-use crate::binding::certificate::HeaderFormat;
+use crate::binding::certificate::{HeaderFormat, Thumbprint};
 use crate::binding::chain::TrustStore;
 use crate::endpoint::Endpoint;
 use crate::tokens::jwks::{Alg, KeySet};
@@ -104,7 +104,12 @@ pub enum CertSource {
         /// With `rfc9440`: `<name>-chain`, the intermediates (RFC 9440 `Client-Cert-Chain`).
         chain_header: Option<String>,
         format: HeaderFormat,
+        /// The peers allowed to set the header, when `ips_required` (`trusted_ips` given).
         trusted: Vec<IpNet>,
+        ips_required: bool,
+        /// The SHA-256 fingerprints of the proxies' own client certificates; when not empty,
+        /// the connection's client certificate must be one of them.
+        proxy_certificates: Vec<Thumbprint>,
         /// The CAs a header certificate must chain to.
         trust: Arc<TrustStore>,
     },
@@ -830,6 +835,7 @@ fn cert_source(
                 "header",
                 "format",
                 "trusted_ips",
+                "trusted_proxy_certificates",
                 "ca_certificates",
                 "allow_partial_chain",
                 "crls",
@@ -849,12 +855,18 @@ fn cert_source(
                 .ok_or_else(|| need("header"))?
                 .to_ascii_lowercase();
             let format = raw.format.ok_or_else(|| need("format"))?;
-            if raw.trusted_ips.is_empty() {
+            if raw.trusted_ips.is_empty() && raw.trusted_proxy_certificates.is_empty() {
                 return Err(ConfigError::new(
                     "client_certificate.trusted_ips",
-                    "must list the proxies allowed to set the header (CIDR or address)",
+                    "must list the proxies allowed to set the header (CIDR or address), or \
+                     trusted_proxy_certificates their certificates' SHA-256 fingerprints",
                 ));
             }
+            let proxy_certificates: Vec<Thumbprint> = raw
+                .trusted_proxy_certificates
+                .iter()
+                .filter_map(|f| parse_fingerprint(f))
+                .collect();
             let ca = raw
                 .ca_certificates
                 .as_deref()
@@ -883,7 +895,7 @@ fn cert_source(
                 }
                 trusted.push(net);
             }
-            if trusted.is_empty() {
+            if trusted.is_empty() && !raw.trusted_ips.is_empty() {
                 warnings.push(
                     "client_certificate.trusted_ips holds no usable entry: no certificate \
                      header will be believed"
@@ -895,7 +907,9 @@ fn cert_source(
                 chain_header: (format == HeaderFormat::Rfc9440).then(|| format!("{name}-chain")),
                 name,
                 format,
+                ips_required: !raw.trusted_ips.is_empty(),
                 trusted,
+                proxy_certificates,
                 trust: Arc::new(trust),
             })
         }
@@ -911,6 +925,14 @@ fn check_cert_fields(raw: &RawCertSource) -> Result<(), ConfigError> {
         ));
     }
     check_strings("client_certificate.trusted_ips", &raw.trusted_ips, |_| true)?;
+    for (i, f) in raw.trusted_proxy_certificates.iter().enumerate() {
+        if parse_fingerprint(f).is_none() {
+            return Err(ConfigError::new(
+                format!("client_certificate.trusted_proxy_certificates[{i}]"),
+                "is not a SHA-256 fingerprint (64 hex digits, or 32 hex bytes between colons)",
+            ));
+        }
+    }
     for (i, s) in raw.trusted_ips.iter().enumerate() {
         if ends_in_zero_prefix(s) {
             return Err(ConfigError::new(
@@ -961,6 +983,28 @@ fn looks_ipv4_mapped(s: &str) -> bool {
         && head
             .get(..5)
             .is_some_and(|h| h.eq_ignore_ascii_case("ffff:"))
+}
+
+/// A SHA-256 fingerprint as the schema's pattern has it: 64 hex digits, or 32 hex bytes
+/// between colons (`openssl x509 -fingerprint -sha256`), nothing around them.
+fn parse_fingerprint(s: &str) -> Option<Thumbprint> {
+    let hex: String = if s.len() == 95 {
+        let bytes = s.as_bytes();
+        let colons_ok = bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| (i % 3 == 2) == (*b == b':'));
+        if !colons_ok {
+            return None;
+        }
+        s.chars().filter(|c| *c != ':').collect()
+    } else {
+        s.to_string()
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Thumbprint::from_hex(hex.as_bytes()).ok()
 }
 
 /// `/0`, `/00`, ...: the schema's pattern for these.

@@ -75,14 +75,25 @@ pub struct RawCertSource {
     /// `base64_der`: base64 of the DER certificate. No default.
     pub format: Option<HeaderFormat>,
     /// With source `header`: the peers allowed to set the header, as IP addresses or CIDR blocks
-    /// (`10.0.0.0/8`, `2001:db8::/32`), at least one. From any other peer the header is ignored and
-    /// the request has no certificate. A `/0` block is refused (it would trust every client), and
+    /// (`10.0.0.0/8`, `2001:db8::/32`); this or `trusted_proxy_certificates` (or both, then both
+    /// must hold) is required. From any other peer the header is ignored and the request has no
+    /// certificate. The peer is the TCP peer only where the gateway does not take it from
+    /// `X-Forwarded-For`: on Envoy `use_remote_address: true` with `xff_num_trusted_hops: 0` (Istio
+    /// `numTrustedProxies: 0`, Envoy Gateway `numTrustedHops: 0`), else prefer
+    /// `trusted_proxy_certificates`. A `/0` block is refused (it would trust every client), and
     /// so is an IPv4-mapped IPv6 address (`::ffff:...`: write IPv4 as IPv4; peers are compared as
     /// IPv4, so `::ffff:0:0/96` would be `0.0.0.0/0`); one wider than /8 (IPv4) or /32 (IPv6) is
     /// warned about at start-up, and an entry that is no
     /// address or block is skipped with a warning. Default: none.
     #[serde(deserialize_with = "list")]
     pub trusted_ips: Vec<String>,
+    /// With source `header`: the SHA-256 fingerprints (64 hex digits, colons between bytes
+    /// allowed) of the TLS client certificates of the proxies allowed to set the header: the
+    /// header is believed only on a mutual-TLS connection whose own client certificate is one of
+    /// them (RFC 9440 §4), whatever any address says. This or `trusted_ips` is required.
+    /// Default: none.
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxy_certificates: Vec<String>,
     /// With source `header`: the CA certificates (PEM, one or more `CERTIFICATE` blocks, inline:
     /// the filter reads no files) a header certificate must chain to, with the intermediates the
     /// header carries. The certificate must be within its validity and allow client authentication

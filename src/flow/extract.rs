@@ -211,19 +211,40 @@ fn client_certificate(
             chain_header,
             format,
             trusted,
+            ips_required,
+            proxy_certificates,
             ..
         } => {
             let mut values = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
             let Some((_, value)) = values.next() else {
                 return Ok(None);
             };
-            let peer = peer_address(host, engine)?;
-            if !certificate::is_trusted(peer, trusted) {
+            if *ips_required && !certificate::is_trusted(peer_address(host, engine)?, trusted) {
                 host.log(
                     LogLevel::Info,
                     &format!("ignoring {name} from an untrusted peer"),
                 );
                 return Ok(None);
+            }
+            // RFC 9440 §4: the proxy proves itself with its own client certificate, which no
+            // X-Forwarded-For can change.
+            if !proxy_certificates.is_empty() {
+                let proxy = match host::connection_thumbprint(host, engine, certificates) {
+                    Ok(tp) => Some(tp),
+                    Err(NoCertificate::Host(e)) => {
+                        return Err(host_failure(host, "reading the proxy's certificate", &e));
+                    }
+                    Err(_) => None,
+                };
+                if !proxy.is_some_and(|tp| proxy_certificates.contains(&tp)) {
+                    host.log(
+                        LogLevel::Info,
+                        &format!(
+                            "ignoring {name}: the connection's certificate is not a trusted proxy's"
+                        ),
+                    );
+                    return Ok(None);
+                }
             }
             if values.next().is_some() {
                 host.log(

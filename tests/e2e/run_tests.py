@@ -824,6 +824,54 @@ def _(t):
             t.s.envoy_configs.pop(name, None)
 
 
+@case("header source, proxies told by their certificate (trusted_proxy_certificates, RFC 9440 section 4; on Envoy "
+      "with xff_num_trusted_hops: 1): the front presenting its own -> 200; a client forging XFCC and "
+      "X-Forwarded-For -> 401 (while trusted_ips there is forgeable on Envoy)", native_only="starts gateways of its own")
+def _(t):
+    import urllib.parse
+    proxy = subprocess.run(["openssl", "x509", "-in", str(t.s.pki / "client-b.pem"), "-noout", "-fingerprint", "-sha256"],
+                           capture_output=True, text=True, check=True).stdout.strip().split("=", 1)[1]
+    base = json.loads((stack.CONFIGS / "strict.json").read_text())
+    source = {"source": "header", "header": "x-forwarded-client-cert", "format": "xfcc",
+              "trusted_proxy_certificates": [proxy], "ca_certificates": (t.s.pki / "ca.pem").read_text()}
+    path = t.s.state / "proxycert.json"
+    path.write_text(json.dumps({**base, "client_certificate": source}, indent=1))
+    # Envoy believing one hop of X-Forwarded-For: source.address is then whatever a client
+    # writes there, so trusted_ips could be forged; a certificate cannot.
+    t.s.start_envoy("proxycert", path, extra_vars={"FORWARD_CLIENT_CERT": "ALWAYS_FORWARD_ONLY",
+                                                   "XFF_NUM_TRUSTED_HOPS": "1"})
+    t.s.start_front("front", "proxycert")
+    try:
+        seen = t.upstream(t.s.request("front", cert="a", token=t.token("jwt")))
+        expect(seen.get("x-authenticated-sub") == ["client-a"], f"x-authenticated-sub {seen.get('x-authenticated-sub')!r}")
+        # A client of the same CA (D), with A's stolen token and A's public certificate in an XFCC
+        # of its own, and an X-Forwarded-For naming the front: not the proxy's certificate.
+        pem_a = (t.s.pki / "client-a.pem").read_text()
+        der_a = subprocess.run(["openssl", "x509", "-in", str(t.s.pki / "client-a.pem"), "-outform", "DER"],
+                               capture_output=True, check=True).stdout
+        xfcc = f'Hash={hashlib.sha256(der_a).hexdigest()};Cert="{urllib.parse.quote(pem_a, safe="")}"'
+        forged = t.s.request("proxycert", cert="d", token=t.token("jwt"),
+                             headers=[("x-forwarded-client-cert", xfcc), ("x-forwarded-for", "127.0.0.1")])
+        t.expect_denied(forged, 401, "invalid_token")
+        # Why: the same forgery against trusted_ips on that Envoy passes (README, "Header
+        # sources"); Kong's engine without set_real_ip_from keeps the TCP peer.
+        ips = {**source, "trusted_ips": ["10.0.0.5"]}
+        del ips["trusted_proxy_certificates"]
+        path.write_text(json.dumps({**base, "client_certificate": ips}, indent=1))
+        t.s.start_envoy("ipxff", path, extra_vars={"FORWARD_CLIENT_CERT": "ALWAYS_FORWARD_ONLY",
+                                                   "XFF_NUM_TRUSTED_HOPS": "1"})
+        r = t.s.request("ipxff", cert="d", token=t.token("jwt"),
+                        headers=[("x-forwarded-client-cert", xfcc), ("x-forwarded-for", "10.0.0.5")])
+        if t.kind == "envoy":
+            expect(r.status == 200, f"expected the documented hole (trusted_ips under xff_num_trusted_hops) to show: {t.show(r)}")
+        else:
+            t.expect_denied(r, 401, "invalid_token")
+    finally:
+        for name in ("front", "proxycert", "ipxff"):
+            t.s.stop_service(t.s.gateway_proc(name))
+            t.s.envoy_configs.pop(name, None)
+
+
 @case("header source: a certificate from another CA in a trusted proxy's header -> 401 (ca_certificates)",
       native_only="starts Envoys of its own")
 def _(t):

@@ -392,7 +392,9 @@ class Stack:
             "LISTEN_ADDRESS": LOCAL, "LISTEN_PORT": str(self.ports[f"envoy-{name}"]),
             "ADMIN_PORT": str(self.ports[f"admin-{name}"]), "TARGET_ADDRESS": LOCAL,
             "TARGET_PORT": str(self.ports[f"envoy-{target}"]), "SERVER_CERT": str(self.pki / "server.pem"),
-            "SERVER_KEY": str(self.pki / "server.key"), "CA_CERT": str(self.pki / "ca.pem")}))
+            "SERVER_KEY": str(self.pki / "server.key"), "CA_CERT": str(self.pki / "ca.pem"),
+            # The front presents client B's certificate as its own (trusted_proxy_certificates).
+            "PROXY_CERT": str(self.pki / "client-b.pem"), "PROXY_KEY": str(self.pki / "client-b.key")}))
         self._spawn(f"envoy-{name}", [str(ENVOY_BIN), "-c", str(yaml_path), "--disable-hot-restart",
                                       "--concurrency", "1", "--log-level", self.log_level])
         # Always an Envoy, in front of either host's gateway.
