@@ -2194,3 +2194,101 @@ fn a_route_that_needs_signed_answers_never_takes_an_unsigned_one_from_the_shared
     assert_eq!(run(&worker(&base_config()), &third).1, Flow::Continue);
     assert!(third.dispatched.borrow().is_empty());
 }
+
+#[test]
+fn with_error_descriptions_off_a_forger_learns_only_that_the_token_is_not_valid() {
+    // An unsigned token whose audience is wrong, and one bound to another certificate: with
+    // the details on, each says which check failed; off, both say the same; the error code,
+    // the log reason and the counters stay.
+    let cert = &pki().ec;
+    let other_aud = unsigned(json!({"alg": "ES256", "typ": "at+jwt", "kid": "ec-1"}), &{
+        let mut c = bound_claims(&cert.x5t_openssl);
+        c.insert("aud".into(), json!("https://elsewhere"));
+        c
+    });
+    let elsewhere = mint(&bound_claims(&pki().rsa.x5t_openssl));
+    let answer = |config: &Value, token: &str| {
+        let host = envoy_with(cert);
+        host.bearer(token);
+        run(&worker(config), &host);
+        let r = host.last_response().unwrap();
+        (
+            r.header("www-authenticate").unwrap().to_string(),
+            r.json(),
+            host.log_text(),
+        )
+    };
+    let quiet = with(base_config(), json!({"expose_error_descriptions": false}));
+    for token in [&other_aud, &elsewhere] {
+        let (www, body, _) = answer(&base_config(), token);
+        assert!(
+            !www.contains("not valid here")
+                && body["error_description"] != "the access token is not valid here",
+            "{www}"
+        );
+        let (www, body, log) = answer(&quiet, token);
+        assert!(
+            www.contains(
+                r#"error="invalid_token", error_description="the access token is not valid here""#
+            ),
+            "{www}"
+        );
+        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(
+            body["error_description"],
+            "the access token is not valid here"
+        );
+        assert!(
+            log.contains("audience_mismatch") || log.contains("thumbprint_mismatch"),
+            "{log}"
+        );
+    }
+    // What is no token's secret keeps its words: a malformed request, a missing scope.
+    let host = envoy_with(cert);
+    host.request("/x", &[("authorization", "Bearer ")]);
+    run(&worker(&quiet), &host);
+    assert_eq!(
+        host.last_response().unwrap().json()["error"],
+        "invalid_request"
+    );
+    assert_ne!(
+        host.last_response().unwrap().json()["error_description"],
+        "the access token is not valid here"
+    );
+}
+
+#[test]
+fn what_cannot_be_an_access_token_is_refused_without_an_idp_call() {
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let cert = &pki().ec;
+    let w = worker(&base_config());
+    // JOSE-shaped but no JWS we can read: `alg` not a string, two or four segments.
+    for token in [
+        format!("{}.{}.c2ln", b64(&json!({"alg": 1})), b64(&json!({}))),
+        format!("{}.{}", b64(&json!({"alg": "ES256"})), b64(&json!({}))),
+        format!("{}.e30.c2ln.eHg", b64(&json!({"alg": "ES256"}))),
+        format!("{}.e30.c2ln", b64(&json!({"typ": "JWT"}))),
+    ] {
+        let host = envoy_with(cert);
+        host.bearer(&token);
+        assert_eq!(run(&w, &host).1, Flow::Pause);
+        assert!(host.dispatched.borrow().is_empty(), "{token}: an IdP call");
+        assert!(
+            host.log_text().contains("malformed_jwt"),
+            "{token}: {}",
+            host.log_text()
+        );
+    }
+    // A JWE (five segments, `enc`) only the IdP can open, and an opaque token: introspected.
+    let jwe = format!(
+        "{}.a.b.c.d",
+        b64(&json!({"alg": "RSA-OAEP", "enc": "A256GCM"}))
+    );
+    for token in [jwe.as_str(), OPAQUE] {
+        let host = envoy_with(cert);
+        host.bearer(token);
+        assert_eq!(run(&w, &host).1, Flow::Pause);
+        assert_eq!(host.dispatched.borrow().len(), 1, "{token}: no IdP call");
+    }
+}

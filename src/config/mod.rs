@@ -150,6 +150,8 @@ pub struct Settings {
     /// (`None`) always clears its header.
     pub upstream_headers: Vec<(Option<String>, String)>,
     pub realm: String,
+    /// `expose_error_descriptions`: false makes token and proof refusals say only that.
+    pub expose_error_descriptions: bool,
     /// Settings that load but deserve the operator's attention, logged once at start-up.
     pub warnings: Vec<String>,
 }
@@ -224,6 +226,7 @@ impl Settings {
         let dpop_on = self.dpop.mode != PopMode::Off;
         crate::reply::response::Challenges {
             realm: &self.realm,
+            detailed: self.expose_error_descriptions,
             scopes: &self.scopes_required,
             bearer: self.dpop.mode != PopMode::Strict,
             dpop_algs: dpop_on.then(|| {
@@ -562,6 +565,7 @@ impl Settings {
             cert_source,
             upstream_headers,
             realm: raw.realm,
+            expose_error_descriptions: raw.expose_error_descriptions,
             warnings,
         })
     }

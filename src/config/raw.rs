@@ -313,6 +313,12 @@ pub struct RawConfig {
     /// The `realm` of the `WWW-Authenticate: Bearer` challenge in 401 and 403 responses. Non-empty
     /// printable ASCII without `"` or `\`. Default: `api`.
     pub realm: String,
+    /// When false, a refused token or DPoP proof gets a generic `error_description` (`the
+    /// access token is not valid here`, `the DPoP proof is not valid here`) instead of the check
+    /// that failed, so a forger learns nothing from it (Kong's `expose_error_code` is the like
+    /// switch there). The `error` code stays (RFC 6750, RFC 9449: clients act on it), and the
+    /// reason is always in the log and the counters. Default: true.
+    pub expose_error_descriptions: bool,
 }
 
 pub const DEFAULT_LEEWAY: u64 = 60;
@@ -366,6 +372,7 @@ impl Default for RawConfig {
             upstream_headers_claims: Vec::new(),
             upstream_headers_names: Vec::new(),
             realm: DEFAULT_REALM.to_string(),
+            expose_error_descriptions: true,
         }
     }
 }

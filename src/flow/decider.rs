@@ -170,6 +170,11 @@ fn route<'a>(
     };
     match (&settings.bearer, &settings.keys, &settings.introspection) {
         (Some(bearer), Some(keys), _) if looks_like_jwt() => Ok(Route::Jwt(bearer, keys)),
+        // What starts as a JOSE object but is neither a JWS we can read nor a JWE (which only
+        // the IdP can open) is no access token at all: refused without an IdP call.
+        (_, _, Some(_)) if known.is_none() && jwt::is_broken_jose(token) => {
+            Err(Rejection::MalformedJwt)
+        }
         (_, _, Some(intro)) => Ok(Route::Introspect(intro)),
         _ => Err(Rejection::NotAJwt),
     }

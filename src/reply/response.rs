@@ -24,6 +24,19 @@ pub struct Challenges<'a> {
     pub bearer: bool,
     /// The DPoP challenge's `algs`, when the `DPoP` scheme is accepted.
     pub dpop_algs: Option<String>,
+    /// Whether a refused token or proof says which check failed (`expose_error_descriptions`).
+    pub detailed: bool,
+}
+
+/// What a refusal's `error_description` says: the check that failed, or with details off,
+/// for a token or DPoP proof, only that it is not valid (a forger learns nothing from it).
+fn description(rejection: Rejection, challenges: &Challenges<'_>) -> &'static str {
+    match rejection.error_code() {
+        _ if challenges.detailed => rejection.description(),
+        Some(ErrorCode::InvalidToken) => "the access token is not valid here",
+        Some(ErrorCode::InvalidDpopProof) => "the DPoP proof is not valid here",
+        _ => rejection.description(),
+    }
 }
 
 /// Builds the reply. `used`: the scheme of the request's `Authorization`, when it was read;
@@ -69,8 +82,12 @@ pub fn render(
         headers.push(("dpop-nonce".to_string(), nonce.to_string()));
     }
     let body = match code {
-        None => json!({"error": "unauthorized", "error_description": rejection.description()}),
-        Some(code) => json!({"error": code.as_str(), "error_description": rejection.description()}),
+        None => {
+            json!({"error": "unauthorized", "error_description": description(rejection, challenges)})
+        }
+        Some(code) => {
+            json!({"error": code.as_str(), "error_description": description(rejection, challenges)})
+        }
     };
     headers.push(("content-type".to_string(), "application/json".to_string()));
     LocalResponse {
@@ -100,7 +117,7 @@ fn challenge(
         c.push_str(&format!(
             ", error=\"{}\", error_description=\"{}\"",
             code.as_str(),
-            rejection.description()
+            description(rejection, challenges)
         ));
         if code == ErrorCode::InsufficientScope && !challenges.scopes.is_empty() {
             c.push_str(&format!(", scope=\"{}\"", challenges.scopes.join(" ")));
@@ -119,6 +136,7 @@ mod tests {
             scopes,
             bearer: true,
             dpop_algs: None,
+            detailed: true,
         }
     }
 
@@ -128,6 +146,7 @@ mod tests {
             scopes: &[],
             bearer,
             dpop_algs: Some("ES256 PS256".into()),
+            detailed: true,
         }
     }
 

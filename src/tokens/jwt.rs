@@ -105,6 +105,20 @@ pub fn payload_of(token: &str) -> Option<Claims> {
     decode_json_object(payload).map(Claims)
 }
 
+/// A token whose first segment is a JSON object (a JOSE header) that is neither a JWS with a
+/// string `alg` (three segments) nor a JWE (five segments, `enc` in its header): something
+/// no IdP issues, so not worth an introspection call.
+pub fn is_broken_jose(token: &str) -> bool {
+    let mut segments = token.split('.');
+    let Some(header) = segments.next().and_then(decode_json_object) else {
+        return false;
+    };
+    let count = 1 + segments.count();
+    let jws = count == 3 && header.get("alg").is_some_and(Value::is_string);
+    let jwe = count == 5 && header.get("enc").is_some_and(Value::is_string);
+    !(jws || jwe)
+}
+
 /// The protected header, if the token is shaped like a JWS: three base64url segments whose
 /// first is a JSON object with a string `alg`. Anything else is an opaque token.
 pub fn header_of(token: &str) -> Option<Header> {
