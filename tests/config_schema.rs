@@ -211,6 +211,7 @@ fn schema_is_draft4_with_kong_compatible_keywords() {
 fn fill_placeholders(text: &str) -> String {
     text.replace("${IDP_URL}", "https://idp.localhost:8443")
         .replace("${IDP_AUTHORITY}", "idp.localhost:8443")
+        .replace("${GATEWAY_ORIGIN}", "https://localhost:8443")
 }
 
 fn files_in(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
@@ -2083,7 +2084,12 @@ fn string_samples() -> Vec<(String, String)> {
                         .to_string(),
                 ));
             } else if p["type"] == "array" && is_free_string(&p["items"]) {
-                let sample = config[name][0].as_str();
+                // A field that cannot stand beside everything()'s others has its sample here.
+                let absent = match name.as_str() {
+                    "dpop_allowed_origins" => Some("https://api.example.com"),
+                    _ => None,
+                };
+                let sample = config[name][0].as_str().or(absent);
                 out.push((
                     format!("{slot}[]"),
                     sample
@@ -2121,7 +2127,11 @@ const SLOT: &str = "\u{1}slot\u{1}";
 /// `everything()` with `slot` holding SLOT.
 fn with_slot(slot: &str) -> Value {
     let marker = json!(SLOT);
-    let base = everything();
+    let mut base = everything();
+    // The one origin or the list of them, not both.
+    if slot.starts_with("dpop_allowed_origins") {
+        base.as_object_mut().unwrap().remove("dpop_external_url");
+    }
     if let Some(field) = slot.strip_suffix("{key}") {
         return with(base, field, json!({ SLOT: "idp" }));
     }
@@ -2977,4 +2987,53 @@ fn proxies_may_be_told_by_their_certificates_instead_of_their_addresses() {
         );
         assert_both_refuse(bad, &validator, &c);
     }
+}
+
+#[test]
+fn dpop_origins_one_or_a_list_and_a_warning_without_either() {
+    let validator = validator();
+    let on = with(full(), "proof_of_possession_dpop", json!("optional"));
+    let s = rust_load(&on).unwrap();
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("without dpop_external_url or dpop_allowed_origins")),
+        "{:?}",
+        s.warnings
+    );
+    let listed = with(
+        on.clone(),
+        "dpop_allowed_origins",
+        json!(["https://api.example", "https://API2.example:443"]),
+    );
+    assert_both_accept("a list", &validator, &listed);
+    let s = rust_load(&listed).unwrap();
+    assert!(
+        !s.warnings
+            .iter()
+            .any(|w| w.contains("dpop_allowed_origins")),
+        "{:?}",
+        s.warnings
+    );
+    let both = with(listed, "dpop_external_url", json!("https://api.example"));
+    assert_both_refuse("both", &validator, &both);
+    for bad in [
+        "https://api.example/",
+        "api.example",
+        "https://a b",
+        "ftp://api.example",
+    ] {
+        let c = with(on.clone(), "dpop_allowed_origins", json!([bad]));
+        assert_both_refuse(bad, &validator, &c);
+    }
+    // An empty list (Kong hands one over as {}) stands beside the one origin.
+    assert_both_accept(
+        "an empty list",
+        &validator,
+        &with(
+            with(on, "dpop_external_url", json!("https://api.example")),
+            "dpop_allowed_origins",
+            json!([]),
+        ),
+    );
 }

@@ -897,3 +897,42 @@ fn a_request_that_waits_for_keys_has_its_proof_checked_once() {
         [format!("Bearer {token}")]
     );
 }
+
+#[test]
+fn with_allowed_origins_a_host_the_client_wrote_for_another_server_matches_no_proof() {
+    // RFC 9449 §4.3: htu is the URL the request went to. Without a configured origin it is
+    // taken from the request's own authority, which a client writes; with an allow-list the
+    // authority must be one of the gateway's names.
+    let key = proof_key(KeyKind::Ed25519);
+    let token = dpop_token(key);
+    let w = worker(&with(
+        config("optional"),
+        json!({"dpop_allowed_origins": ["https://api.example", "https://api2.example"]}),
+    ));
+    let send = |authority: &str, htu: &str, jti: &str| {
+        let host = FakeHost::envoy(None, None);
+        host.request(
+            "/accounts",
+            &[
+                ("authorization", &format!("DPoP {token}")),
+                ("dpop", &proof(key, "GET", htu, &token, jti)),
+            ],
+        );
+        host.headers
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(k, _)| k == ":authority")
+            .for_each(|(_, v)| *v = authority.as_bytes().to_vec());
+        let flow = run(&w, &host);
+        (flow, host)
+    };
+    assert_eq!(send("api.example", URL, "j-o1").0, Flow::Continue);
+    assert_eq!(
+        send("API2.example:443", "https://api2.example/accounts", "j-o2").0,
+        Flow::Continue
+    );
+    // A proof captured at another resource server, sent with that server's host.
+    let (flow, host) = send("other.example", "https://other.example/accounts", "j-o3");
+    assert_eq!(flow, Flow::Pause);
+    assert_dpop_error(&host, "invalid_dpop_proof", "dpop_htu_mismatch");
+}

@@ -125,6 +125,8 @@ pub struct DpopSettings {
     pub algorithms: Vec<Alg>,
     /// The key nonces are made under, when nonces are required.
     pub nonce_key: Option<Vec<u8>>,
+    /// The origins a request may come to (`dpop_allowed_origins`), normalised as `external`.
+    pub origins: Vec<String>,
     /// `scheme://authority` clients use, when configured (`dpop_external_url`), lower-case.
     pub external: Option<String>,
     pub upstream: DpopUpstream,
@@ -347,8 +349,20 @@ impl Settings {
         let external = raw
             .dpop_external_url
             .as_deref()
-            .map(external_url)
+            .map(|u| external_url("dpop_external_url", u))
             .transpose()?;
+        if external.is_some() && !raw.dpop_allowed_origins.is_empty() {
+            return Err(ConfigError::new(
+                "dpop_allowed_origins",
+                "not with dpop_external_url (that fixes the one origin proofs are checked against)",
+            ));
+        }
+        let origins = raw
+            .dpop_allowed_origins
+            .iter()
+            .enumerate()
+            .map(|(i, u)| external_url(&format!("dpop_allowed_origins[{i}]"), u))
+            .collect::<Result<Vec<_>, _>>()?;
         if raw.jwt_algorithms.is_empty() {
             return Err(ConfigError::new(
                 "jwt_algorithms",
@@ -522,12 +536,23 @@ impl Settings {
                     "dpop_use_nonce",
                     "dpop_nonce_secret",
                     "dpop_external_url",
+                    "dpop_allowed_origins",
                     "dpop_upstream",
                 ],
                 "proof_of_possession_dpop is off",
                 &mut warnings,
             );
-        } else if !raw.shared_cache {
+        }
+        if dpop_on && external.is_none() && origins.is_empty() {
+            warnings.push(
+                "proof_of_possession_dpop is on without dpop_external_url or dpop_allowed_origins: \
+                 a proof's htu is checked against the origin the request names, which a client \
+                 writes, so a proof made for another resource server can be used here once with \
+                 its host; set the origin(s) clients use"
+                    .to_string(),
+            );
+        }
+        if dpop_on && !raw.shared_cache {
             warnings.push(
                 "shared_cache is off: each worker remembers only the DPoP proofs it saw, so a \
                  proof could be replayed once on every other worker"
@@ -546,6 +571,7 @@ impl Settings {
                     .into_bytes()
             }),
             external,
+            origins,
             upstream: raw.dpop_upstream,
         };
         let upstream_headers = upstream_headers(&raw, &introspection, &mut warnings);
@@ -655,8 +681,7 @@ fn numbers_within(value: &Value, max: f64) -> bool {
 
 /// `dpop_external_url`: `scheme://authority`, the schema's pattern: an endpoint URL with no
 /// path or query.
-fn external_url(url: &str) -> Result<String, ConfigError> {
-    let field = "dpop_external_url";
+fn external_url(field: &str, url: &str) -> Result<String, ConfigError> {
     let bare = url
         .split_once("://")
         .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));

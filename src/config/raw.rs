@@ -163,9 +163,17 @@ pub struct RawConfig {
     pub dpop_nonce_secret: Option<String>,
     /// The scheme and authority clients use to reach this gateway, e.g. `https://api.example.com`
     /// (no path), against which a proof's `htu` is checked: set it when a proxy in front changes
-    /// them. Without it they come from the request (its scheme, and `:authority`, or on Kong the
-    /// `host` header). The path is always the request's, without the query. No default.
+    /// them. Without it (and without `dpop_allowed_origins`) they come from the request (its
+    /// scheme, and `:authority`, or on Kong the `host` header), which a client writes: a proof
+    /// made for another resource server could then be used here once by sending that server's
+    /// host, so a warning says so at start-up. The path is always the request's, without the
+    /// query. Not with `dpop_allowed_origins`. No default.
     pub dpop_external_url: Option<String>,
+    /// The origins (`scheme://host[:port]`) clients may reach this gateway under, when it has
+    /// several names: the request's origin must be one of them for a proof's `htu` to match.
+    /// Not with `dpop_external_url`. Default: none.
+    #[serde(deserialize_with = "list")]
+    pub dpop_allowed_origins: Vec<String>,
     /// How a token presented with DPoP goes upstream: `bearer` rewrites `Authorization` to `Bearer
     /// <token>` and removes the `DPoP` header (as Kong does); `dpop` leaves both as they came.
     /// Default: `bearer`.
@@ -345,6 +353,7 @@ impl Default for RawConfig {
             dpop_use_nonce: false,
             dpop_nonce_secret: None,
             dpop_external_url: None,
+            dpop_allowed_origins: Vec::new(),
             dpop_upstream: DpopUpstream::Bearer,
             auth_methods: vec![AuthMethod::Bearer],
             issuer: None,

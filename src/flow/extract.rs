@@ -141,6 +141,17 @@ fn dpop_request(
     };
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let url = dpop::normalize_htu(&format!("{origin}{path}")).unwrap_or_default();
+    // With `dpop_allowed_origins` the origin the request names must be one of them: a Host a
+    // client wrote for another resource server then matches no proof here.
+    let origins = &settings.dpop.origins;
+    if !origins.is_empty()
+        && !origins.iter().any(|o| {
+            url.strip_prefix(o.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    {
+        return Err(Rejection::DpopUrlMismatch);
+    }
     Ok(DpopRequest {
         proof: proof.trim().to_string(),
         target: RequestTarget {

@@ -408,6 +408,8 @@ class Stack:
             "IDP_ADDRESS": LOCAL, "IDP_PORT": self.ports["idp"], "IDP_HOST": IDP_HOST,
             "IDP_URL": self.idp_url, "IDP_AUTHORITY": f"{IDP_HOST}:{self.ports['idp']}",
             "WASM_PATH": self.wasm or "", "FILTER_CONFIG": self.envoy_configs[name],
+            # The origin clients use (DPoP configs set it as dpop_external_url).
+            "GATEWAY_ORIGIN": f"https://{ENVOY_HOST}:{self.ports[f'envoy-{name}']}",
         }
         v.update(extra or {})
         return {k: str(x) for k, x in v.items()}
