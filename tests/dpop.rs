@@ -936,3 +936,52 @@ fn with_allowed_origins_a_host_the_client_wrote_for_another_server_matches_no_pr
     assert_eq!(flow, Flow::Pause);
     assert_dpop_error(&host, "invalid_dpop_proof", "dpop_htu_mismatch");
 }
+
+#[test]
+fn nonces_without_a_secret_use_a_random_one_shared_by_the_workers() {
+    // Kong parity: dpop_use_nonce alone just works on one gateway. The first worker that
+    // needs a nonce makes a secret and keeps it in shared data; the others use it.
+    let key = proof_key(KeyKind::Ed25519);
+    let token = dpop_token(key);
+    let cfg = with(config("optional"), json!({"dpop_use_nonce": true}));
+    let s = settings(&cfg);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("dpop_use_nonce without dpop_nonce_secret")),
+        "{:?}",
+        s.warnings
+    );
+    let one = worker(&cfg);
+    let host = dpop_request(&token, &proof(key, "GET", URL, &token, "j-r1"));
+    assert_eq!(run(&one, &host), Flow::Pause);
+    assert_dpop_error(&host, "use_dpop_nonce", "use_dpop_nonce");
+    let nonce = refused(&host).header("dpop-nonce").unwrap().to_string();
+    let with_nonce = |jti: &str| {
+        let mut c = proof_claims("GET", URL, &token, jti);
+        c.insert("nonce".into(), json!(nonce));
+        let h = dpop_request(&token, &sign(key, &header_for(key), &c));
+        *h.shared.borrow_mut() = host.shared.borrow().clone();
+        h
+    };
+    // Another worker, on the same shared data: the nonce passes.
+    let other = worker(&cfg);
+    let ok = with_nonce("j-r2");
+    assert_eq!(run(&other, &ok), Flow::Continue, "{}", ok.log_text());
+    // Another gateway (its own shared data, so its own secret): it does not.
+    let elsewhere = with_nonce("j-r3");
+    elsewhere.shared.borrow_mut().clear();
+    assert_eq!(run(&worker(&cfg), &elsewhere), Flow::Pause);
+    assert_dpop_error(&elsewhere, "use_dpop_nonce", "use_dpop_nonce");
+    // The secret is never a nonce, nor in the log.
+    let stored = host
+        .shared
+        .borrow()
+        .get("certbound.dpop.nonce-secret")
+        .map(|(v, _)| v.clone())
+        .unwrap();
+    assert_eq!(stored.len(), 36);
+    let hex: String = stored[4..].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!host.log_text().contains(&hex) && !ok.log_text().contains(&hex));
+    assert!(!nonce.contains(&hex));
+}

@@ -115,6 +115,16 @@ pub enum CertSource {
     },
 }
 
+/// The secret DPoP nonces are a MAC under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NonceSecret {
+    /// `dpop_nonce_secret`: the same on every instance that has it.
+    Configured(Vec<u8>),
+    /// None configured: random, made once by the first worker that needs it and shared with
+    /// the others (`flow::worker::Worker::nonce_key`).
+    Generated,
+}
+
 /// DPoP (RFC 9449) settings.
 #[derive(Debug, Clone)]
 pub struct DpopSettings {
@@ -123,8 +133,8 @@ pub struct DpopSettings {
     /// Proofs the replay cache holds (`dpop_replay_cache_entries`).
     pub replay_entries: u32,
     pub algorithms: Vec<Alg>,
-    /// The key nonces are made under, when nonces are required.
-    pub nonce_key: Option<Vec<u8>>,
+    /// Where the key nonces are made under comes from, when nonces are required.
+    pub nonce: Option<NonceSecret>,
     /// The origins a request may come to (`dpop_allowed_origins`), normalised as `external`.
     pub origins: Vec<String>,
     /// `scheme://authority` clients use, when configured (`dpop_external_url`), lower-case.
@@ -340,12 +350,7 @@ impl Settings {
                 format!("must be at least {MIN_NONCE_SECRET} characters"),
             ));
         }
-        if raw.dpop_use_nonce && raw.dpop_nonce_secret.is_none() {
-            return Err(ConfigError::new(
-                "dpop_nonce_secret",
-                "is required when dpop_use_nonce is on",
-            ));
-        }
+
         let external = raw
             .dpop_external_url
             .as_deref()
@@ -552,6 +557,14 @@ impl Settings {
                     .to_string(),
             );
         }
+        if dpop_on && raw.dpop_use_nonce && raw.dpop_nonce_secret.is_none() {
+            warnings.push(
+                "dpop_use_nonce without dpop_nonce_secret: this gateway makes a random secret, \
+                 shared by its workers; several gateway instances need the same \
+                 dpop_nonce_secret, or a nonce from one is refused by another"
+                    .to_string(),
+            );
+        }
         if dpop_on && !raw.shared_cache {
             warnings.push(
                 "shared_cache is off: each worker remembers only the DPoP proofs it saw, so a \
@@ -564,11 +577,9 @@ impl Settings {
             lifetime: raw.dpop_proof_lifetime,
             replay_entries: raw.dpop_replay_cache_entries,
             algorithms: raw.dpop_algorithms.clone(),
-            nonce_key: raw.dpop_use_nonce.then(|| {
-                raw.dpop_nonce_secret
-                    .clone()
-                    .unwrap_or_default()
-                    .into_bytes()
+            nonce: raw.dpop_use_nonce.then(|| match &raw.dpop_nonce_secret {
+                Some(secret) => NonceSecret::Configured(secret.clone().into_bytes()),
+                None => NonceSecret::Generated,
             }),
             external,
             origins,

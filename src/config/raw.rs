@@ -155,11 +155,14 @@ pub struct RawConfig {
     /// When true, a proof must carry a nonce this gateway issued (RFC 9449 §9): one without a
     /// current nonce gets 401 `use_dpop_nonce` and a fresh nonce in the `DPoP-Nonce` header. Nonces
     /// are a MAC of the time (60-second steps, each good for two) under `dpop_nonce_secret`, so
-    /// every worker and every instance with the same secret accepts them, and nothing is stored.
-    /// Default: false.
+    /// every worker and every instance with the same secret accepts them, and nothing is stored;
+    /// without a secret the gateway makes a random one once, shared by its workers (through
+    /// shared data with `shared_cache`, else per worker), and warns at start-up that a fleet
+    /// needs the same `dpop_nonce_secret` on every instance. Default: false.
     pub dpop_use_nonce: bool,
     /// With `dpop_use_nonce`: the secret nonces are made under, at least 32 characters, the same on
-    /// every gateway instance a client may reach. Never logged. No default.
+    /// every gateway instance a client may reach. Never logged. No default (a random secret,
+    /// this gateway's own).
     pub dpop_nonce_secret: Option<String>,
     /// The scheme and authority clients use to reach this gateway, e.g. `https://api.example.com`
     /// (no path), against which a proof's `htu` is checked: set it when a proxy in front changes

@@ -365,13 +365,14 @@ fn read_proof(presented: &Presented, view: &View<'_>) -> Result<Option<Proof>, R
     let settings = view.settings();
     let d = &settings.dpop;
     let proof = Proof::parse(&request.proof, &d.algorithms)?;
+    let nonce_key = view.worker.nonce_key(view.store, view.now)?;
     proof.check_claims(
         &request.target,
         &presented.token,
         view.now,
         d.lifetime,
         settings.leeway,
-        d.nonce_key.as_deref(),
+        nonce_key.as_deref(),
     )?;
     Ok(Some(proof))
 }
@@ -407,7 +408,7 @@ fn verify_proof(
         .saturating_add(settings.dpop.lifetime)
         .saturating_add(settings.leeway)
         .saturating_add(1);
-    if settings.dpop.nonce_key.is_some() {
+    if settings.dpop.nonce.is_some() {
         until = until.min(now.saturating_add(2 * dpop::NONCE_STEP + settings.leeway));
     }
     Ok(ProofUse {

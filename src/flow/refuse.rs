@@ -24,13 +24,13 @@ pub(crate) fn send(
     paused: bool,
 ) {
     let settings = &worker.settings;
-    // A nonce for the client to retry with; without a clock it cannot have one.
-    let reply = match (rejection, &settings.dpop.nonce_key) {
-        (Rejection::UseDpopNonce, Some(key)) => {
-            let nonce = host
-                .now()
-                .ok()
-                .map(|now| crate::binding::dpop::nonce(key, now));
+    // A nonce for the client to retry with; without a clock or a key it cannot have one.
+    let reply = match rejection {
+        Rejection::UseDpopNonce => {
+            let nonce = host.now().ok().and_then(|now| {
+                let key = worker.nonce_key(&*worker.store(host), now).ok().flatten()?;
+                Some(crate::binding::dpop::nonce(&key, now))
+            });
             Rc::new(response::render(
                 rejection,
                 &settings.challenges(),

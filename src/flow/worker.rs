@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use crate::config::{CertSource, Settings};
+use crate::config::{CertSource, NonceSecret, Settings};
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{LocalStore, SlotCache, Store, TokenHash};
 use crate::flow::decider::ProofUse;
@@ -70,7 +70,16 @@ pub struct Worker {
     introspections: Cell<usize>,
     /// Local replies, made on first use: they depend on the rejection and scheme only.
     replies: RefCell<HashMap<ReplyKey, Rc<LocalResponse>>>,
+    /// The key DPoP nonces are a MAC under, and when it was last read from the store (a
+    /// generated one is re-read now and then: workers that made one at once converge).
+    nonce_key: RefCell<Option<(Rc<[u8]>, u64)>>,
 }
+
+/// Where a generated DPoP nonce secret is kept for every worker (shared data), and how often a
+/// worker re-reads it.
+const NONCE_SECRET_KEY: &str = "certbound.dpop.nonce-secret";
+const NONCE_SECRET_MAGIC: &[u8] = b"cbn1";
+const NONCE_SECRET_RECHECK: u64 = 60;
 
 impl Worker {
     pub fn new(settings: Settings) -> Worker {
@@ -116,7 +125,54 @@ impl Worker {
             nudged: Cell::new(false),
             introspections: Cell::new(0),
             replies: RefCell::new(HashMap::new()),
+            nonce_key: RefCell::new(None),
         }
+    }
+
+    /// The key DPoP nonces are made under, when nonces are on: `dpop_nonce_secret`, or without
+    /// one a random secret made by the first worker that needs it and kept in `store` for the
+    /// others (written only where absent; re-read every `NONCE_SECRET_RECHECK` s, so workers
+    /// that made one at the same moment end with the one that stayed). `Err`: no secret can be
+    /// had (no random source): nonces cannot be checked, so the request is refused.
+    pub(crate) fn nonce_key(
+        &self,
+        store: &dyn Store,
+        now: u64,
+    ) -> Result<Option<Rc<[u8]>>, Rejection> {
+        match &self.settings.dpop.nonce {
+            None => return Ok(None),
+            Some(NonceSecret::Configured(key)) => {
+                let mut held = self.nonce_key.borrow_mut();
+                let (k, _) = held.get_or_insert_with(|| (Rc::from(key.as_slice()), u64::MAX));
+                return Ok(Some(Rc::clone(k)));
+            }
+            Some(NonceSecret::Generated) => {}
+        }
+        if let Some((k, read)) = &*self.nonce_key.borrow()
+            && now.saturating_sub(*read) < NONCE_SECRET_RECHECK
+        {
+            return Ok(Some(Rc::clone(k)));
+        }
+        let stored = |bytes: Vec<u8>| -> Option<Rc<[u8]>> {
+            let key = bytes.strip_prefix(NONCE_SECRET_MAGIC)?;
+            (key.len() == 32).then(|| Rc::from(key))
+        };
+        let key = match store.load(NONCE_SECRET_KEY).and_then(stored) {
+            Some(k) => k,
+            None => {
+                let mut fresh = [0u8; 32];
+                getrandom::fill(&mut fresh).map_err(|_| Rejection::HostFailure)?;
+                let value = [NONCE_SECRET_MAGIC, &fresh].concat();
+                // Only where absent (the host's version 0): another worker's stays.
+                let _ = store.save_versioned(NONCE_SECRET_KEY, &value, None);
+                store
+                    .load(NONCE_SECRET_KEY)
+                    .and_then(stored)
+                    .unwrap_or_else(|| Rc::from(&fresh[..]))
+            }
+        };
+        *self.nonce_key.borrow_mut() = Some((Rc::clone(&key), now));
+        Ok(Some(key))
     }
 
     /// The root context this worker's fetches are dispatched from.

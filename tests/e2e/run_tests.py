@@ -686,6 +686,32 @@ def _(t):
         t.s.envoy_configs.pop("dpop-nonce", None)
 
 
+@case("DPoP nonces without a configured secret: the nonce one worker issues passes on every worker "
+      "(a random secret in shared data)", native_only="starts a gateway of its own")
+def _(t):
+    config = json.loads((stack.CONFIGS / "dpop-nonce.json").read_text())
+    del config["dpop_nonce_secret"]
+    path = t.s.state / "dpop-nonce-gen.json"
+    path.write_text(json.dumps(config, indent=1))
+    t.s.start_envoy("nonce-gen", path)
+    try:
+        tok = dpop_token(t)
+        url = t.s.envoy_url("nonce-gen") + "/accounts"
+        r = dpop_send(t, "nonce-gen", tok, t.s.dpop_proof(dpop_key(t), url, "GET", token=tok))
+        expect_dpop_denied(t, r, "use_dpop_nonce")
+        nonce = r.header("dpop-nonce")
+        expect(nonce, f"no DPoP-Nonce header: {t.show(r)}")
+        # A new connection each: spread over both workers.
+        for i in range(6):
+            r = dpop_send(t, "nonce-gen", tok, t.s.dpop_proof(dpop_key(t), url, "GET", token=tok, nonce=nonce))
+            expect(r.status == 200, f"request {i + 1}/6 with the issued nonce: {t.show(r)}")
+        log = t.s.log_tail(t.s.gateway_proc("nonce-gen"), 200)
+        expect("dpop_use_nonce without dpop_nonce_secret" in log, "no start-up warning about the generated secret")
+    finally:
+        t.s.stop_service(t.s.gateway_proc("nonce-gen"))
+        t.s.envoy_configs.pop("nonce-gen", None)
+
+
 @case("broken filter configs: Envoy refuses to start and its log names the field",
       native_only="starts Envoys of its own",
       only=("envoy", "Kong's engine keeps a refused filter and closes the route: the next case"))
