@@ -22,8 +22,15 @@ use crate::tokens::jwks::Alg;
 /// Longest token kept: RFC 9068 tokens are around 1 KiB; a bigger one is checked in full
 /// each time rather than let a few requests fill the memory.
 pub const MAX_KEPT_TOKEN: usize = 4 * 1024;
-/// Bytes of tokens kept per entry allowed, on average.
+/// Bytes kept per entry allowed, on average: the token, what is known of it, and the map's
+/// own bookkeeping (`ENTRY_OVERHEAD`).
 const BYTES_PER_ENTRY: usize = 2 * 1024;
+/// What a worker's known tokens may take in all, whatever `cache_max_entries` says: at the
+/// largest allowed count (1,000,000) the per-entry budget alone would be 2 GB per worker.
+pub const MAX_KNOWN_BYTES: usize = 64 * 1024 * 1024;
+/// The allocations an entry costs beside its strings (map slot, two `Rc`s, the order queue,
+/// the facts' fixed part), measured from the types' sizes and rounded up.
+const ENTRY_OVERHEAD: usize = 256;
 /// Seconds a failed signature is remembered: a forger who binds the token to its own
 /// certificate (or any token where binding is optional) passes every cheap check, and must
 /// not buy a signature check per request. Then it is checked again (a key may have arrived).
@@ -61,6 +68,28 @@ pub enum Known {
 }
 
 impl Known {
+    /// The heap bytes this holds beyond `ENTRY_OVERHEAD`: its strings.
+    fn weight(&self) -> usize {
+        let facts_bytes = |f: &Facts| {
+            let cnf = f.cnf.x5t_s256.as_ref().map_or(0, String::len)
+                + f.cnf.jkt.as_ref().map_or(0, String::len);
+            let identity: usize = f
+                .identity
+                .iter()
+                .map(|v| v.as_ref().map_or(0, String::len) + std::mem::size_of::<Option<String>>())
+                .sum();
+            cnf + identity
+        };
+        match self {
+            Known::Jwt { facts, kid, .. } => {
+                facts_bytes(facts) + kid.as_ref().map_or(0, String::len)
+            }
+            Known::Answer { facts, signed, .. } => {
+                facts.as_ref().map_or(0, facts_bytes) + signed.as_ref().map_or(0, |s| s.len())
+            }
+        }
+    }
+
     /// Whether the JWT's signature failed within `FAILED_SIGNATURE_MEMORY` of `now`.
     pub fn signature_failed_recently(signature: Signature, now: u64) -> bool {
         matches!(signature, Signature::Failed(at) if now < at.saturating_add(FAILED_SIGNATURE_MEMORY))
@@ -71,7 +100,7 @@ impl Known {
 pub struct KnownTokens {
     /// foldhash, seeded at random per worker: several times faster than SipHash over a
     /// kilobyte token, and an attacker who cannot see hashes cannot aim collisions.
-    map: RefCell<HashMap<Rc<str>, Rc<Known>, RandomState>>,
+    map: RefCell<HashMap<Rc<str>, (Rc<Known>, usize), RandomState>>,
     /// Insertion order, for eviction.
     order: RefCell<VecDeque<Rc<str>>>,
     bytes: Cell<usize>,
@@ -87,12 +116,14 @@ impl KnownTokens {
             order: RefCell::new(VecDeque::new()),
             bytes: Cell::new(0),
             max_entries,
-            max_bytes: max_entries.saturating_mul(BYTES_PER_ENTRY),
+            max_bytes: max_entries
+                .saturating_mul(BYTES_PER_ENTRY)
+                .min(MAX_KNOWN_BYTES),
         }
     }
 
     pub fn get(&self, token: &str) -> Option<Rc<Known>> {
-        self.map.borrow().get(token).cloned()
+        self.map.borrow().get(token).map(|(k, _)| Rc::clone(k))
     }
 
     /// Records what is known about `token` (replacing what was), evicting the oldest entries
@@ -101,23 +132,28 @@ impl KnownTokens {
         if token.len() > MAX_KEPT_TOKEN {
             return;
         }
+        let weight = token.len() + known.weight() + ENTRY_OVERHEAD;
         let mut map = self.map.borrow_mut();
+        let mut bytes = self.bytes.get();
         if let Some(entry) = map.get_mut(token) {
-            *entry = known;
+            bytes = bytes.saturating_sub(entry.1).saturating_add(weight);
+            *entry = (known, weight);
+            self.bytes.set(bytes);
             return;
         }
         let key: Rc<str> = Rc::from(token);
         let mut order = self.order.borrow_mut();
-        let mut bytes = self.bytes.get() + key.len();
+        bytes = bytes.saturating_add(weight);
         while map.len() >= self.max_entries || bytes > self.max_bytes {
             let Some(oldest) = order.pop_front() else {
                 break;
             };
-            map.remove(&oldest);
-            bytes = bytes.saturating_sub(oldest.len());
+            if let Some((_, w)) = map.remove(&oldest) {
+                bytes = bytes.saturating_sub(w);
+            }
         }
         order.push_back(Rc::clone(&key));
-        map.insert(key, known);
+        map.insert(key, (known, weight));
         self.bytes.set(bytes);
     }
 
@@ -135,7 +171,7 @@ impl KnownTokens {
         self.map.borrow().is_empty()
     }
 
-    /// Bytes of tokens held.
+    /// Bytes held: tokens, what is known of them, and the bookkeeping per entry.
     pub fn bytes(&self) -> usize {
         self.bytes.get()
     }
@@ -259,7 +295,7 @@ mod tests {
         }
         assert_eq!(k.len(), 4);
         assert!(k.get("t5").is_none() && k.get("t6").is_some());
-        // 4 entries allow 8 KiB of tokens: three 3 KiB tokens do not fit together.
+        // 4 entries allow 8 KiB: three 3 KiB tokens do not fit together.
         let k = KnownTokens::new(4);
         for c in ['a', 'b', 'c'] {
             k.put(&c.to_string().repeat(3 * 1024), answer(0));
@@ -270,6 +306,35 @@ mod tests {
         assert_eq!(k.len(), 2, "over-long tokens are not kept");
         k.clear();
         assert!(k.is_empty() && k.bytes() == 0);
+    }
+
+    #[test]
+    fn an_entry_weighs_what_it_holds_and_a_worker_holds_at_most_its_cap() {
+        // The copies of claims count, not only the token (an answer with a signed response
+        // forwarded is mostly that response).
+        let k = KnownTokens::new(16);
+        let signed: Rc<str> = Rc::from("s".repeat(1500).as_str());
+        k.put(
+            "tok",
+            Rc::new(Known::Answer {
+                facts: Err(Rejection::Inactive),
+                until: 1,
+                signed: Some(signed),
+            }),
+        );
+        assert!(k.bytes() >= 3 + 1500 + ENTRY_OVERHEAD, "{}", k.bytes());
+        // Replacing an entry replaces its weight.
+        k.put("tok", answer(2));
+        assert_eq!(k.bytes(), 3 + ENTRY_OVERHEAD);
+        // Whatever cache_max_entries is, the bytes stay under the cap.
+        let big = KnownTokens::new(1_000_000);
+        assert_eq!(big.max_bytes, MAX_KNOWN_BYTES);
+        let token = "t".repeat(4000);
+        for i in 0..20_000 {
+            big.put(&format!("{i}{token}"), answer(0));
+        }
+        assert!(big.bytes() <= MAX_KNOWN_BYTES, "{}", big.bytes());
+        assert!(big.len() < 20_000);
     }
 
     #[test]
