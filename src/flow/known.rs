@@ -96,11 +96,14 @@ impl Known {
     }
 }
 
+/// What is known of a token, and the bytes its entry counts for.
+type Weighed = (Rc<Known>, usize);
+
 /// The tokens one worker knows.
 pub struct KnownTokens {
     /// foldhash, seeded at random per worker: several times faster than SipHash over a
     /// kilobyte token, and an attacker who cannot see hashes cannot aim collisions.
-    map: RefCell<HashMap<Rc<str>, (Rc<Known>, usize), RandomState>>,
+    map: RefCell<HashMap<Rc<str>, Weighed, RandomState>>,
     /// Insertion order, for eviction.
     order: RefCell<VecDeque<Rc<str>>>,
     bytes: Cell<usize>,
