@@ -505,6 +505,11 @@ fn introspection_calls_in_flight_are_bounded_per_worker() {
     let calls = Cell::new(0);
     let filters: Vec<RequestFilter> = (0..MAX_INTROSPECTIONS as u32 + 20)
         .map(|i| {
+            // Many clients (each peer's share is bounded too: the next test).
+            host.set_property(
+                "source.address",
+                format!("10.0.{}.{}:443", i / 200, i % 200).as_bytes(),
+            );
             host.bearer(&format!("opaque-token-number-{i:04}-xxxxxxxxxxxxxxxx"));
             let f = RequestFilter::new(Rc::clone(&w), 10 + i);
             let _ = f.on_request_headers(host.as_request(10 + i));
@@ -600,5 +605,52 @@ fn kong_a_header_map_the_engine_cannot_hand_over_is_never_read() {
         !host.log_text().contains("too_many_headers"),
         "{}",
         host.log_text()
+    );
+}
+
+#[test]
+fn one_peer_cannot_take_every_introspection_place() {
+    // Tokenless traffic (random opaque tokens, each an IdP call; with DPoP each with a proof
+    // by its own key) from one client fills at most its share; a legitimate client elsewhere
+    // still gets its token introspected.
+    use certbound::flow::worker::MAX_INTROSPECTIONS_PER_PEER;
+    let cert = &pki().ec;
+    let w = worker(&base_config());
+    let host = FakeHost::envoy(Some(&cert.pem), Some(&cert.sha256_hex));
+    host.set_property("source.address", b"203.0.113.7:5555");
+    let flood: Vec<RequestFilter> = (0..MAX_INTROSPECTIONS_PER_PEER as u32 + 10)
+        .map(|i| {
+            host.bearer(&format!("random-opaque-token-{i:04}-xxxxxxxxxxxxxxxx"));
+            let f = RequestFilter::new(Rc::clone(&w), 10 + i);
+            let _ = f.on_request_headers(host.as_request(10 + i));
+            f
+        })
+        .collect();
+    assert_eq!(host.dispatched.borrow().len(), MAX_INTROSPECTIONS_PER_PEER);
+    assert_eq!(host.responses.borrow().len(), 10);
+    assert!(host.responses.borrow().iter().all(|r| r.status == 503));
+    // Another client, while the flood holds its places.
+    host.set_property("source.address", b"198.51.100.2:443");
+    host.bearer("a-legitimate-opaque-token-xxxxxxxxxxxxxxxxx");
+    let legit = RequestFilter::new(Rc::clone(&w), 5000);
+    assert_eq!(legit.on_request_headers(host.as_request(5000)), Flow::Pause);
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        MAX_INTROSPECTIONS_PER_PEER + 1
+    );
+    assert_eq!(
+        host.responses.borrow().len(),
+        10,
+        "the legitimate client was refused"
+    );
+    // The flood's places come back when its requests end.
+    drop(flood);
+    host.set_property("source.address", b"203.0.113.7:5555");
+    host.bearer("random-opaque-token-after-xxxxxxxxxxxxxxxxx");
+    let again = RequestFilter::new(Rc::clone(&w), 6000);
+    assert_eq!(again.on_request_headers(host.as_request(6000)), Flow::Pause);
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        MAX_INTROSPECTIONS_PER_PEER + 2
     );
 }

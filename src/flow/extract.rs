@@ -300,7 +300,7 @@ fn client_certificate(
 /// `$remote_addr`, which the realip module may have rewritten from a client header;
 /// `$realip_remote_addr` is the connection's own. (On Envoy `source.address` follows
 /// X-Forwarded-For unless `use_remote_address: true`, as envoy/envoy.yaml sets it.)
-fn peer_address(host: &impl Host, engine: Engine) -> Result<Option<IpAddr>, Rejection> {
+pub(crate) fn peer_address(host: &impl Host, engine: Engine) -> Result<Option<IpAddr>, Rejection> {
     let read = |path: &[&str]| {
         host.property(path)
             .map_err(|e| host_failure(host, "reading the peer address", &e))

@@ -4,8 +4,10 @@
 //! so all of it runs in native tests against a fake host.
 
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::rc::Rc;
 
+use crate::endpoint::OutboundRequest;
 use crate::flow::decider::{self, Decision, Note, Pending, Phase, ProofUse, Step, View};
 use crate::flow::extract::{self, Presented};
 use crate::flow::worker::{KeyWait, NoWait, Worker, call_outcome};
@@ -42,6 +44,8 @@ enum Stage {
         call: u32,
         presented: Presented,
         proof: Option<ProofUse>,
+        /// Whose share of the worker's introspection places it holds.
+        peer: Option<IpAddr>,
     },
     /// Decided (allowed or refused), or refused before a token was read.
     Done,
@@ -116,8 +120,9 @@ impl RequestFilter {
                 call: ours,
                 presented,
                 proof,
+                peer,
             } if ours == call => {
-                core.worker.introspection_ended();
+                core.worker.introspection_ended(peer);
                 let outcome = call_outcome(host, body_size, MAX_RESPONSE_BYTES);
                 let pending = Pending {
                     answer: Some(outcome),
@@ -148,8 +153,8 @@ impl Drop for RequestCore {
     /// A request that ends while its introspection call is out (a reset stream on Envoy,
     /// whose answer then never comes) gives its place back.
     fn drop(&mut self) {
-        if let Stage::WaitingForIntrospection { .. } = self.stage.get_mut() {
-            self.worker.introspection_ended();
+        if let Stage::WaitingForIntrospection { peer, .. } = self.stage.get_mut() {
+            self.worker.introspection_ended(*peer);
         }
     }
 }
@@ -287,30 +292,53 @@ impl RequestCore {
                     Err(NoWait::Unavailable) => self.deny(host, Rejection::KeysUnavailable),
                 }
             }
-            Step::Introspect(..) if !worker.introspection_started() => {
-                host.log(LogLevel::Warn, "too many introspection calls in flight");
+            Step::Introspect(request, proof) => {
+                // Places are shared per peer: clients that send tokens nobody issued (each
+                // costs an IdP call) cannot take every place from the others.
+                let peer = match worker.known_engine() {
+                    Some(engine) => crate::flow::extract::peer_address(host, engine)
+                        .ok()
+                        .flatten(),
+                    None => None,
+                };
+                if !worker.introspection_started(peer) {
+                    host.log(LogLevel::Warn, "too many introspection calls in flight");
+                    return self.deny(host, Rejection::IntrospectionUnavailable);
+                }
+                self.introspect(host, &request, presented, proof, peer)
+            }
+        }
+    }
+
+    /// Dispatches the introspection call the decider asked for, in the place `peer` took.
+    fn introspect(
+        &self,
+        host: &impl Host,
+        request: &OutboundRequest,
+        presented: Presented,
+        proof: Option<ProofUse>,
+        peer: Option<IpAddr>,
+    ) -> Flow {
+        match host.dispatch(request) {
+            Ok(call) => {
+                host.count(Metric::IntrospectionCalls);
+                self.stage.set(Stage::WaitingForIntrospection {
+                    call,
+                    presented,
+                    proof,
+                    peer,
+                });
+                self.pause()
+            }
+            Err(e) => {
+                self.worker.introspection_ended(peer);
+                host.log(
+                    LogLevel::Warn,
+                    &format!("introspection call could not be started: {e}"),
+                );
+                host.count(Metric::IntrospectionFailures);
                 self.deny(host, Rejection::IntrospectionUnavailable)
             }
-            Step::Introspect(request, proof) => match host.dispatch(&request) {
-                Ok(call) => {
-                    host.count(Metric::IntrospectionCalls);
-                    self.stage.set(Stage::WaitingForIntrospection {
-                        call,
-                        presented,
-                        proof,
-                    });
-                    self.pause()
-                }
-                Err(e) => {
-                    worker.introspection_ended();
-                    host.log(
-                        LogLevel::Warn,
-                        &format!("introspection call could not be started: {e}"),
-                    );
-                    host.count(Metric::IntrospectionFailures);
-                    self.deny(host, Rejection::IntrospectionUnavailable)
-                }
-            },
         }
     }
 

@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub const MAX_WAITING: usize = 1024;
 /// Introspection calls one worker may have in flight; more requests needing one get a 503.
 /// Random opaque tokens (or many clients at once) cost the IdP at most this much at a time.
 pub const MAX_INTROSPECTIONS: usize = 128;
+/// Of those, what requests from one peer address may hold at once.
+pub const MAX_INTROSPECTIONS_PER_PEER: usize = 16;
 
 /// A request waiting for keys. Weak: a request that ends stops waiting by itself.
 struct Waiter {
@@ -68,6 +71,8 @@ pub struct Worker {
     nudged: Cell<bool>,
     /// Introspection calls this worker's requests have in flight.
     introspections: Cell<usize>,
+    /// The same, by the requests' peer address (none when it cannot be read).
+    introspections_by_peer: RefCell<HashMap<Option<IpAddr>, usize>>,
     /// Local replies, made on first use: they depend on the rejection and scheme only.
     replies: RefCell<HashMap<ReplyKey, Rc<LocalResponse>>>,
     /// The key DPoP nonces are a MAC under, and when it was last read from the store (a
@@ -124,6 +129,7 @@ impl Worker {
             engine: Cell::new(None),
             nudged: Cell::new(false),
             introspections: Cell::new(0),
+            introspections_by_peer: RefCell::new(HashMap::new()),
             replies: RefCell::new(HashMap::new()),
             nonce_key: RefCell::new(None),
         }
@@ -429,20 +435,32 @@ impl Worker {
         }
     }
 
-    /// Takes a place for an introspection call; `false` when the worker has too many.
-    pub(crate) fn introspection_started(&self) -> bool {
+    /// Takes a place for an introspection call for a request from `peer`; `false` when the
+    /// worker has too many in flight, or that peer its share (`MAX_INTROSPECTIONS_PER_PEER`):
+    /// one client sending tokens nobody issued, each an IdP call, cannot take every place.
+    pub(crate) fn introspection_started(&self, peer: Option<IpAddr>) -> bool {
         let n = self.introspections.get();
-        if n >= MAX_INTROSPECTIONS {
+        let mut by_peer = self.introspections_by_peer.borrow_mut();
+        let mine = by_peer.get(&peer).copied().unwrap_or(0);
+        if n >= MAX_INTROSPECTIONS || mine >= MAX_INTROSPECTIONS_PER_PEER {
             return false;
         }
         self.introspections.set(n + 1);
+        by_peer.insert(peer, mine + 1);
         true
     }
 
     /// Gives the place back: the answer came, or the request that waited for it ended.
-    pub(crate) fn introspection_ended(&self) {
+    pub(crate) fn introspection_ended(&self, peer: Option<IpAddr>) {
         self.introspections
             .set(self.introspections.get().saturating_sub(1));
+        let mut by_peer = self.introspections_by_peer.borrow_mut();
+        if let Some(n) = by_peer.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by_peer.remove(&peer);
+            }
+        }
     }
 
     fn call_timeout_secs(&self) -> u64 {
