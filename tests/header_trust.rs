@@ -352,6 +352,30 @@ fn a_forwarded_chain_is_checked_only_for_a_token_bound_to_its_leaf() {
         0,
         "a chain was built for a token bound elsewhere"
     );
+    // Bound to the leaf but not the IdP's (a payload changed under its signature): refused
+    // by the signature, before any chain is built, and again for free.
+    let mine_forged = tamper(
+        &mint(&bound_claims(&other)),
+        &bound_claims(
+            &Thumbprint::from_pem(pem("leaf.pem").as_bytes())
+                .unwrap()
+                .to_x5t_s256(),
+        ),
+    );
+    for _ in 0..3 {
+        let (flow, host) = request(&mine_forged, &worker);
+        assert_eq!(flow, Flow::Pause);
+        assert!(
+            host.log_text().contains("bad_signature"),
+            "{}",
+            host.log_text()
+        );
+    }
+    assert_eq!(
+        path_signature_checks() - before,
+        0,
+        "a chain was built for a forged token"
+    );
     // Bound to the leaf: the chain is checked, then allowed.
     let mine = Thumbprint::from_pem(pem("leaf.pem").as_bytes())
         .unwrap()
@@ -448,4 +472,57 @@ fn a_proxy_told_by_its_own_certificate_is_believed_whatever_its_address() {
         401,
         "no proxy certificate"
     );
+}
+
+#[test]
+fn in_strict_mode_an_untrusted_header_certificate_never_costs_an_idp_call() {
+    // An opaque token with a certificate from another CA in the header: the certificate is
+    // refused before the token is introspected.
+    let cfg = with(
+        config(&["root.pem"], json!({})),
+        json!({"auth_methods": ["introspection"]}),
+    );
+    let host = FakeHost::envoy(None, None);
+    host.set_property("source.address", b"10.1.2.3:5555");
+    host.request(
+        "/x",
+        &[
+            (
+                "authorization",
+                "Bearer an-opaque-token-xxxxxxxxxxxxxxxxxxxxxxxxx",
+            ),
+            ("client-cert", &sf("foreign.pem")),
+            ("client-cert-chain", &sf("other_inter.pem")),
+        ],
+    );
+    let worker = Rc::new(Worker::new(settings(&cfg)));
+    worker.set_root_context(ROOT);
+    assert_eq!(
+        RequestFilter::new(Rc::clone(&worker), REQUEST).on_request_headers(&host),
+        Flow::Pause
+    );
+    assert!(
+        host.dispatched.borrow().is_empty(),
+        "an IdP call for an untrusted certificate"
+    );
+    assert_eq!(host.last_response().unwrap().status, 401);
+    // The honest certificate: introspected.
+    let host = FakeHost::envoy(None, None);
+    host.set_property("source.address", b"10.1.2.3:5555");
+    host.request(
+        "/x",
+        &[
+            (
+                "authorization",
+                "Bearer an-opaque-token-xxxxxxxxxxxxxxxxxxxxxxxxx",
+            ),
+            ("client-cert", &sf("leaf.pem")),
+            ("client-cert-chain", &sf("inter.pem")),
+        ],
+    );
+    assert_eq!(
+        RequestFilter::new(worker, REQUEST).on_request_headers(&host),
+        Flow::Pause
+    );
+    assert_eq!(host.dispatched.borrow().len(), 1);
 }

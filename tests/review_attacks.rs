@@ -654,3 +654,34 @@ fn one_peer_cannot_take_every_introspection_place() {
         MAX_INTROSPECTIONS_PER_PEER + 2
     );
 }
+
+#[test]
+fn an_ipv6_client_has_one_share_for_its_whole_64() {
+    // One host holds a whole /64: rotating addresses inside it buys no more places.
+    use certbound::flow::worker::MAX_INTROSPECTIONS_PER_PEER;
+    let cert = &pki().ec;
+    let w = worker(&base_config());
+    let host = FakeHost::envoy(Some(&cert.pem), Some(&cert.sha256_hex));
+    let _held: Vec<RequestFilter> = (0..MAX_INTROSPECTIONS_PER_PEER as u32 + 4)
+        .map(|i| {
+            host.set_property(
+                "source.address",
+                format!("[2001:db8:1:2::{:x}]:443", i + 1).as_bytes(),
+            );
+            host.bearer(&format!("random-opaque-token-{i:04}-xxxxxxxxxxxxxxxx"));
+            let f = RequestFilter::new(Rc::clone(&w), 10 + i);
+            let _ = f.on_request_headers(host.as_request(10 + i));
+            f
+        })
+        .collect();
+    assert_eq!(host.dispatched.borrow().len(), MAX_INTROSPECTIONS_PER_PEER);
+    // Another /64 is another client.
+    host.set_property("source.address", b"[2001:db8:1:3::1]:443");
+    host.bearer("a-legitimate-opaque-token-xxxxxxxxxxxxxxxxx");
+    let f = RequestFilter::new(Rc::clone(&w), 5000);
+    assert_eq!(f.on_request_headers(host.as_request(5000)), Flow::Pause);
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        MAX_INTROSPECTIONS_PER_PEER + 1
+    );
+}

@@ -286,7 +286,16 @@ impl TrustStore {
         intermediates: &[Vec<u8>],
         now: u64,
     ) -> Result<u64, ChainError> {
-        let offered = plausible_intermediates(leaf, intermediates);
+        self.verify_offered(leaf, &plausible_intermediates(leaf, intermediates), now)
+    }
+
+    /// `verify` with the intermediates `plausible_intermediates` chose.
+    pub fn verify_offered(
+        &self,
+        leaf: &[u8],
+        offered: &[&[u8]],
+        now: u64,
+    ) -> Result<u64, ChainError> {
         let until = std::iter::once(leaf)
             .chain(offered.iter().copied())
             .filter_map(|d| links(d).map(|l| l.not_after))
@@ -295,7 +304,7 @@ impl TrustStore {
         let leaf = CertificateDer::from(leaf);
         let end_entity = EndEntityCert::try_from(&leaf).map_err(|e| classify(&e))?;
         let mut chain: Vec<CertificateDer<'_>> =
-            offered.into_iter().map(CertificateDer::from).collect();
+            offered.iter().map(|d| CertificateDer::from(*d)).collect();
         chain.extend(
             self.intermediates
                 .iter()

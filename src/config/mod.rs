@@ -558,12 +558,17 @@ impl Settings {
             );
         }
         if dpop_on && raw.dpop_use_nonce && raw.dpop_nonce_secret.is_none() {
-            warnings.push(
+            warnings.push(if raw.shared_cache {
                 "dpop_use_nonce without dpop_nonce_secret: this gateway makes a random secret, \
                  shared by its workers; several gateway instances need the same \
                  dpop_nonce_secret, or a nonce from one is refused by another"
-                    .to_string(),
-            );
+                    .to_string()
+            } else {
+                "dpop_use_nonce without dpop_nonce_secret and with shared_cache off: each \
+                 worker makes its own random secret, so a nonce from one worker is refused by \
+                 another (clients retry); set dpop_nonce_secret"
+                    .to_string()
+            });
         }
         if dpop_on && !raw.shared_cache {
             warnings.push(

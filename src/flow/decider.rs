@@ -10,6 +10,7 @@
 
 use std::rc::Rc;
 
+use crate::binding::chain::plausible_intermediates;
 use crate::binding::dpop::{self, Proof};
 use crate::binding::{self, PopMode, Possession};
 use crate::config::{
@@ -17,7 +18,7 @@ use crate::config::{
 };
 use crate::endpoint::{CallOutcome, OutboundRequest};
 use crate::flow::cache::{Store, TokenHash};
-use crate::flow::extract::Presented;
+use crate::flow::extract::{ForwardedChain, Presented};
 use crate::flow::keys::{KeyFetcher, Refetch};
 use crate::flow::known::{Known, Signature};
 use crate::flow::replay::ProofId;
@@ -431,13 +432,25 @@ fn check_forwarded(
     let (Some(forwarded), Some(_)) = (&presented.forwarded, &cnf.x5t_s256) else {
         return Ok(());
     };
+    forwarded_path(view, forwarded, notes)
+}
+
+/// The path of a certificate from a header to a configured CA, remembered by the worker.
+fn forwarded_path(
+    view: &View<'_>,
+    forwarded: &ForwardedChain,
+    notes: &mut Vec<Note>,
+) -> Result<(), Rejection> {
     let CertSource::Header { name, trust, .. } = &view.settings().cert_source else {
         return Err(Rejection::CertificateNotTrusted);
     };
-    let (leaf, chain, now) = (&forwarded.leaf, &forwarded.chain, view.now);
+    let (leaf, now) = (&forwarded.leaf, view.now);
+    let offered = plausible_intermediates(leaf, &forwarded.chain);
     view.worker
         .certificates
-        .chain_verdict(leaf, chain, now, || trust.verify(leaf, chain, now))
+        .chain_verdict(leaf, &offered, now, || {
+            trust.verify_offered(leaf, &offered, now)
+        })
         .map_err(|e| {
             notes.push(Note::Info(format!("{name} refused: {e}")));
             Rejection::CertificateNotTrusted
@@ -551,7 +564,6 @@ fn check_jwt(
         &facts.cnf,
         &possession(presented, jkt),
     )?;
-    check_forwarded(view, presented, &facts.cnf, notes)?;
     let proof_id = proof.as_ref().map(|p| unused(p, view, notes)).transpose()?;
     // The token's signature: known, or checked now with one key.
     match signature {
@@ -606,6 +618,9 @@ fn check_jwt(
             }
         }
     }
+    // A certificate from a header: its path, once the token is the IdP's (a forged token is
+    // refused by its signature, remembered a minute, before any chain is built).
+    check_forwarded(view, presented, &facts.cnf, notes)?;
     // Then the proof's signature, and the scopes.
     let proof_use = match (proof, proof_id) {
         (Some(p), Some(id)) => Some(verify_proof(&p, id, view, notes)?),
@@ -738,6 +753,11 @@ fn check_opaque(
     // What strict modes refuse whatever the token says: refuse before asking the IdP.
     if settings.pop == PopMode::Strict && presented.certificate.is_none() {
         return Err(Rejection::CertificateRequired);
+    }
+    // In strict mode every token needs the certificate: one from a header that has no path to
+    // a configured CA is refused before the IdP is asked.
+    if let (PopMode::Strict, Some(forwarded)) = (settings.pop, &presented.forwarded) {
+        forwarded_path(view, forwarded, notes)?;
     }
     if settings.dpop.mode == PopMode::Strict && presented.scheme != Scheme::Dpop {
         return Err(Rejection::DpopRequired);

@@ -224,18 +224,22 @@ impl KnownCertificates {
         Ok(tp)
     }
 
-    /// `verify(leaf, chain)` (`Ok`: valid until), remembered by the SHA-256 of leaf and chain
-    /// (each length-prefixed, so no two inputs share a key) for `CHAIN_VERDICT_SECONDS`, and
-    /// an acceptance never past the moment its certificates expire.
+    /// `verify()` (`Ok`: valid until) of `leaf` with the intermediates `offered` to path
+    /// building, remembered by the SHA-256 of leaf and those intermediates in a fixed order
+    /// (each length-prefixed, so no two inputs share a key: what the header adds that path
+    /// building never sees cannot make a new entry) for `CHAIN_VERDICT_SECONDS`, and an
+    /// acceptance never past the moment its certificates expire.
     pub fn chain_verdict(
         &self,
         leaf: &[u8],
-        chain: &[Vec<u8>],
+        offered: &[&[u8]],
         now: u64,
         verify: impl FnOnce() -> Result<u64, ChainError>,
     ) -> Result<(), ChainError> {
+        let mut sorted: Vec<&[u8]> = offered.to_vec();
+        sorted.sort_unstable();
         let mut h = Sha256::new();
-        for der in std::iter::once(leaf).chain(chain.iter().map(Vec::as_slice)) {
+        for der in std::iter::once(leaf).chain(sorted) {
             h.update((der.len() as u64).to_le_bytes());
             h.update(der);
         }

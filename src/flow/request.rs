@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::net::IpAddr;
 use std::rc::Rc;
 
+use crate::config::CertSource;
 use crate::endpoint::OutboundRequest;
 use crate::flow::decider::{self, Decision, Note, Pending, Phase, ProofUse, Step, View};
 use crate::flow::extract::{self, Presented};
@@ -293,20 +294,36 @@ impl RequestCore {
                 }
             }
             Step::Introspect(request, proof) => {
-                // Places are shared per peer: clients that send tokens nobody issued (each
-                // costs an IdP call) cannot take every place from the others.
-                let peer = match worker.known_engine() {
-                    Some(engine) => crate::flow::extract::peer_address(host, engine)
-                        .ok()
-                        .flatten(),
-                    None => None,
-                };
+                // Places are shared per client address: clients that send tokens nobody
+                // issued (each costs an IdP call) cannot take every place from the others.
+                let peer = Self::share_of(host, worker);
                 if !worker.introspection_started(peer) {
                     host.log(LogLevel::Warn, "too many introspection calls in flight");
                     return self.deny(host, Rejection::IntrospectionUnavailable);
                 }
                 self.introspect(host, &request, presented, proof, peer)
             }
+        }
+    }
+
+    /// Whose share of the introspection places a request uses: its peer's address, an IPv6 one
+    /// by its /64 (one host holds a whole /64). None, with no share of its own but the worker's
+    /// bound, where the peer is no client: behind a trusted proxy (a header source, where every
+    /// client would share the proxy's address) or when the address cannot be read.
+    fn share_of(host: &impl Host, worker: &Worker) -> Option<IpAddr> {
+        if matches!(worker.settings.cert_source, CertSource::Header { .. }) {
+            return None;
+        }
+        let engine = worker.known_engine()?;
+        match crate::flow::extract::peer_address(host, engine)
+            .ok()
+            .flatten()?
+        {
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                Some(IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0)))
+            }
+            v4 => Some(v4),
         }
     }
 

@@ -71,8 +71,8 @@ pub struct Worker {
     nudged: Cell<bool>,
     /// Introspection calls this worker's requests have in flight.
     introspections: Cell<usize>,
-    /// The same, by the requests' peer address (none when it cannot be read).
-    introspections_by_peer: RefCell<HashMap<Option<IpAddr>, usize>>,
+    /// The same, by the requests' client address (`request::share_of`).
+    introspections_by_peer: RefCell<HashMap<IpAddr, usize>>,
     /// Local replies, made on first use: they depend on the rejection and scheme only.
     replies: RefCell<HashMap<ReplyKey, Rc<LocalResponse>>>,
     /// The key DPoP nonces are a MAC under, and when it was last read from the store (a
@@ -94,7 +94,7 @@ impl Worker {
             // whether answers must be signed (an unsigned answer cached by a route that takes
             // them must never satisfy one that requires a signed one).
             let scope = format!(
-                "{}://{}{}|{}|{}|{:?}|{:?}|signed={}",
+                "{}://{}{}|{}|{}|{:?}|{:?}|signed={:?}",
                 i.endpoint.scheme,
                 i.endpoint.authority,
                 i.endpoint.path,
@@ -102,7 +102,7 @@ impl Worker {
                 i.client_id,
                 i.issuer,
                 settings.upstream_headers,
-                i.signed.is_some()
+                i.signed.as_ref().map(|s| s.issuer.as_str())
             );
             SlotCache::new(&scope, settings.cache_max_entries)
         });
@@ -163,18 +163,28 @@ impl Worker {
             let key = bytes.strip_prefix(NONCE_SECRET_MAGIC)?;
             (key.len() == 32).then(|| Rc::from(key))
         };
+        let held = self.nonce_key.borrow().as_ref().map(|(k, _)| Rc::clone(k));
         let key = match store.load(NONCE_SECRET_KEY).and_then(stored) {
             Some(k) => k,
             None => {
-                let mut fresh = [0u8; 32];
-                getrandom::fill(&mut fresh).map_err(|_| Rejection::HostFailure)?;
-                let value = [NONCE_SECRET_MAGIC, &fresh].concat();
-                // Only where absent (the host's version 0): another worker's stays.
+                // Nothing stored (or the store cannot be read): the secret this worker holds,
+                // made only when it holds none, so nonces stay good while the store is away.
+                let mine = match held {
+                    Some(k) => k,
+                    None => {
+                        let mut fresh = [0u8; 32];
+                        getrandom::fill(&mut fresh).map_err(|_| Rejection::HostFailure)?;
+                        Rc::from(&fresh[..])
+                    }
+                };
+                let value = [NONCE_SECRET_MAGIC, &mine].concat();
+                // Kong's engine writes it only where absent; on Envoy a worker that wrote at
+                // the same moment may win: each re-reads and keeps what stayed.
                 let _ = store.save_versioned(NONCE_SECRET_KEY, &value, None);
                 store
                     .load(NONCE_SECRET_KEY)
                     .and_then(stored)
-                    .unwrap_or_else(|| Rc::from(&fresh[..]))
+                    .unwrap_or(mine)
             }
         };
         *self.nonce_key.borrow_mut() = Some((Rc::clone(&key), now));
@@ -438,15 +448,22 @@ impl Worker {
     /// Takes a place for an introspection call for a request from `peer`; `false` when the
     /// worker has too many in flight, or that peer its share (`MAX_INTROSPECTIONS_PER_PEER`):
     /// one client sending tokens nobody issued, each an IdP call, cannot take every place.
+    /// `None`: a request without a share of its own (behind a trusted proxy, an address that
+    /// cannot be read): only the worker's bound applies.
     pub(crate) fn introspection_started(&self, peer: Option<IpAddr>) -> bool {
         let n = self.introspections.get();
-        let mut by_peer = self.introspections_by_peer.borrow_mut();
-        let mine = by_peer.get(&peer).copied().unwrap_or(0);
-        if n >= MAX_INTROSPECTIONS || mine >= MAX_INTROSPECTIONS_PER_PEER {
+        if n >= MAX_INTROSPECTIONS {
             return false;
         }
+        if let Some(peer) = peer {
+            let mut by_peer = self.introspections_by_peer.borrow_mut();
+            let mine = by_peer.entry(peer).or_insert(0);
+            if *mine >= MAX_INTROSPECTIONS_PER_PEER {
+                return false;
+            }
+            *mine += 1;
+        }
         self.introspections.set(n + 1);
-        by_peer.insert(peer, mine + 1);
         true
     }
 
@@ -454,6 +471,7 @@ impl Worker {
     pub(crate) fn introspection_ended(&self, peer: Option<IpAddr>) {
         self.introspections
             .set(self.introspections.get().saturating_sub(1));
+        let Some(peer) = peer else { return };
         let mut by_peer = self.introspections_by_peer.borrow_mut();
         if let Some(n) = by_peer.get_mut(&peer) {
             *n = n.saturating_sub(1);
