@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
         assert!((1..=3_600).contains(&s.dpop.lifetime));
         assert!((16..=10_000_000).contains(&s.dpop.replay_entries));
         assert!(!s.dpop.algorithms.is_empty());
-        if let Some(key) = &s.dpop.nonce_key {
+        if let Some(certbound::config::NonceSecret::Configured(key)) = &s.dpop.nonce {
             assert!(key.len() >= 32, "a nonce secret of {} bytes", key.len());
         }
         if let Some(external) = &s.dpop.external {

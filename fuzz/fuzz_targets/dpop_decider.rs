@@ -290,7 +290,10 @@ fuzz_target!(|input: Input| {
     };
     assert_eq!(credential.token, token);
     let (method, url) = (input.request.method(), input.request.url());
-    let nonce_key = s.dpop.nonce_key.as_deref();
+    let nonce_key = match &s.dpop.nonce {
+        Some(certbound::config::NonceSecret::Configured(k)) => Some(k.as_slice()),
+        _ => None,
+    };
     let built = input.proof.build(&Context {
         method,
         url,
